@@ -1,0 +1,114 @@
+"""The project's one typed configuration module.
+
+Everything the pipeline writes lives under one data root (``IMGCLF_HOME``, default ``var/`` in
+the repository). This module only reads the environment and builds paths: it imports nothing
+heavy, so the DAG file can use it at parse time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+DEFAULT_REPO = "asherif844/ApacheSparkDeepLearningCookbook"
+DEFAULT_REF = "master"
+DEFAULT_CLASSES: dict[str, str] = {
+    "messi": "CH13/football/messi",
+    "ronaldo": "CH13/football/ronaldo",
+}
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_MODEL = "InceptionV3"
+
+# The reference run's logistic regression (maxIter=30) and the grid the tuning branch searches.
+# The grid holds the published tuned params regParam=0.05, elasticNetParam=0.3, maxIter=15.
+DEFAULT_LR = {"max_iter": 30, "reg_param": 0.0, "elastic_net_param": 0.0}
+DEFAULT_GRID = {
+    "reg_param": [0.0, 0.01, 0.05, 0.1],
+    "elastic_net_param": [0.0, 0.3],
+    "max_iter": [15, 100],
+}
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(run_id: str) -> str:
+    """A run id as a directory name that Hadoop paths accept (no ':' or '+', no '/')."""
+    if not run_id or not run_id.strip():
+        raise ValueError("run id is empty")
+    name = _SAFE.sub("_", run_id.strip()).strip("._")
+    if not name:
+        raise ValueError(f"run id {run_id!r} has no usable characters")
+    return name
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser().resolve() if value else default
+
+
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ValueError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live and how jobs run, resolved once from the environment."""
+
+    home: Path
+    python: str
+    spark_driver_memory: str = "4g"
+    download_workers: int = 4
+    extra_spark_conf: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            home=_env_path("IMGCLF_HOME", PROJECT_ROOT / "var"),
+            # Executors must run the project's interpreter, not whatever python3 is on PATH.
+            python=os.environ.get("IMGCLF_PYSPARK_PYTHON", "").strip() or sys.executable,
+            spark_driver_memory=os.environ.get("IMGCLF_SPARK_DRIVER_MEMORY", "4g"),
+            download_workers=_env_int("IMGCLF_DOWNLOAD_WORKERS", 4),
+        )
+
+    # --- layout under the data root -------------------------------------------------------
+    @property
+    def raw_dir(self) -> Path:
+        return self.home / "raw"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.home / "features"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.raw_dir / "manifest.json"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / safe_name(run_id)
+
+
+def spark_tasks_dir() -> Path:
+    """Folder of the spark-submit entry points (next to ``include/`` in the repository)."""
+    return Path(os.environ.get("IMGCLF_SPARK_TASKS", PROJECT_ROOT / "spark_tasks"))

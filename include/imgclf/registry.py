@@ -1,0 +1,105 @@
+"""A file-system model registry: numbered versions and one ``champion`` pointer.
+
+Layout under ``<data root>/models``::
+
+    v0001/model/        the saved Spark PipelineModel (featurizer + classifier)
+    v0001/version.json  metrics, params, featurizer identity, dataset fingerprint, run id, times
+    champion.json       {"version": "v0001", ...}
+
+A version directory is assembled under a temporary name and renamed into place; the pointer is
+written to a temporary file and ``os.replace``d. Both renames are atomic on one file system, so a
+reader sees the old state or the new one, never half of either, and a crash at any point leaves
+the previous champion intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+_VERSION = re.compile(r"^v(\d{4,})$")
+POINTER = "champion.json"
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Registry:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def versions(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        found = [p.name for p in self.root.iterdir() if p.is_dir() and _VERSION.match(p.name)]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def _next_version(self) -> str:
+        existing = self.versions()
+        return f"v{(int(existing[-1][1:]) + 1 if existing else 1):04d}"
+
+    def info(self, version: str) -> dict[str, Any]:
+        path = self.root / version / "version.json"
+        if not _VERSION.match(version) or not path.is_file():
+            raise KeyError(f"no model version {version!r} in {self.root}")
+        return json.loads(path.read_text())
+
+    def model_path(self, version: str) -> Path:
+        self.info(version)
+        return self.root / version / "model"
+
+    def champion(self) -> str | None:
+        pointer = self.root / POINTER
+        if not pointer.is_file():
+            return None
+        return json.loads(pointer.read_text())["version"]
+
+    def register(self, model_dir: Path, metadata: dict[str, Any]) -> str:
+        """Copy a saved model in as a new version (not yet champion); return its name."""
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise FileNotFoundError(f"model directory {model_dir} does not exist")
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        try:
+            shutil.copytree(model_dir, staging / "model")
+            for _ in range(100):  # another writer may take a number between listing and rename
+                version = self._next_version()
+                meta = {**metadata, "version": version, "registered_at": time.time()}
+                atomic_write_json(staging / "version.json", meta)
+                try:
+                    os.rename(staging, self.root / version)  # fails if the name exists
+                    return version
+                except OSError:
+                    if not (self.root / version).exists():
+                        raise
+            raise RuntimeError(f"could not allocate a version number in {self.root}")
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def set_champion(self, version: str, reason: str = "") -> None:
+        self.info(version)  # must exist
+        previous = self.champion()
+        atomic_write_json(
+            self.root / POINTER,
+            {"version": version, "previous": previous, "since": time.time(), "reason": reason},
+        )
