@@ -1,0 +1,213 @@
+"""What the spark-submit jobs share: session, image loading, feature store, split, classifier.
+
+Kept free of argument parsing so tests call these functions directly on a local session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyspark.ml import Pipeline, PipelineModel, Transformer
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.feature import IndexToString, StringIndexer, StringIndexerModel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from imgclf.download import IMAGE_EXTENSIONS
+from imgclf.metrics import classification_report
+from imgclf.split import stratified_split
+
+log = logging.getLogger(__name__)
+
+LABEL_INDEX = "label_index"
+PREDICTED = "predicted_label"
+_IMAGE_RE = "(?i).*\\.(" + "|".join(e.lstrip(".") for e in sorted(IMAGE_EXTENSIONS)) + ")$"
+
+
+def spark_session(app_name: str) -> SparkSession:
+    """The job's session; ``local[*]`` when nothing (spark-submit, conf) chose a master."""
+    builder = SparkSession.builder.appName(app_name)
+    from pyspark import SparkConf
+
+    if not SparkConf().contains("spark.master"):
+        builder = builder.master("local[*]")
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def _with_label_and_hash(df: DataFrame) -> DataFrame:
+    return df.select(
+        F.regexp_replace("path", "^file:", "").alias("path"),
+        F.element_at(F.split("path", "/"), -2).alias("label"),
+        F.sha2("content", 256).alias("sha256"),
+        "content",
+    )
+
+
+def read_images_from_manifest(
+    spark: SparkSession, manifest_path: Path, raw_dir: Path
+) -> DataFrame:
+    """The manifest's images (paths relative to ``raw_dir``) as ``(path, label, sha256, content)``.
+
+    The label is the class folder name.
+    """
+    manifest = json.loads(Path(manifest_path).read_text())
+    files = [str(raw_dir / entry["path"]) for entry in manifest["files"]]
+    if not files:
+        raise ValueError(f"manifest {manifest_path} lists no files")
+    df = spark.read.format("binaryFile").load(files)
+    return _with_label_and_hash(df)
+
+
+def read_images_dir(spark: SparkSession, images_dir: Path) -> DataFrame:
+    """Every image file below ``images_dir`` (any depth); label = the file's parent folder."""
+    images_dir = Path(images_dir).resolve()
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"images folder {images_dir} does not exist")
+    df = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .load(str(images_dir))
+        .filter(F.col("path").rlike(_IMAGE_RE))
+    )
+    return _with_label_and_hash(df)
+
+
+def featurize_partitions(spark: SparkSession, n_rows: int, batch_size: int) -> int:
+    """Enough partitions to keep every core busy, few enough that batches stay full."""
+    cores = spark.sparkContext.defaultParallelism
+    by_batches = math.ceil(n_rows / max(1, batch_size * 4))
+    return max(1, min(max(cores, by_batches), max(1, n_rows)))
+
+
+@dataclass
+class FeaturizeResult:
+    featurized: int  # images that went through the CNN in this call
+    failed: list[dict[str, str]]  # [{"path", "error"}] undecodable images
+
+
+class FeatureStore:
+    """Features in Parquet under ``<root>/<featurizer identity>/``, keyed by image sha256."""
+
+    def __init__(self, spark: SparkSession, root: Path, identity: str):
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", identity):
+            raise ValueError(f"featurizer identity {identity!r} is not a safe folder name")
+        self.spark = spark
+        self.path = Path(root) / identity
+
+    def load(self) -> DataFrame | None:
+        if not (self.path / "_SUCCESS").exists() and not any(self.path.glob("*.parquet")):
+            return None
+        return self.spark.read.parquet(str(self.path)).dropDuplicates(["sha256"])
+
+    def featurize_missing(
+        self, images: DataFrame, featurizer: Transformer, staging: Path
+    ) -> FeaturizeResult:
+        """Run the CNN on images whose content is not in the store yet; append their features.
+
+        The CNN output is written once to ``staging`` (one pass), then its good rows are appended
+        to the store, so nothing downstream triggers the model again.
+        """
+        known = self.load()
+        todo = images.select("sha256", "path", "content").dropDuplicates(["sha256"])
+        if known is not None:
+            todo = todo.join(known.select("sha256"), "sha256", "left_anti")
+        n_todo = todo.count()  # reads no pixels through the CNN
+        if n_todo == 0:
+            return FeaturizeResult(0, [])
+        batch = featurizer.getOrDefault("batchSize")
+        parts = featurize_partitions(self.spark, n_todo, batch)
+        keep = featurizer.copy({featurizer.getParam("handleInvalid"): "keep"})
+        err_col = keep.getOrDefault("errorCol")
+        out_col = keep.getOutputCol()
+        (
+            keep.transform(todo.repartition(parts, "sha256"))
+            .select("sha256", "path", F.col(out_col).alias("features"), F.col(err_col).alias("error"))
+            .write.mode("overwrite")
+            .parquet(str(staging))
+        )
+        staged = self.spark.read.parquet(str(staging))
+        failed = [
+            {"path": r["path"], "error": r["error"]}
+            for r in staged.filter(F.col("error") != "").select("path", "error").collect()
+        ]
+        good = staged.filter(F.col("error") == "").select("sha256", "features")
+        n_good = good.count()
+        if n_good:
+            good.coalesce(1).write.mode("append").parquet(str(self.path))
+        for item in failed:
+            log.warning("undecodable image dropped: %s (%s)", item["path"], item["error"])
+        return FeaturizeResult(n_todo, failed)
+
+
+def assign_split(
+    spark: SparkSession, dataset: DataFrame, test_fraction: float, seed: int, folds: int
+) -> DataFrame:
+    """Add ``split`` ("train"/"test") and ``fold`` columns: deterministic, stratified."""
+    keys = [(r["sha256"], r["label"]) for r in dataset.select("sha256", "label").distinct().collect()]
+    assignments = stratified_split(keys, test_fraction, seed, folds)
+    table = spark.createDataFrame(
+        [(a.key, a.label, a.split, a.fold) for a in assignments],
+        "sha256 string, label string, split string, fold int",
+    )
+    return dataset.join(F.broadcast(table), ["sha256", "label"])
+
+
+def fit_label_indexer(train: DataFrame) -> StringIndexerModel:
+    # Alphabetical, so class indices (and the probability vector's order) never depend on counts.
+    return StringIndexer(
+        inputCol="label", outputCol=LABEL_INDEX, stringOrderType="alphabetAsc"
+    ).fit(train)
+
+
+def classifier_pipeline(indexer: StringIndexerModel, lr: LogisticRegression) -> Pipeline:
+    """Label indexer (fitted) -> logistic regression -> class name of the prediction."""
+    lr.setFeaturesCol("features").setLabelCol(LABEL_INDEX)
+    to_name = IndexToString(inputCol="prediction", outputCol=PREDICTED, labels=indexer.labels)
+    return Pipeline(stages=[indexer, lr, to_name])
+
+
+def evaluate(model: Transformer, test: DataFrame, labels: list[str]) -> dict[str, Any]:
+    """Score ``test`` and compute the report (collected: test sets are small)."""
+    rows = (
+        model.transform(test)
+        .select("path", "label", PREDICTED, "probability")
+        .orderBy("path")
+        .collect()
+    )
+    report = classification_report(
+        [r["label"] for r in rows],
+        [r[PREDICTED] for r in rows],
+        labels,
+        positive_scores=[float(r["probability"][len(labels) - 1]) for r in rows]
+        if len(labels) == 2
+        else None,
+    )
+    report["predictions"] = [
+        {
+            "path": r["path"],
+            "label": r["label"],
+            "predicted": r[PREDICTED],
+            "probability": float(max(r["probability"])),
+        }
+        for r in rows
+    ]
+    return report
+
+
+def full_model(featurizer: Transformer, classifier: PipelineModel) -> PipelineModel:
+    """Featurizer + fitted classifier: one model that scores raw image bytes."""
+    return PipelineModel(stages=[featurizer, *classifier.stages])
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    from imgclf.registry import atomic_write_json
+
+    atomic_write_json(Path(path), data)

@@ -1,0 +1,278 @@
+"""``DeepImageFeaturizer``: sparkdl's transfer-learning Transformer, rebuilt on Spark 4 + Keras 3.
+
+Same shape as ``sparkdl.DeepImageFeaturizer(inputCol, outputCol, modelName)``, with these
+differences:
+
+- the input column holds encoded image bytes (``binaryFile``'s ``content``), decoded with Pillow
+  inside the UDF (EXIF orientation, every colour mode, whole-image bilinear resize);
+- inference runs through ``pyspark.ml.functions.predict_batch_udf``: the model is built once per
+  Python worker and reused across batches and tasks, never per row;
+- besides the named Keras applications, any ``.keras`` file works (``modelPath``);
+- ``pooling`` chooses ``avg`` (default), ``max`` or ``flatten`` (sparkdl's 131,072 InceptionV3
+  features);
+- an undecodable image does not fail the job: ``handleInvalid="skip"`` drops it,
+  ``"keep"`` keeps it with a null vector and the reason in ``errorCol``, ``"error"`` fails.
+
+Params hold names and paths only, so the Transformer persists with
+``DefaultParamsWritable``/``DefaultParamsReadable`` and a saved ``PipelineModel`` of featurizer +
+classifier scores raw images in another process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyspark import keyword_only
+from pyspark.ml import Transformer
+from pyspark.ml.functions import array_to_vector, predict_batch_udf
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasInputCol, HasOutputCol
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
+
+from imgclf.models import (
+    APPLICATIONS,
+    POOLINGS,
+    PREPROCESSINGS,
+    RESIZE_MODES,
+    check_model,
+    model_identity,
+)
+
+HANDLE_INVALID = ("skip", "keep", "error")
+
+
+def _threads_per_worker() -> int:
+    """TensorFlow threads for one Python worker: the worker's share of the executor's cores."""
+    raw = os.environ.get("IMGCLF_TF_THREADS", "").strip()
+    if raw:
+        return max(1, int(raw))
+    return 0  # let TensorFlow decide
+
+
+def make_predict_fn(
+    model: str, pooling: str, preprocessing: str, resize: str
+):  # -> Callable[[], Callable[[np.ndarray], dict]]
+    """``make_predict_fn`` for ``predict_batch_udf``: loads the model once per Python worker."""
+
+    def make():
+        import numpy as np
+
+        threads = _threads_per_worker()
+        import tensorflow as tf
+
+        if threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(1)
+            except RuntimeError:  # already initialised in this worker
+                pass
+        from spark_tasks.images import decode
+        from spark_tasks.keras_models import load
+
+        loaded = load(model, pooling, preprocessing)
+
+        def predict(contents: np.ndarray) -> dict:
+            n = len(contents)
+            errors = np.full(n, "", dtype=object)
+            pixels, ok = [], []
+            for i, data in enumerate(contents):
+                try:
+                    pixels.append(decode(data, loaded.size, resize))
+                    ok.append(i)
+                except Exception as exc:  # any undecodable input: record and go on
+                    errors[i] = f"{type(exc).__name__}: {exc}"[:500]
+            features = np.zeros((n, loaded.dim), dtype=np.float32)
+            if ok:
+                batch = loaded.preprocess(np.stack(pixels))
+                out = loaded.model.predict_on_batch(batch)
+                features[ok] = np.asarray(out, dtype=np.float32)
+            return {"features": features, "error": errors.astype(str)}
+
+        return predict
+
+    return make
+
+
+class DeepImageFeaturizer(
+    Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable
+):
+    """Features of a pretrained CNN for each encoded image in ``inputCol``, as an ML vector."""
+
+    modelName = Param(
+        Params._dummy(),
+        "modelName",
+        f"a keras.applications model: one of {sorted(APPLICATIONS)} (or set modelPath)",
+        typeConverter=TypeConverters.toString,
+    )
+    modelPath = Param(
+        Params._dummy(),
+        "modelPath",
+        "absolute path of a .keras model file (overrides modelName); input size read from it",
+        typeConverter=TypeConverters.toString,
+    )
+    preprocessing = Param(
+        Params._dummy(),
+        "preprocessing",
+        f"pixel scaling before a model file, one of {PREPROCESSINGS}; 'none' = inside the file",
+        typeConverter=TypeConverters.toString,
+    )
+    pooling = Param(
+        Params._dummy(),
+        "pooling",
+        f"how spatial features become a vector: one of {POOLINGS}",
+        typeConverter=TypeConverters.toString,
+    )
+    resize = Param(
+        Params._dummy(),
+        "resize",
+        f"resize policy: one of {RESIZE_MODES} (stretch = whole image to the input size)",
+        typeConverter=TypeConverters.toString,
+    )
+    batchSize = Param(
+        Params._dummy(),
+        "batchSize",
+        "images per model call (bounds memory per Python worker)",
+        typeConverter=TypeConverters.toInt,
+    )
+    handleInvalid = Param(
+        Params._dummy(),
+        "handleInvalid",
+        f"undecodable images: one of {HANDLE_INVALID}",
+        typeConverter=TypeConverters.toString,
+    )
+    errorCol = Param(
+        Params._dummy(),
+        "errorCol",
+        "column for the decode error of each row (empty string when fine)",
+        typeConverter=TypeConverters.toString,
+    )
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        inputCol: str = "content",
+        outputCol: str = "features",
+        modelName: str | None = None,
+        modelPath: str | None = None,
+        preprocessing: str = "none",
+        pooling: str = "avg",
+        resize: str = "stretch",
+        batchSize: int = 32,
+        handleInvalid: str = "skip",
+        errorCol: str = "featurizer_error",
+    ):
+        super().__init__()
+        self._setDefault(
+            inputCol="content",
+            outputCol="features",
+            preprocessing="none",
+            pooling="avg",
+            resize="stretch",
+            batchSize=32,
+            handleInvalid="skip",
+            errorCol="featurizer_error",
+        )
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(
+        self,
+        *,
+        inputCol: str = "content",
+        outputCol: str = "features",
+        modelName: str | None = None,
+        modelPath: str | None = None,
+        preprocessing: str = "none",
+        pooling: str = "avg",
+        resize: str = "stretch",
+        batchSize: int = 32,
+        handleInvalid: str = "skip",
+        errorCol: str = "featurizer_error",
+    ) -> DeepImageFeaturizer:
+        kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
+        self._set(**kwargs)
+        self.validate()
+        return self
+
+    # --- helpers --------------------------------------------------------------------------
+    def model(self) -> str:
+        """The model this featurizer runs: the file path if set, else the application name."""
+        if self.isDefined(self.modelPath) and self.getOrDefault(self.modelPath):
+            return self.getOrDefault(self.modelPath)
+        if self.isDefined(self.modelName) and self.getOrDefault(self.modelName):
+            return self.getOrDefault(self.modelName)
+        raise ValueError("DeepImageFeaturizer needs modelName or modelPath")
+
+    def validate(self) -> None:
+        """Check every param (like sparkdl checked ``modelName``); raise ``ValueError``."""
+        name = self.getOrDefault(self.modelName) if self.isDefined(self.modelName) else None
+        path = self.getOrDefault(self.modelPath) if self.isDefined(self.modelPath) else None
+        if name and name not in APPLICATIONS:
+            raise ValueError(
+                f"modelName {name!r} is not supported; choose one of {sorted(APPLICATIONS)} "
+                "or give a .keras file as modelPath"
+            )
+        if path:
+            check_model(path)
+        choices = {
+            "pooling": POOLINGS,
+            "resize": RESIZE_MODES,
+            "preprocessing": PREPROCESSINGS,
+            "handleInvalid": HANDLE_INVALID,
+        }
+        for pname, allowed in choices.items():
+            value = self.getOrDefault(getattr(self, pname))
+            if value not in allowed:
+                raise ValueError(f"{pname}={value!r} is not one of {allowed}")
+        if self.getOrDefault(self.batchSize) < 1:
+            raise ValueError(f"batchSize={self.getOrDefault(self.batchSize)} must be >= 1")
+
+    def identity(self) -> str:
+        """Key of the exact features this featurizer produces (see ``imgclf.models``)."""
+        return model_identity(
+            self.model(),
+            self.getOrDefault(self.pooling),
+            self.getOrDefault(self.preprocessing),
+            self.getOrDefault(self.resize),
+        )
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        self.validate()
+        in_col, out_col = self.getInputCol(), self.getOutputCol()
+        err_col = self.getOrDefault(self.errorCol)
+        handle = self.getOrDefault(self.handleInvalid)
+        udf = predict_batch_udf(
+            make_predict_fn(
+                self.model(),
+                self.getOrDefault(self.pooling),
+                self.getOrDefault(self.preprocessing),
+                self.getOrDefault(self.resize),
+            ),
+            return_type=StructType(
+                [
+                    StructField("features", ArrayType(FloatType())),
+                    StructField("error", StringType()),
+                ]
+            ),
+            batch_size=self.getOrDefault(self.batchSize),
+        ).asNondeterministic()  # never duplicated by the optimizer: each image runs once
+        tmp = f"__{out_col}_struct"
+        df = dataset.withColumn(tmp, udf(F.col(in_col)))
+        ok = F.col(f"{tmp}.error") == F.lit("")
+        df = df.withColumn(
+            out_col, F.when(ok, array_to_vector(F.col(f"{tmp}.features")))
+        ).withColumn(err_col, F.col(f"{tmp}.error"))
+        df = df.drop(tmp)
+        if handle == "skip":
+            return df.filter(F.col(err_col) == F.lit("")).drop(err_col)
+        if handle == "error":
+            bad = F.when(
+                F.col(err_col) != F.lit(""),
+                F.raise_error(F.concat(F.lit("undecodable image: "), F.col(err_col))),
+            )
+            return df.withColumn(err_col, F.coalesce(bad, F.col(err_col))).drop(err_col)
+        return df

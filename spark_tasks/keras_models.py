@@ -1,0 +1,107 @@
+"""Build a headless pretrained Keras model (features, not classes) from a name or a file.
+
+Application weights come through Keras' own cache (``$KERAS_HOME/models``, default
+``~/.keras/models``): downloaded on first use where there is internet. Air-gapped clusters put
+the ``*_notop.h5`` files in that folder on every host (or point ``KERAS_HOME`` at a shared one).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgclf.models import APPLICATIONS, POOLINGS, PREPROCESSINGS, check_model
+
+
+@dataclass
+class LoadedModel:
+    model: object  # keras.Model: (batch, h, w, 3) float32 RGB 0..255 in, (batch, dim) out
+    size: tuple[int, int]  # (width, height) the images are resized to
+    dim: int
+    preprocess: Callable[[np.ndarray], np.ndarray]
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def _named_preprocess(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    if name == "none":
+        return _identity
+    from keras.applications import imagenet_utils
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        return imagenet_utils.preprocess_input(x.copy(), mode=name)
+
+    return fn
+
+
+def _weights_cache() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def _pool(features, pooling: str):
+    import keras
+
+    inputs = features.inputs
+    x = features.output
+    if len(x.shape) == 4:
+        if pooling == "avg":
+            x = keras.layers.GlobalAveragePooling2D()(x)
+        elif pooling == "max":
+            x = keras.layers.GlobalMaxPooling2D()(x)
+        else:
+            x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, x)
+
+
+def load(
+    model: str, pooling: str = "avg", preprocessing: str = "none"
+) -> LoadedModel:
+    """The feature extractor for ``model`` (an application name or a ``.keras`` path)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
+    model = check_model(model)
+    import keras
+
+    if model in APPLICATIONS:
+        spec = APPLICATIONS[model]
+        module = importlib.import_module(f"keras.applications.{spec.module}")
+        ctor = getattr(module, model)
+        try:
+            base = ctor(
+                include_top=False, weights="imagenet", input_shape=(spec.size, spec.size, 3)
+            )
+        except Exception as exc:  # Keras raises a bare Exception with the URL on fetch errors
+            raise RuntimeError(
+                f"could not get the ImageNet weights of {model}: {exc}. Keras looks for them in "
+                f"{_weights_cache()} and downloads them on first use; offline, copy the "
+                "'..._notop.h5' file named in this message into that folder "
+                "(or set KERAS_HOME), or pass a .keras model file instead"
+            ) from exc
+        net = _pool(base, pooling)
+        preprocess = getattr(module, "preprocess_input")
+        size = (spec.size, spec.size)
+    else:
+        if preprocessing not in PREPROCESSINGS:
+            raise ValueError(f"preprocessing {preprocessing!r} is not one of {PREPROCESSINGS}")
+        loaded = keras.saving.load_model(model, compile=False)
+        shape = loaded.input_shape
+        if isinstance(shape, list):
+            raise ValueError(f"model file {model} has {len(shape)} inputs; one image input needed")
+        if len(shape) != 4 or shape[-1] != 3 or shape[1] is None or shape[2] is None:
+            raise ValueError(
+                f"model file {model} takes input {shape}; need (batch, height, width, 3)"
+            )
+        net = _pool(loaded, pooling)
+        preprocess = _named_preprocess(preprocessing)
+        size = (int(shape[2]), int(shape[1]))
+    out = net.output_shape
+    if len(out) != 2:
+        raise ValueError(f"{model} gives outputs of shape {out}; expected (batch, features)")
+    return LoadedModel(net, size, int(out[-1]), preprocess)
