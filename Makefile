@@ -1,0 +1,67 @@
+# imgclf: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+export IMGCLF_HOME ?= $(CURDIR)/var
+export AIRFLOW_HOME ?= $(IMGCLF_HOME)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
+export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PATH := $(BIN):$(PATH)
+CONF ?= {}
+SHARED ?= $(abspath $(CURDIR)/../shared)
+LITE0 := $(SHARED)/models/efficientnet_lite0_imagenet_notop.keras
+
+.DEFAULT_GOAL := help
+.PHONY: help install run run-offline airflow test test-fast lint fmt clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --python $(BIN)/python -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv and install the pinned dependencies
+
+$(AIRFLOW_HOME)/airflow.db: | $(VENV)/.installed
+	@mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/migrate.log; exit 1)
+
+run: install $(AIRFLOW_HOME)/airflow.db ## run the DAG once end to end (CONF='{"model": ...}')
+	@start=$$(date +%s); \
+	$(BIN)/airflow dags test football_classifier -c '$(CONF)'; rc=$$?; \
+	$(BIN)/imgclf summary --since $$start; exit $$rc
+
+run-offline: install ## `make run` against a local GitHub stand-in serving ../shared, Lite0 model
+	@test -d $(SHARED)/datasets/football || (echo "no $(SHARED)/datasets/football"; exit 1)
+	@mkdir -p $(IMGCLF_HOME); rm -f $(IMGCLF_HOME)/.stub-url; \
+	$(BIN)/imgclf github-stub --root $(SHARED)/datasets/football --url-file $(IMGCLF_HOME)/.stub-url & pid=$$!; \
+	trap "kill $$pid" EXIT; for i in $$(seq 50); do test -s $(IMGCLF_HOME)/.stub-url && break; sleep 0.1; done; \
+	AIRFLOW_CONN_GITHUB_DEFAULT="{\"conn_type\": \"http\", \"host\": \"$$(cat $(IMGCLF_HOME)/.stub-url)\"}" \
+	$(MAKE) --no-print-directory run CONF='$(if $(filter {},$(CONF)),{"model": "$(LITE0)"},$(CONF))'
+
+airflow: install $(AIRFLOW_HOME)/airflow.db ## Airflow UI + scheduler (airflow standalone) on localhost:8080
+	$(BIN)/airflow standalone
+
+test: install ## the whole test suite (unit, Spark, DAG integrity, end to end)
+	$(BIN)/pytest -q
+
+test-fast: install ## unit tests only
+	$(BIN)/pytest -q tests/unit
+
+lint: install ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: install ## ruff format + autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## remove the data root (var/) and caches, keep .venv
+	rm -rf var .pytest_cache .ruff_cache

@@ -1,0 +1,192 @@
+"""
+### football_classifier: Messi vs Ronaldo by transfer learning on Spark
+
+1. **validate_params**: checks the run's parameters before any work.
+2. **download**: syncs the class folders from GitHub (`github_default`), verified by blob SHA.
+3. **train** (`spark-submit spark_tasks/train.py`): featurizes images not yet in the feature
+   store with a pretrained CNN (`DeepImageFeaturizer`), splits (deterministic, stratified), fits
+   `LogisticRegression` in a `Pipeline`, evaluates on the test split.
+4. **choose_branch**: baseline accuracy >= `target_accuracy` skips tuning.
+5. **tune** (`spark-submit spark_tasks/tune.py`): cross-validates LR params on the training
+   split only, reusing stored features (the CNN does not run), evaluates once on test.
+6. **gate**: fails the run when the candidate's test accuracy is below `min_accuracy`.
+7. **promote**: registers the model and makes it the champion, atomically.
+
+Everything is written under `IMGCLF_HOME`; metrics of a run: `runs/<run_id>/metrics.json`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, BaseHook, Param, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from imgclf import config, tasks
+from imgclf import params as run_params
+from imgclf.models import APPLICATIONS, POOLINGS
+
+SETTINGS = config.Settings.from_env()  # environment only: no I/O at parse time
+D = run_params.DEFAULTS
+
+PARAMS = {
+    "model": Param(
+        D["model"],
+        type="string",
+        minLength=1,
+        title="Pretrained CNN",
+        description="A keras.applications name (ImageNet weights) or an absolute path to a "
+        ".keras model file.",
+        examples=sorted(APPLICATIONS),
+    ),
+    "pooling": Param(D["pooling"], type="string", enum=list(POOLINGS),
+                     description="How the CNN's feature maps become a vector."),
+    "min_accuracy": Param(D["min_accuracy"], type="number", minimum=0, maximum=1,
+                          description="The run fails below this test accuracy."),
+    "target_accuracy": Param(D["target_accuracy"], type="number", minimum=0, maximum=1,
+                             description="The baseline at or above this skips tuning."),
+    "test_fraction": Param(D["test_fraction"], type="number", exclusiveMinimum=0,
+                           exclusiveMaximum=1,
+                           description="Share of each class held out for test (0.4: 18+12)."),
+    "seed": Param(D["seed"], type="integer", minimum=0, description="Seed of the split."),
+    "max_iter": Param(D["max_iter"], type="integer", minimum=1, maximum=10000,
+                      description="Baseline LogisticRegression maxIter (reference: 30)."),
+    "reg_param": Param(D["reg_param"], type="number", minimum=0,
+                       description="Baseline LogisticRegression regParam."),
+    "elastic_net_param": Param(D["elastic_net_param"], type="number", minimum=0, maximum=1,
+                               description="Baseline LogisticRegression elasticNetParam."),
+    "tune_grid": Param(
+        D["tune_grid"],
+        type="object",
+        description="Grid searched by cross-validation on the training split.",
+        properties={
+            k: {"type": "array", "minItems": 1, "items": {"type": t, "minimum": lo}}
+            for k, t, lo in (("reg_param", "number", 0), ("elastic_net_param", "number", 0),
+                             ("max_iter", "integer", 1))
+        },
+        required=["reg_param", "elastic_net_param", "max_iter"],
+        additionalProperties=False,
+    ),
+    "cv_folds": Param(D["cv_folds"], type="integer", minimum=2, maximum=20,
+                      description="Cross-validation folds in the tuning branch."),
+    "repo": Param(D["repo"], type="string", pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+                  description="GitHub repository owner/name."),
+    "ref": Param(D["ref"], type="string", minLength=1, description="Branch, tag or commit."),
+    "classes": Param(
+        D["classes"],
+        type="object",
+        minProperties=2,
+        additionalProperties={"type": "string", "minLength": 1},
+        description="Class name -> folder in the repository.",
+    ),
+    "min_images_per_class": Param(D["min_images_per_class"], type="integer", minimum=1,
+                                  description="Fewer valid images in a class fails the run."),
+}
+
+SPARK_CONF = {
+    # Executors run the project's interpreter, with TensorFlow and the project installed.
+    "spark.pyspark.python": SETTINGS.python,
+    "spark.pyspark.driver.python": SETTINGS.python,
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "64",
+    **SETTINGS.extra_spark_conf,
+}
+SPARK_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "IMGCLF_HOME": str(SETTINGS.home)}
+JOB_ARGS = [
+    "--data-root", str(SETTINGS.home),
+    "--run-id", "{{ run_id }}",
+    "--model", "{{ params.model }}",
+    "--pooling", "{{ params.pooling }}",
+    "--seed", "{{ params.seed }}",
+    "--test-fraction", "{{ params.test_fraction }}",
+    "--folds", "{{ params.cv_folds }}",
+]  # fmt: skip
+
+with DAG(
+    dag_id="football_classifier",
+    description="Messi vs Ronaldo: GitHub images -> CNN features on Spark -> LogisticRegression",
+    doc_md=__doc__,
+    schedule="@weekly",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params=PARAMS,
+    tags=["imgclf", "spark", "transfer-learning"],
+    default_args={"owner": "imgclf", "retries": 0},
+) as dag:
+
+    @task(retries=0)
+    def validate_params() -> dict:
+        try:
+            checked = run_params.validate(dict(get_current_context()["params"]))
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from None
+        return {"model": checked["model"]}
+
+    @task(retries=2, retry_delay=timedelta(seconds=30), retry_exponential_backoff=True)
+    def download() -> dict:
+        ctx = get_current_context()
+        try:
+            conn = BaseHook.get_connection("github_default")
+            api_url = tasks.api_url_from_connection(conn.host, conn.schema, conn.port)
+            token = conn.password or None
+        except Exception:  # no such connection: public GitHub, no token
+            api_url, token = config.DEFAULT_API_URL, None
+        return tasks.download(SETTINGS, ctx["run_id"], dict(ctx["params"]), api_url, token)
+
+    train = SparkSubmitOperator(
+        task_id="train",
+        conn_id="spark_default",
+        application=str(config.spark_tasks_dir() / "train.py"),
+        name="imgclf-train",
+        conf=SPARK_CONF,
+        env_vars=SPARK_ENV,
+        application_args=[
+            *JOB_ARGS,
+            "--manifest", "{{ ti.xcom_pull(task_ids='download')['manifest'] }}",
+            "--max-iter", "{{ params.max_iter }}",
+            "--reg-param", "{{ params.reg_param }}",
+            "--elastic-net-param", "{{ params.elastic_net_param }}",
+        ],  # fmt: skip
+        retries=1,
+        retry_delay=timedelta(seconds=20),
+    )
+
+    @task.branch(retries=0)
+    def choose_branch() -> str:
+        ctx = get_current_context()
+        tune_needed = tasks.branch(SETTINGS, ctx["run_id"], ctx["params"]["target_accuracy"])
+        return "tune" if tune_needed else "gate"
+
+    tune = SparkSubmitOperator(
+        task_id="tune",
+        conn_id="spark_default",
+        application=str(config.spark_tasks_dir() / "tune.py"),
+        name="imgclf-tune",
+        conf=SPARK_CONF,
+        env_vars=SPARK_ENV,
+        application_args=[*JOB_ARGS, "--grid", "{{ params.tune_grid | tojson }}"],
+        retries=1,
+        retry_delay=timedelta(seconds=20),
+    )
+
+    @task(trigger_rule="none_failed_min_one_success", retries=0)
+    def gate(dataset: dict) -> dict:
+        ctx = get_current_context()
+        try:
+            return tasks.gate(SETTINGS, ctx["run_id"], dict(ctx["params"]), dataset)
+        except tasks.GateFailed as exc:
+            raise AirflowFailException(str(exc)) from None  # never retried
+
+    @task(retries=1, retry_delay=timedelta(seconds=10))
+    def promote() -> dict:
+        return tasks.promote(SETTINGS, get_current_context()["run_id"])
+
+    checked = validate_params()
+    fetched = download()
+    branch = choose_branch()
+    gated = gate(fetched)
+    checked >> fetched >> train >> branch >> [tune, gated]
+    tune >> gated >> promote()

@@ -1,0 +1,171 @@
+"""The ``imgclf`` command: each step of the pipeline outside Airflow, with the same code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from imgclf import config
+
+
+def _classes(values: list[str] | None) -> dict[str, str]:
+    if not values:
+        return dict(config.DEFAULT_CLASSES)
+    out = {}
+    for item in values:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"imgclf: --class {item!r} must be NAME=PATH")
+        out[name] = path
+    return out
+
+
+def _github_from_env() -> tuple[str, str | None]:
+    """API URL and token from AIRFLOW_CONN_GITHUB_DEFAULT (JSON or URI), else the defaults."""
+    from imgclf.tasks import api_url_from_connection
+
+    token = os.environ.get("GITHUB_TOKEN") or None
+    raw = os.environ.get("AIRFLOW_CONN_GITHUB_DEFAULT", "").strip()
+    if not raw:
+        return config.DEFAULT_API_URL, token
+    if raw.startswith("{"):
+        conn = json.loads(raw)
+        url = api_url_from_connection(conn.get("host"), conn.get("schema"), conn.get("port"))
+        return url, conn.get("password") or token
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(raw)
+    scheme = "https" if parts.scheme in ("http", "https") and parts.scheme == "https" else "http"
+    host = unquote(parts.hostname or "")
+    url = api_url_from_connection(host, scheme, parts.port)
+    return url, (unquote(parts.password) if parts.password else None) or token
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from imgclf.download import DownloadError, GitHubClient, download_dataset
+
+    api_url, token = _github_from_env()
+    client = GitHubClient(args.api_url or api_url, token)
+    try:
+        result = download_dataset(
+            client, args.repo, args.ref, _classes(args.classes), Path(args.dest),
+            min_images_per_class=args.min_images_per_class, workers=args.workers,
+        )  # fmt: skip
+    except DownloadError as exc:
+        print(f"imgclf download: {exc}", file=sys.stderr)
+        print("downloaded=? unchanged=? failed=see above", file=sys.stderr)
+        return 1
+    print(f"{sum(result.counts.values())} images in {args.dest} ({result.seconds:.2f} s); "
+          f"fingerprint {result.fingerprint}")
+    print(result.summary())
+    return 0
+
+
+def cmd_github_stub(args: argparse.Namespace) -> int:
+    from imgclf.testing.github_stub import GitHubStub
+
+    stub = GitHubStub(args.root, repo=args.repo, ref=args.ref, prefix=args.prefix, port=args.port)
+    for spec in args.fault or []:
+        pattern, _, faults = spec.partition("=")
+        stub.add_faults(pattern, faults.split(","))
+    print(f"GitHub stand-in for {args.repo}@{args.ref}:{args.prefix} at {stub.url}", flush=True)
+    if args.url_file:
+        Path(args.url_file).write_text(stub.url)
+    try:
+        stub.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    settings = config.Settings.from_env()
+    runs = sorted(
+        (p for p in settings.runs_dir.glob("*/metrics.json") if p.stat().st_mtime >= args.since),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not runs:
+        print(f"no run metrics under {settings.runs_dir} since {time.ctime(args.since)}")
+        return 1
+    path = runs[-1]
+    m = json.loads(path.read_text())
+    lines = [f"run {m['run_id']}: {m['gate']['reason']}"]
+    for stage in ("baseline", "tuned"):
+        s = m.get(stage)
+        if s:
+            lines.append(f"  {stage:8s} accuracy {s['accuracy']:.4f} params {s['params']}")
+        else:
+            lines.append(f"  {stage:8s} skipped")
+    lines.append(f"  featurized_images {m['featurized_images']}, promoted "
+                 f"{m.get('promoted_version') or 'nothing'}")
+    lines.append(f"accuracy {m['accuracy']:.4f}")
+    lines.append(f"metrics {path}")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from imgclf.registry import Registry
+
+    registry = Registry(config.Settings.from_env().models_dir)
+    if args.action == "list":
+        champion = registry.champion()
+        for version in registry.versions():
+            info = registry.info(version)
+            mark = "*" if version == champion else " "
+            print(f"{mark} {version}  accuracy {info['accuracy']:.4f}  {info['model']}  "
+                  f"run {info['run_id']}")
+        return 0
+    print(json.dumps(registry.info(args.version), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imgclf", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("download", help="download and verify the class folders from GitHub")
+    d.add_argument("--dest", required=True, help="folder for <class>/<file> and manifest.json")
+    d.add_argument("--api-url", help="GitHub API base URL (default: github_default / GitHub)")
+    d.add_argument("--repo", default=config.DEFAULT_REPO)
+    d.add_argument("--ref", default=config.DEFAULT_REF)
+    d.add_argument("--class", dest="classes", action="append", metavar="NAME=PATH")
+    d.add_argument("--min-images-per-class", type=int, default=1)
+    d.add_argument("--workers", type=int, default=4)
+    d.set_defaults(fn=cmd_download)
+
+    s = sub.add_parser("github-stub", help="serve a folder like GitHub's API, on 127.0.0.1")
+    s.add_argument("--root", required=True, help="folder served as --prefix of the repo")
+    s.add_argument("--repo", default=config.DEFAULT_REPO)
+    s.add_argument("--ref", default=config.DEFAULT_REF)
+    s.add_argument("--prefix", default="CH13/football")
+    s.add_argument("--port", type=int, default=0)
+    s.add_argument("--url-file", help="write the base URL here once listening")
+    s.add_argument("--fault", action="append", metavar="REGEX=F1,F2",
+                   help="serve these faults, in order, to requests whose path matches")
+    s.set_defaults(fn=cmd_github_stub)
+
+    r = sub.add_parser("summary", help="print the newest run's accuracy and metrics path")
+    r.add_argument("--since", type=float, default=0.0, help="only runs written after (epoch s)")
+    r.set_defaults(fn=cmd_summary)
+
+    m = sub.add_parser("models", help="the model registry")
+    m.add_argument("action", choices=["list", "show"])
+    m.add_argument("version", nargs="?")
+    m.set_defaults(fn=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
