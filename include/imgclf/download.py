@@ -125,6 +125,15 @@ class DownloadResult:
         }
 
 
+def raw_url_for(api_url: str) -> str:
+    """Where raw files live for an API: raw.githubusercontent.com for github.com, else
+    ``https://HOST/raw/OWNER/REPO/REF/PATH`` (GitHub Enterprise, and the local stand-in)."""
+    parts = urlsplit(api_url)
+    if parts.hostname == "api.github.com":
+        return RAW_URL
+    return f"{parts.scheme}://{parts.netloc}/raw/{{repo}}/{{ref}}/{{path}}"
+
+
 class GitHubClient:
     """A small GitHub REST client with retries, rate-limit handling and a token kept secret."""
 
@@ -138,7 +147,7 @@ class GitHubClient:
         backoff_max: float = 30.0,
         timeout: tuple[float, float] = (10.0, 60.0),
         max_rate_limit_wait: float = 120.0,
-        raw_url: str = RAW_URL,
+        raw_url: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.api_url = api_url.rstrip("/")
@@ -148,7 +157,7 @@ class GitHubClient:
         self.backoff_max = backoff_max
         self.timeout = timeout
         self.max_rate_limit_wait = max_rate_limit_wait
-        self.raw_url = raw_url
+        self.raw_url = raw_url or raw_url_for(self.api_url)
         self.sleep = sleep
         self._local = threading.local()
 
@@ -343,8 +352,7 @@ class GitHubClient:
                 log.warning("%s: %s; attempt %d/%d", remote.path, problem, attempt, attempts)
                 self.sleep(delay)
         raise DownloadError(
-            f"{remote.label}/{remote.name} failed verification after {attempts} attempts: "
-            f"{problem}"
+            f"{remote.label}/{remote.name} failed verification after {attempts} attempts: {problem}"
         )
 
 

@@ -137,8 +137,9 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
         elif fault == "retry-after":
-            self._send(429, b'{"message":"secondary rate limit"}', "application/json",
-                       {"Retry-After": "1"})
+            self._send(
+                429, b'{"message":"secondary rate limit"}', "application/json", {"Retry-After": "1"}
+            )
         elif fault == "html":
             self._send(200, b"<html><body><h1>Unicorn! 503</h1></body></html>", "text/html")
         elif fault == "garbage":
@@ -181,18 +182,36 @@ class _Handler(BaseHTTPRequestHandler):
         if local.is_dir():
             sha = tree_sha(local)
             git = f"{base}/repos/{s.repo}/git/trees/{sha}"
-            return {"name": local.name, "path": repo_path, "sha": sha, "size": 0, "url": api,
-                    "html_url": html, "git_url": git, "download_url": None, "type": "dir",
-                    "_links": {"self": api, "git": git, "html": html}}
+            return {
+                "name": local.name,
+                "path": repo_path,
+                "sha": sha,
+                "size": 0,
+                "url": api,
+                "html_url": html,
+                "git_url": git,
+                "download_url": None,
+                "type": "dir",
+                "_links": {"self": api, "git": git, "html": html},
+            }
         data = local.read_bytes()
         sha = blob_sha(data)
         git = f"{base}/repos/{s.repo}/git/blobs/{sha}"
         raw = f"{base}/raw/{s.repo}/{s.ref}/{repo_path}"
-        return {"name": local.name, "path": repo_path, "sha": sha, "size": len(data), "url": api,
-                "html_url": html, "git_url": git, "download_url": raw, "type": "file",
-                "_links": {"self": api, "git": git, "html": html}}
+        return {
+            "name": local.name,
+            "path": repo_path,
+            "sha": sha,
+            "size": len(data),
+            "url": api,
+            "html_url": html,
+            "git_url": git,
+            "download_url": raw,
+            "type": "file",
+            "_links": {"self": api, "git": git, "html": html},
+        }
 
-    def do_GET(self):  # noqa: C901 - a router
+    def do_GET(self):
         s = self.state
         parts = urlsplit(self.path)
         path = unquote(parts.path)
@@ -216,9 +235,14 @@ class _Handler(BaseHTTPRequestHandler):
             if repo != s.repo:
                 return self._not_found()
             if ref != s.ref:
-                return self._json(404, {"message": f"No commit found for the ref {ref}",
-                                        "documentation_url": "https://docs.github.com/rest",
-                                        "status": "404"})
+                return self._json(
+                    404,
+                    {
+                        "message": f"No commit found for the ref {ref}",
+                        "documentation_url": "https://docs.github.com/rest",
+                        "status": "404",
+                    },
+                )
             local = self._local(repo_path)
             if local is None:
                 return self._not_found()
@@ -239,12 +263,25 @@ class _Handler(BaseHTTPRequestHandler):
                     tree = []
                     for c in sorted(folder.iterdir(), key=lambda p: p.name):
                         if c.is_dir():
-                            tree.append({"path": c.name, "mode": "040000", "type": "tree",
-                                         "sha": tree_sha(c)})
+                            tree.append(
+                                {
+                                    "path": c.name,
+                                    "mode": "040000",
+                                    "type": "tree",
+                                    "sha": tree_sha(c),
+                                }
+                            )
                         else:
                             data = c.read_bytes()
-                            tree.append({"path": c.name, "mode": "100644", "type": "blob",
-                                         "sha": blob_sha(data), "size": len(data)})
+                            tree.append(
+                                {
+                                    "path": c.name,
+                                    "mode": "100644",
+                                    "type": "blob",
+                                    "sha": blob_sha(data),
+                                    "size": len(data),
+                                }
+                            )
                     return self._json(200, {"sha": m.group(2), "tree": tree, "truncated": False})
             return self._not_found()
 
@@ -255,8 +292,9 @@ class _Handler(BaseHTTPRequestHandler):
             if local is None or not local.is_file():
                 return self._send(404, b"404: Not Found", "text/plain; charset=utf-8")
             data = local.read_bytes()
-            return self._send(200, data, "application/octet-stream",
-                              {"ETag": f'"{blob_sha(data)}"'})
+            return self._send(
+                200, data, "application/octet-stream", {"ETag": f'"{blob_sha(data)}"'}
+            )
         return self._not_found()
 
 
@@ -296,7 +334,9 @@ class GitHubStub:
             return list(self.state.requests)
 
     def start(self) -> GitHubStub:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
