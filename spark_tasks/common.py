@@ -51,9 +51,7 @@ def _with_label_and_hash(df: DataFrame) -> DataFrame:
     )
 
 
-def read_images_from_manifest(
-    spark: SparkSession, manifest_path: Path, raw_dir: Path
-) -> DataFrame:
+def read_images_from_manifest(spark: SparkSession, manifest_path: Path, raw_dir: Path) -> DataFrame:
     """The manifest's images (paths relative to ``raw_dir``) as ``(path, label, sha256, content)``.
 
     The label is the class folder name.
@@ -129,7 +127,9 @@ class FeatureStore:
         out_col = keep.getOutputCol()
         (
             keep.transform(todo.repartition(parts, "sha256"))
-            .select("sha256", "path", F.col(out_col).alias("features"), F.col(err_col).alias("error"))
+            .select(
+                "sha256", "path", F.col(out_col).alias("features"), F.col(err_col).alias("error")
+            )
             .write.mode("overwrite")
             .parquet(str(staging))
         )
@@ -151,7 +151,9 @@ def assign_split(
     spark: SparkSession, dataset: DataFrame, test_fraction: float, seed: int, folds: int
 ) -> DataFrame:
     """Add ``split`` ("train"/"test") and ``fold`` columns: deterministic, stratified."""
-    keys = [(r["sha256"], r["label"]) for r in dataset.select("sha256", "label").distinct().collect()]
+    keys = [
+        (r["sha256"], r["label"]) for r in dataset.select("sha256", "label").distinct().collect()
+    ]
     assignments = stratified_split(keys, test_fraction, seed, folds)
     table = spark.createDataFrame(
         [(a.key, a.label, a.split, a.fold) for a in assignments],

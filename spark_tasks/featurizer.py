@@ -270,9 +270,9 @@ class DeepImageFeaturizer(
         if handle == "skip":
             return df.filter(F.col(err_col) == F.lit("")).drop(err_col)
         if handle == "error":
-            bad = F.when(
-                F.col(err_col) != F.lit(""),
-                F.raise_error(F.concat(F.lit("undecodable image: "), F.col(err_col))),
+            # a filter predicate, so no projection pruning (count(), select) can skip the check
+            fail = F.raise_error(F.concat(F.lit("undecodable image: "), F.col(err_col)))
+            return df.filter(F.when(F.col(err_col) == F.lit(""), F.lit(True)).otherwise(fail)).drop(
+                err_col
             )
-            return df.withColumn(err_col, F.coalesce(bad, F.col(err_col))).drop(err_col)
         return df

@@ -60,9 +60,7 @@ def _pool(features, pooling: str):
     return keras.Model(inputs, x)
 
 
-def load(
-    model: str, pooling: str = "avg", preprocessing: str = "none"
-) -> LoadedModel:
+def load(model: str, pooling: str = "avg", preprocessing: str = "none") -> LoadedModel:
     """The feature extractor for ``model`` (an application name or a ``.keras`` path)."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
@@ -85,7 +83,7 @@ def load(
                 "(or set KERAS_HOME), or pass a .keras model file instead"
             ) from exc
         net = _pool(base, pooling)
-        preprocess = getattr(module, "preprocess_input")
+        preprocess = module.preprocess_input
         size = (spec.size, spec.size)
     else:
         if preprocessing not in PREPROCESSINGS:

@@ -104,7 +104,9 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     common.write_json(run_dir / "baseline.json", metrics)
     logging.getLogger(__name__).warning(
         "baseline accuracy %.4f on %d test images; %d images featurized",
-        report["accuracy"], metrics["n_test"], result.featurized,
+        report["accuracy"],
+        metrics["n_test"],
+        result.featurized,
     )
     return metrics
 

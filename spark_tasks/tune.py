@@ -25,12 +25,19 @@ def build_parser() -> argparse.ArgumentParser:
     from spark_tasks.train import build_parser as train_parser
 
     p = argparse.ArgumentParser(
-        prog="spark_tasks/tune.py", description=__doc__, parents=[train_parser()],
-        add_help=False, conflict_handler="resolve",
+        prog="spark_tasks/tune.py",
+        description=__doc__,
+        parents=[train_parser()],
+        add_help=False,
+        conflict_handler="resolve",
     )
     p.add_argument("--manifest", type=Path, default=None)  # not needed: features are stored
-    p.add_argument("--grid", type=json.loads, required=True,
-                   help='JSON: {"reg_param": [...], "elastic_net_param": [...], "max_iter": [...]}')
+    p.add_argument(
+        "--grid",
+        type=json.loads,
+        required=True,
+        help='JSON: {"reg_param": [...], "elastic_net_param": [...], "max_iter": [...]}',
+    )
     p.add_argument("--cv-metric", default="accuracy", choices=CV_METRICS)
     p.add_argument("--parallelism", type=int, default=2)
     return p
@@ -111,7 +118,11 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     common.write_json(run_dir / "tuned.json", metrics)
     logging.getLogger(__name__).warning(
         "tuned %s -> test accuracy %.4f (cv %s %.4f +- %.4f)",
-        best_params, report["accuracy"], args.cv_metric, means[best], stds[best],
+        best_params,
+        report["accuracy"],
+        args.cv_metric,
+        means[best],
+        stds[best],
     )
     return metrics
 

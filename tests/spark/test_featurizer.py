@@ -1,0 +1,143 @@
+"""DeepImageFeaturizer's contract: params, parity with plain Keras, bad images, persistence."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from spark_tasks.featurizer import DeepImageFeaturizer
+
+pytestmark = pytest.mark.spark
+
+
+def plain_keras_features(model_path, files, pooling="avg"):
+    """Independent reference: Pillow bilinear resize of the whole image, RGB, float 0..255."""
+    import keras
+
+    model = keras.saving.load_model(model_path, compile=False)
+    _, h, w, _ = model.input_shape
+    batch = []
+    for f in files:
+        with Image.open(f) as img:
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "P", "LA"):
+                img = img.convert("RGBA")
+                white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(white, img)
+            img = img.convert("RGB").resize((w, h), Image.Resampling.BILINEAR)
+        batch.append(np.asarray(img, dtype=np.float32))
+    maps = model.predict(np.stack(batch), verbose=0)
+    if maps.ndim == 2:
+        return maps
+    return maps.mean(axis=(1, 2)) if pooling == "avg" else maps.max(axis=(1, 2))
+
+
+def _rows(spark, folder):
+    from spark_tasks.common import read_images_dir
+
+    return read_images_dir(spark, folder)
+
+
+def test_params_are_validated_like_sparkdl():
+    with pytest.raises(ValueError, match="modelName 'ResNet51' is not supported"):
+        DeepImageFeaturizer(modelName="ResNet51")
+    with pytest.raises(ValueError, match="pooling='sum'"):
+        DeepImageFeaturizer(modelName="ResNet50", pooling="sum")
+    with pytest.raises(ValueError, match="does not exist"):
+        DeepImageFeaturizer(modelPath="/nowhere/model.keras")
+    with pytest.raises(ValueError, match="batchSize=0"):
+        DeepImageFeaturizer(modelName="VGG16", batchSize=0)
+    f = DeepImageFeaturizer(modelName="InceptionV3")
+    assert (f.getInputCol(), f.getOutputCol(), f.getOrDefault("pooling")) == (
+        "content", "features", "avg",
+    )  # fmt: skip
+    assert f.identity() == "InceptionV3-avg"
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_features_match_plain_keras(spark, tiny_model, images, pooling):
+    f = DeepImageFeaturizer(modelPath=str(tiny_model), pooling=pooling, batchSize=4)
+    rows = f.transform(_rows(spark, images)).select("path", "features").collect()
+    assert len(rows) == 12
+    got = {r["path"]: r["features"].toArray() for r in rows}
+    paths = sorted(got)
+    want = plain_keras_features(tiny_model, paths, pooling)
+    diff = np.abs(np.stack([got[p] for p in paths]) - want).max()
+    assert diff < 1e-4, diff
+
+
+def test_flatten_keeps_every_spatial_feature(spark, tiny_model, images):
+    f = DeepImageFeaturizer(modelPath=str(tiny_model), pooling="flatten")
+    row = f.transform(_rows(spark, images)).select("features").first()
+    assert row["features"].size == 14 * 14 * 6  # 32 -> conv3 30 -> stride-2 conv3 14
+
+
+def test_corrupt_images_are_dropped_or_kept_with_the_reason(spark, tiny_model, images):
+    (images / "red" / "broken.jpg").write_bytes(b"this is not an image at all")
+    (images / "blue" / "truncated.jpg").write_bytes(
+        (images / "blue" / "blue0.jpg").read_bytes()[:200]
+    )
+    df = _rows(spark, images)
+    skip = DeepImageFeaturizer(modelPath=str(tiny_model)).transform(df)
+    assert skip.count() == 12
+    keep = DeepImageFeaturizer(modelPath=str(tiny_model), handleInvalid="keep").transform(df)
+    bad = {r["path"].rsplit("/", 1)[1]: r for r in keep.filter("featurizer_error != ''").collect()}
+    assert set(bad) == {"broken.jpg", "truncated.jpg"}
+    assert bad["broken.jpg"]["features"] is None
+    assert "UnidentifiedImageError" in bad["broken.jpg"]["featurizer_error"]
+    with pytest.raises(Exception, match="undecodable image"):
+        DeepImageFeaturizer(modelPath=str(tiny_model), handleInvalid="error").transform(df).count()
+
+
+def test_saved_pipeline_scores_raw_images_in_a_fresh_process(spark, tiny_model, images, tmp_path):
+    from pyspark.ml.classification import LogisticRegression
+
+    from spark_tasks import common
+
+    f = DeepImageFeaturizer(modelPath=str(tiny_model))
+    data = f.transform(_rows(spark, images)).cache()
+    indexer = common.fit_label_indexer(data)
+    classifier = common.classifier_pipeline(indexer, LogisticRegression(maxIter=50)).fit(data)
+    model = common.full_model(f, classifier)
+    model.write().overwrite().save(str(tmp_path / "model"))
+    expected = {
+        r["path"]: r[common.PREDICTED] for r in model.transform(_rows(spark, images)).collect()
+    }
+    assert set(expected.values()) == {"red", "blue"}
+    script = textwrap.dedent(f"""
+        import sys
+        from pyspark.ml import PipelineModel
+        from pyspark.sql import SparkSession
+        from spark_tasks.common import read_images_dir
+        spark = (SparkSession.builder.master("local[1]")
+                 .config("spark.pyspark.python", sys.executable)
+                 .config("spark.ui.enabled", "false").getOrCreate())
+        model = PipelineModel.load({str(tmp_path / "model")!r})
+        raw = read_images_dir(spark, {str(images)!r}).drop("label")
+        for r in model.transform(raw).select("path", "predicted_label").collect():
+            print("ROW", r["path"], r["predicted_label"])
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = dict(line.split()[1:] for line in out.stdout.splitlines() if line.startswith("ROW "))
+    assert got == expected
+
+
+@pytest.mark.shared
+def test_lite0_features_match_plain_keras_on_the_real_images(spark, lite0, football):
+    f = DeepImageFeaturizer(modelPath=str(lite0), batchSize=16)
+    rows = f.transform(_rows(spark, football)).select("path", "label", "features").collect()
+    assert len(rows) == 60
+    assert {r["label"] for r in rows} == {"messi", "ronaldo"}
+    got = {r["path"]: r["features"].toArray() for r in rows}
+    paths = sorted(got)
+    want = plain_keras_features(lite0, paths)
+    assert want.shape == (60, 1280)
+    assert np.abs(np.stack([got[p] for p in paths]) - want).max() < 1e-4
