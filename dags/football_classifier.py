@@ -41,38 +41,82 @@ PARAMS = {
         ".keras model file.",
         examples=sorted(APPLICATIONS),
     ),
-    "pooling": Param(D["pooling"], type="string", enum=list(POOLINGS),
-                     description="How the CNN's feature maps become a vector."),
-    "min_accuracy": Param(D["min_accuracy"], type="number", minimum=0, maximum=1,
-                          description="The run fails below this test accuracy."),
-    "target_accuracy": Param(D["target_accuracy"], type="number", minimum=0, maximum=1,
-                             description="The baseline at or above this skips tuning."),
-    "test_fraction": Param(D["test_fraction"], type="number", exclusiveMinimum=0,
-                           exclusiveMaximum=1,
-                           description="Share of each class held out for test (0.4: 18+12)."),
+    "pooling": Param(
+        D["pooling"],
+        type="string",
+        enum=list(POOLINGS),
+        description="How the CNN's feature maps become a vector.",
+    ),
+    "min_accuracy": Param(
+        D["min_accuracy"],
+        type="number",
+        minimum=0,
+        maximum=1,
+        description="The run fails below this test accuracy.",
+    ),
+    "target_accuracy": Param(
+        D["target_accuracy"],
+        type="number",
+        minimum=0,
+        maximum=1,
+        description="The baseline at or above this skips tuning.",
+    ),
+    "test_fraction": Param(
+        D["test_fraction"],
+        type="number",
+        exclusiveMinimum=0,
+        exclusiveMaximum=1,
+        description="Share of each class held out for test (0.4: 18+12).",
+    ),
     "seed": Param(D["seed"], type="integer", minimum=0, description="Seed of the split."),
-    "max_iter": Param(D["max_iter"], type="integer", minimum=1, maximum=10000,
-                      description="Baseline LogisticRegression maxIter (reference: 30)."),
-    "reg_param": Param(D["reg_param"], type="number", minimum=0,
-                       description="Baseline LogisticRegression regParam."),
-    "elastic_net_param": Param(D["elastic_net_param"], type="number", minimum=0, maximum=1,
-                               description="Baseline LogisticRegression elasticNetParam."),
+    "max_iter": Param(
+        D["max_iter"],
+        type="integer",
+        minimum=1,
+        maximum=10000,
+        description="Baseline LogisticRegression maxIter (reference: 30).",
+    ),
+    "reg_param": Param(
+        D["reg_param"],
+        type="number",
+        minimum=0,
+        description="Baseline LogisticRegression regParam.",
+    ),
+    "elastic_net_param": Param(
+        D["elastic_net_param"],
+        type="number",
+        minimum=0,
+        maximum=1,
+        description="Baseline LogisticRegression elasticNetParam.",
+    ),
     "tune_grid": Param(
         D["tune_grid"],
         type="object",
         description="Grid searched by cross-validation on the training split.",
         properties={
             k: {"type": "array", "minItems": 1, "items": {"type": t, "minimum": lo}}
-            for k, t, lo in (("reg_param", "number", 0), ("elastic_net_param", "number", 0),
-                             ("max_iter", "integer", 1))
+            for k, t, lo in (
+                ("reg_param", "number", 0),
+                ("elastic_net_param", "number", 0),
+                ("max_iter", "integer", 1),
+            )
         },
         required=["reg_param", "elastic_net_param", "max_iter"],
         additionalProperties=False,
     ),
-    "cv_folds": Param(D["cv_folds"], type="integer", minimum=2, maximum=20,
-                      description="Cross-validation folds in the tuning branch."),
-    "repo": Param(D["repo"], type="string", pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
-                  description="GitHub repository owner/name."),
+    "cv_folds": Param(
+        D["cv_folds"],
+        type="integer",
+        minimum=2,
+        maximum=20,
+        description="Cross-validation folds in the tuning branch.",
+    ),
+    "repo": Param(
+        D["repo"],
+        type="string",
+        pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+        description="GitHub repository owner/name.",
+    ),
     "ref": Param(D["ref"], type="string", minLength=1, description="Branch, tag or commit."),
     "classes": Param(
         D["classes"],
@@ -81,8 +125,12 @@ PARAMS = {
         additionalProperties={"type": "string", "minLength": 1},
         description="Class name -> folder in the repository.",
     ),
-    "min_images_per_class": Param(D["min_images_per_class"], type="integer", minimum=1,
-                                  description="Fewer valid images in a class fails the run."),
+    "min_images_per_class": Param(
+        D["min_images_per_class"],
+        type="integer",
+        minimum=1,
+        description="Fewer valid images in a class fails the run.",
+    ),
 }
 
 SPARK_CONF = {
@@ -145,11 +193,15 @@ with DAG(
         env_vars=SPARK_ENV,
         application_args=[
             *JOB_ARGS,
-            "--manifest", "{{ ti.xcom_pull(task_ids='download')['manifest'] }}",
-            "--max-iter", "{{ params.max_iter }}",
-            "--reg-param", "{{ params.reg_param }}",
-            "--elastic-net-param", "{{ params.elastic_net_param }}",
-        ],  # fmt: skip
+            "--manifest",
+            "{{ ti.xcom_pull(task_ids='download')['manifest'] }}",
+            "--max-iter",
+            "{{ params.max_iter }}",
+            "--reg-param",
+            "{{ params.reg_param }}",
+            "--elastic-net-param",
+            "{{ params.elastic_net_param }}",
+        ],
         retries=1,
         retry_delay=timedelta(seconds=20),
     )
@@ -177,7 +229,7 @@ with DAG(
         ctx = get_current_context()
         try:
             return tasks.gate(SETTINGS, ctx["run_id"], dict(ctx["params"]), dataset)
-        except tasks.GateFailed as exc:
+        except tasks.GateFailedError as exc:
             raise AirflowFailException(str(exc)) from None  # never retried
 
     @task(retries=1, retry_delay=timedelta(seconds=10))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -60,8 +61,10 @@ def cmd_download(args: argparse.Namespace) -> int:
         print(f"imgclf download: {exc}", file=sys.stderr)
         print("downloaded=? unchanged=? failed=see above", file=sys.stderr)
         return 1
-    print(f"{sum(result.counts.values())} images in {args.dest} ({result.seconds:.2f} s); "
-          f"fingerprint {result.fingerprint}")
+    print(
+        f"{sum(result.counts.values())} images in {args.dest} ({result.seconds:.2f} s); "
+        f"fingerprint {result.fingerprint}"
+    )
     print(result.summary())
     return 0
 
@@ -76,10 +79,8 @@ def cmd_github_stub(args: argparse.Namespace) -> int:
     print(f"GitHub stand-in for {args.repo}@{args.ref}:{args.prefix} at {stub.url}", flush=True)
     if args.url_file:
         Path(args.url_file).write_text(stub.url)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stub.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -101,8 +102,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
             lines.append(f"  {stage:8s} accuracy {s['accuracy']:.4f} params {s['params']}")
         else:
             lines.append(f"  {stage:8s} skipped")
-    lines.append(f"  featurized_images {m['featurized_images']}, promoted "
-                 f"{m.get('promoted_version') or 'nothing'}")
+    lines.append(
+        f"  featurized_images {m['featurized_images']}, promoted "
+        f"{m.get('promoted_version') or 'nothing'}"
+    )
     lines.append(f"accuracy {m['accuracy']:.4f}")
     lines.append(f"metrics {path}")
     print("\n".join(lines))
@@ -118,8 +121,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         for version in registry.versions():
             info = registry.info(version)
             mark = "*" if version == champion else " "
-            print(f"{mark} {version}  accuracy {info['accuracy']:.4f}  {info['model']}  "
-                  f"run {info['run_id']}")
+            print(
+                f"{mark} {version}  accuracy {info['accuracy']:.4f}  {info['model']}  "
+                f"run {info['run_id']}"
+            )
         return 0
     print(json.dumps(registry.info(args.version), indent=2))
     return 0
@@ -146,8 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prefix", default="CH13/football")
     s.add_argument("--port", type=int, default=0)
     s.add_argument("--url-file", help="write the base URL here once listening")
-    s.add_argument("--fault", action="append", metavar="REGEX=F1,F2",
-                   help="serve these faults, in order, to requests whose path matches")
+    s.add_argument(
+        "--fault",
+        action="append",
+        metavar="REGEX=F1,F2",
+        help="serve these faults, in order, to requests whose path matches",
+    )
     s.set_defaults(fn=cmd_github_stub)
 
     r = sub.add_parser("summary", help="print the newest run's accuracy and metrics path")

@@ -39,9 +39,8 @@ def _number(name: str, value: Any, lo: float, hi: float, *, lo_open=False, hi_op
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name}={value!r} is not a number")
     if (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi):
-        raise ValueError(
-            f"{name}={value} is outside {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-        )
+        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+        raise ValueError(f"{name}={value} is outside {left}{lo}, {hi}{right}")
     return value
 
 

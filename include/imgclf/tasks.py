@@ -20,7 +20,7 @@ from imgclf.registry import Registry, atomic_write_json
 log = logging.getLogger(__name__)
 
 
-class GateFailed(RuntimeError):
+class GateFailedError(RuntimeError):
     """The candidate model is below ``min_accuracy``: nothing is promoted."""
 
 
@@ -93,16 +93,31 @@ def branch(settings: Settings, run_id: str, target_accuracy: float) -> bool:
 def _summary(m: dict[str, Any] | None) -> dict[str, Any] | None:
     if m is None:
         return None
-    keep = ("accuracy", "accuracy_ci95", "confusion_matrix", "labels", "per_class", "roc_auc",
-            "params", "n_train", "n_test", "featurized_images", "model_path", "seconds", "cv",
-            "failed_images", "featurizer", "predictions")
+    keep = (
+        "accuracy",
+        "accuracy_ci95",
+        "confusion_matrix",
+        "labels",
+        "per_class",
+        "roc_auc",
+        "params",
+        "n_train",
+        "n_test",
+        "featurized_images",
+        "model_path",
+        "seconds",
+        "cv",
+        "failed_images",
+        "featurizer",
+        "predictions",
+    )
     return {k: m[k] for k in keep if k in m}
 
 
 def gate(
     settings: Settings, run_id: str, params: dict[str, Any], dataset: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Write the run's ``metrics.json``; raise ``GateFailed`` below ``min_accuracy``."""
+    """Write the run's ``metrics.json``; raise ``GateFailedError`` below ``min_accuracy``."""
     run_dir = settings.run_dir(run_id)
     baseline = _read(run_dir / "baseline.json")
     if baseline is None:
@@ -132,7 +147,7 @@ def gate(
     atomic_write_json(run_dir / "metrics.json", metrics)
     log.info("%s; metrics in %s", decision.reason, run_dir / "metrics.json")
     if not decision.passed:
-        raise GateFailed(decision.reason)
+        raise GateFailedError(decision.reason)
     return {"metrics": str(run_dir / "metrics.json"), "accuracy": decision.accuracy}
 
 
@@ -163,4 +178,8 @@ def promote(settings: Settings, run_id: str) -> dict[str, Any]:
     )
     log.info(summary)
     print(summary)
-    return {"version": version, "accuracy": metrics["accuracy"], "metrics": str(run_dir / "metrics.json")}
+    return {
+        "version": version,
+        "accuracy": metrics["accuracy"],
+        "metrics": str(run_dir / "metrics.json"),
+    }

@@ -1,0 +1,57 @@
+"""Test-wide setup: an isolated Airflow home and data root, found before Airflow is imported."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="imgclf-tests-"))
+
+# Airflow reads its configuration at import: set it before any test module imports airflow.
+os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+os.environ.setdefault("AIRFLOW_CONN_SPARK_DEFAULT", '{"conn_type": "spark", "host": "local[2]"}')
+os.environ["IMGCLF_HOME"] = str(_SESSION_DIR / "home")
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+# spark-submit and the interpreter executors use: this venv's
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+os.environ["IMGCLF_PYSPARK_PYTHON"] = sys.executable
+
+
+def shared_dir() -> Path | None:
+    """``../shared`` next to the project (or ``$IMGCLF_SHARED``), if present."""
+    path = Path(os.environ.get("IMGCLF_SHARED", ROOT.parent / "shared"))
+    return path if (path / "datasets" / "football").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    path = shared_dir()
+    if path is None:
+        pytest.skip("needs ../shared (the real images and model): set IMGCLF_SHARED or add it")
+    return path
+
+
+@pytest.fixture(scope="session")
+def football(shared: Path) -> Path:
+    return shared / "datasets" / "football"
+
+
+@pytest.fixture(scope="session")
+def lite0(shared: Path) -> Path:
+    path = shared / "models" / "efficientnet_lite0_imagenet_notop.keras"
+    if not path.is_file():
+        pytest.skip(f"needs {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    return _SESSION_DIR

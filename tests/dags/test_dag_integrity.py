@@ -1,0 +1,103 @@
+"""The DAG parses cleanly, has exactly the intended shape, and validates its params."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.dags.conftest import ROOT, load_dag
+
+EXPECTED = {
+    "validate_params": {"download"},
+    "download": {"train", "gate"},
+    "train": {"choose_branch"},
+    "choose_branch": {"tune", "gate"},
+    "tune": {"gate"},
+    "gate": {"promote"},
+    "promote": set(),
+}
+
+
+@pytest.fixture(scope="module")
+def dag():
+    return load_dag()
+
+
+def test_structure_is_exact(dag):
+    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == EXPECTED
+    assert dag.get_task("gate").trigger_rule == "none_failed_min_one_success"
+    assert type(dag.get_task("train")).__name__ == "SparkSubmitOperator"
+    assert type(dag.get_task("tune")).__name__ == "SparkSubmitOperator"
+
+
+def test_schedule_and_concurrency(dag):
+    assert dag.timetable.expression == "0 0 * * 0"  # @weekly
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert set(dag.tags) == {"imgclf", "spark", "transfer-learning"}
+    assert dag.doc_md and "football_classifier" in dag.doc_md
+
+
+def test_retries_where_they_help_and_never_on_the_gate(dag):
+    retries = {t.task_id: t.retries for t in dag.tasks}
+    assert retries["gate"] == 0 and retries["validate_params"] == 0
+    assert retries["choose_branch"] == 0
+    assert retries["download"] >= 1 and retries["train"] >= 1 and retries["tune"] >= 1
+
+
+def test_param_defaults_match_the_reference_run(dag):
+    p = {k: dag.params[k] for k in dag.params}
+    assert p["model"] == "InceptionV3"
+    assert (p["min_accuracy"], p["target_accuracy"], p["test_fraction"], p["seed"]) == (
+        0.8, 0.95, 0.4, 12,
+    )  # fmt: skip
+    assert p["max_iter"] == 30
+    assert p["repo"] == "asherif844/ApacheSparkDeepLearningCookbook" and p["ref"] == "master"
+    assert p["classes"] == {"messi": "CH13/football/messi", "ronaldo": "CH13/football/ronaldo"}
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("min_accuracy", 1.5), ("target_accuracy", -0.1), ("test_fraction", 1.0),
+        ("test_fraction", 0), ("seed", -1), ("seed", "twelve"), ("max_iter", 0),
+        ("pooling", "sum"), ("repo", "not a repo"), ("cv_folds", 1),
+        ("classes", {"messi": "x"}), ("tune_grid", {"reg_param": [0.1]}),
+        ("tune_grid", {"reg_param": [], "elastic_net_param": [0.0], "max_iter": [10]}),
+    ],
+)  # fmt: skip
+def test_bad_param_values_are_rejected_by_the_form(dag, name, bad):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param(name).resolve(bad)
+
+
+def test_templated_spark_args_carry_the_run_settings(dag):
+    train = dag.get_task("train")
+    assert "{{ run_id }}" in train.application_args
+    assert "{{ params.model }}" in train.application_args
+    assert any("xcom_pull(task_ids='download')" in a for a in train.application_args)
+    assert train.application.endswith("spark_tasks/train.py")
+    assert "{{ params.tune_grid | tojson }}" in dag.get_task("tune").application_args
+    assert train._conn_id == "spark_default"
+    assert train.conf["spark.pyspark.python"] == sys.executable
+
+
+def test_no_heavy_import_at_parse_time():
+    code = textwrap.dedent(f"""
+        import sys, runpy
+        runpy.run_path({str(ROOT / "dags" / "football_classifier.py")!r})
+        heavy = sorted(m for m in ("tensorflow", "keras", "pyspark", "pandas", "numpy")
+                       if m in sys.modules)
+        print("HEAVY", heavy)
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("HEAVY"))
+    assert line == "HEAVY []", line
