@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,16 @@ PREDICTED = "predicted_label"
 _IMAGE_RE = "(?i).*\\.(" + "|".join(e.lstrip(".") for e in sorted(IMAGE_EXTENSIONS)) + ")$"
 
 
+def use_this_interpreter_for_workers() -> None:
+    """Python workers of a session built in-process run ``PYSPARK_PYTHON``, else ``python3``
+    from PATH (PySpark does not read ``spark.pyspark.python`` there): pin this interpreter.
+    Under spark-submit, ``spark.pyspark.python`` has already set ``PYSPARK_PYTHON``."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
 def spark_session(app_name: str) -> SparkSession:
     """The job's session; ``local[*]`` when nothing (spark-submit, conf) chose a master."""
+    use_this_interpreter_for_workers()
     builder = SparkSession.builder.appName(app_name)
     from pyspark import SparkConf
 

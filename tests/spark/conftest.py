@@ -11,6 +11,9 @@ from tests.fixtures_images import make_images, make_tiny_model
 def spark():
     from pyspark.sql import SparkSession
 
+    from spark_tasks.common import use_this_interpreter_for_workers
+
+    use_this_interpreter_for_workers()  # not left to PATH
     session = (
         SparkSession.builder.master("local[2]")
         .appName("imgclf-tests")
