@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -23,6 +24,11 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 # spark-submit and the interpreter executors use: this venv's
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 os.environ["IMGCLF_PYSPARK_PYTHON"] = sys.executable
+
+
+# py4j logs "Closing down clientserver connection" from __del__ at interpreter exit, after
+# pytest closed the stream: keep its INFO lines out.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 def shared_dir() -> Path | None:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,9 +42,9 @@ def _github_from_env() -> tuple[str, str | None]:
     from urllib.parse import unquote, urlsplit
 
     parts = urlsplit(raw)
-    scheme = "https" if parts.scheme in ("http", "https") and parts.scheme == "https" else "http"
+    scheme = parts.scheme if parts.scheme in ("http", "https") else "https"
     host = unquote(parts.hostname or "")
-    url = api_url_from_connection(host, scheme, parts.port)
+    url = api_url_from_connection(host, scheme, parts.port) + parts.path.rstrip("/")
     return url, (unquote(parts.password) if parts.password else None) or token
 
 
@@ -59,7 +60,10 @@ def cmd_download(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except DownloadError as exc:
         print(f"imgclf download: {exc}", file=sys.stderr)
-        print("downloaded=? unchanged=? failed=see above", file=sys.stderr)
+        if exc.result is not None:
+            print(exc.result.summary())
+        else:
+            print("downloaded=0 unchanged=0 failed=all (nothing could be listed)")
         return 1
     print(
         f"{sum(result.counts.values())} images in {args.dest} ({result.seconds:.2f} s); "
@@ -130,6 +134,43 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spark_env() -> dict[str, str]:
+    env = os.environ.copy()
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def cmd_featurize(args: argparse.Namespace) -> int:
+    """Runs spark_tasks/featurize.py through spark-submit, as the DAG runs its jobs."""
+    python = config.Settings.from_env().python
+    cmd = [
+        str(Path(sys.executable).parent / "spark-submit"),
+        "--master", args.master,
+        "--conf", f"spark.pyspark.python={python}",
+        "--conf", f"spark.pyspark.driver.python={python}",
+        "--conf", "spark.ui.enabled=false",
+        "--conf", "spark.sql.execution.arrow.maxRecordsPerBatch=64",
+        str(config.spark_tasks_dir() / "featurize.py"),
+        "--images", str(Path(args.images).resolve()),
+        "--model", args.model,
+        "--out", str(Path(args.out).resolve()),
+        "--pooling", args.pooling,
+        "--batch-size", str(args.batch_size),
+    ]  # fmt: skip
+    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    cmd = [sys.executable, "-m", "spark_tasks.bench", "--images", str(args.images),
+           "--model", args.model, "--batch-size", str(args.batch_size),
+           "--partitions", str(args.partitions), "--master", args.master]  # fmt: skip
+    if args.source:
+        cmd += ["--source", args.source]
+    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imgclf", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -162,6 +203,26 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("summary", help="print the newest run's accuracy and metrics path")
     r.add_argument("--since", type=float, default=0.0, help="only runs written after (epoch s)")
     r.set_defaults(fn=cmd_summary)
+
+    f = sub.add_parser("featurize", help="CNN features of a folder of images, to Parquet")
+    f.add_argument("--images", required=True, help="folder of <class>/<image> files")
+    f.add_argument("--model", required=True, help="keras.applications name or .keras path")
+    f.add_argument("--out", required=True, help="output FILE.parquet")
+    f.add_argument("--pooling", default="avg", choices=["avg", "max", "flatten"])
+    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--master", default="local[*]")
+    f.set_defaults(fn=cmd_featurize)
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench", required=True)
+    bf = bsub.add_parser("featurize", help="Spark featurizer vs plain Keras, one JSON line")
+    bf.add_argument("--images", type=int, default=600)
+    bf.add_argument("--model", required=True)
+    bf.add_argument("--source", help="folder of images to cycle (default ../shared football)")
+    bf.add_argument("--batch-size", type=int, default=32)
+    bf.add_argument("--partitions", type=int, default=0)
+    bf.add_argument("--master", default="local[*]")
+    bf.set_defaults(fn=cmd_bench)
 
     m = sub.add_parser("models", help="the model registry")
     m.add_argument("action", choices=["list", "show"])

@@ -44,7 +44,12 @@ MANIFEST_VERSION = 1
 
 
 class DownloadError(RuntimeError):
-    """The download did not produce a complete, verified dataset; the message says why."""
+    """The download did not produce a complete, verified dataset; the message says why.
+
+    ``result`` holds the counts of what did happen, when the failure came after listing.
+    """
+
+    result: DownloadResult | None = None
 
 
 class NotFoundError(DownloadError):
@@ -498,15 +503,18 @@ def download_dataset(
     result.manifest_path = str(raw_dir / "manifest.json")
     result.seconds = time.monotonic() - started
 
+    problem = None
     if errors:
-        raise DownloadError(
+        problem = DownloadError(
             f"{len(errors)} of {len(remote)} files failed ({result.summary()}):\n- "
             + "\n- ".join(sorted(errors))
         )
-    small = {k: v for k, v in result.counts.items() if v < min_images_per_class}
-    if small:
-        raise DownloadError(
+    elif small := {k: v for k, v in result.counts.items() if v < min_images_per_class}:
+        problem = DownloadError(
             f"classes with fewer than min_images_per_class={min_images_per_class} valid images: "
             + ", ".join(f"{k}={v}" for k, v in sorted(small.items()))
         )
+    if problem is not None:
+        problem.result = result
+        raise problem
     return result

@@ -1,0 +1,172 @@
+"""Benchmark: the Spark featurizer against plain Keras on the same images, in one run.
+
+``imgclf bench featurize --images N --model NAME_OR_PATH`` prints one JSON object with
+``plain_images_per_s``, ``spark_images_per_s``, ``ratio`` (spark / plain) and each side's fixed
+overhead. Throughput is steady state, decoding and inference included on both sides; the fixed
+overhead (TensorFlow import and model load for plain Keras; session start, Python worker start,
+TensorFlow import and model load in the workers for Spark) is reported apart.
+
+Plain Keras runs in a child process so that its TensorFlow import is measured cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from imgclf.config import PROJECT_ROOT
+from imgclf.download import IMAGE_EXTENSIONS
+
+
+def _source_files(source: Path | None) -> list[Path]:
+    candidates = [source] if source else [PROJECT_ROOT.parent / "shared" / "datasets" / "football"]
+    for folder in candidates:
+        if folder and folder.is_dir():
+            files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if files:
+                return files
+    return []
+
+
+def make_images(n: int, dest: Path, source: Path | None) -> str:
+    """``n`` image files under ``dest/<class>/``: copies of real images, or synthetic ones."""
+    files = _source_files(source)
+    if files:
+        for i in range(n):
+            src = files[i % len(files)]
+            (dest / src.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest / src.parent.name / f"{i:05d}_{src.name}")
+        return f"{len(files)} real images from {files[0].parent.parent}, cycled"
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (dest / "synthetic").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        arr = rng.integers(0, 255, (168, 300, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(dest / "synthetic" / f"{i:05d}.jpg", quality=90)
+    return "synthetic 300x168 JPEGs"
+
+
+def plain(args: argparse.Namespace) -> dict:
+    """Plain Keras in this process: read, decode, batch, infer."""
+    t0 = time.perf_counter()
+    import numpy as np
+
+    from spark_tasks.featurizer import cached_model
+    from spark_tasks.images import decode
+
+    loaded, infer = cached_model(args.model, "avg", "none")
+    files = sorted(p for p in args.dir.rglob("*") if p.is_file())
+    infer(loaded.preprocess(np.zeros((1, loaded.size[1], loaded.size[0], 3), np.float32)))
+    t1 = time.perf_counter()
+    n = 0
+    for i in range(0, len(files), args.batch_size):
+        chunk = files[i : i + args.batch_size]
+        batch = np.stack([decode(p.read_bytes(), loaded.size) for p in chunk])
+        out = np.asarray(infer(loaded.preprocess(batch)))
+        n += len(out)
+    t2 = time.perf_counter()
+    return {"images": n, "fixed_s": t1 - t0, "steady_s": t2 - t1}
+
+
+def spark_side(args: argparse.Namespace) -> dict:
+    t0 = time.perf_counter()
+    from pyspark.sql import SparkSession
+
+    from spark_tasks import common
+    from spark_tasks.train import make_featurizer
+
+    common.use_this_interpreter_for_workers()
+    spark = (
+        SparkSession.builder.master(args.master)
+        .appName("imgclf-bench")
+        .config("spark.pyspark.python", sys.executable)
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.arrow_batch))
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    t_session = time.perf_counter()
+    cores = spark.sparkContext.defaultParallelism
+    parts = args.partitions or cores
+    featurizer = make_featurizer(args.model, "avg", "none", args.batch_size)
+    # warm-up: start every Python worker, import TensorFlow, load the model in each
+    warm = common.read_images_dir(spark, args.dir).limit(cores * 2).repartition(cores)
+    featurizer.transform(warm).write.format("noop").mode("overwrite").save()
+    images = common.read_images_dir(spark, args.dir)  # listing: fixed overhead, as for plain
+    n = images.count()
+    t1 = time.perf_counter()
+    featurizer.transform(images.repartition(parts)).write.format("noop").mode("overwrite").save()
+    t2 = time.perf_counter()
+    spark.stop()
+    return {"images": n, "fixed_s": t1 - t0, "steady_s": t2 - t1, "partitions": parts,
+            "cores": cores, "session_s": t_session - t0, "workers_s": t1 - t_session}  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imgclf bench featurize", description=__doc__)
+    p.add_argument("--images", type=int, default=600, help="how many images (N)")
+    p.add_argument("--model", required=True, help="keras.applications name or .keras path")
+    p.add_argument("--source", type=Path, help="folder of images to cycle (default ../shared)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--partitions", type=int, default=0, help="default: one per core")
+    p.add_argument("--master", default="local[*]")
+    p.add_argument("--arrow-batch", type=int, default=64)
+    p.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.plain_only:
+        print(json.dumps(plain(args)))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="imgclf-bench-") as tmp:
+        args.dir = Path(tmp)
+        origin = make_images(args.images, args.dir, args.source)
+        env = os.environ.copy()
+        env.pop("IMGCLF_TF_THREADS", None)  # plain Keras as people run it: TensorFlow's threads
+        child = subprocess.run(
+            [sys.executable, "-m", "spark_tasks.bench", "--plain-only", "--dir", tmp,
+             "--model", args.model, "--batch-size", str(args.batch_size)],
+            capture_output=True, text=True, check=False, env=env,
+        )  # fmt: skip
+        if child.returncode != 0:
+            print(child.stderr[-3000:], file=sys.stderr)
+            return child.returncode
+        p = json.loads(child.stdout.strip().splitlines()[-1])
+        s = spark_side(args)
+    plain_rate = p["images"] / p["steady_s"]
+    spark_rate = s["images"] / s["steady_s"]
+    print(json.dumps({
+        "images": args.images,
+        "model": args.model,
+        "source": origin,
+        "batch_size": args.batch_size,
+        "spark_partitions": s["partitions"],
+        "cores": s["cores"],
+        "plain_images_per_s": round(plain_rate, 2),
+        "spark_images_per_s": round(spark_rate, 2),
+        "ratio": round(spark_rate / plain_rate, 3),
+        "plain_fixed_overhead_s": round(p["fixed_s"], 2),
+        "spark_fixed_overhead_s": round(s["fixed_s"], 2),
+        "overhead_difference_s": round(s["fixed_s"] - p["fixed_s"], 2),
+        "spark_overhead_parts_s": {
+            "session_start": round(s["session_s"], 2),
+            "workers_tensorflow_model_warmup": round(s["workers_s"], 2),
+        },
+    }))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""spark-submit entry point behind ``imgclf featurize``: one Parquet row per image.
+
+Rows: ``path`` (absolute), ``label`` (the class folder name), ``sha256``, ``features``
+(array<float>). Undecodable images are dropped, counted and listed in the JSON summary printed
+last. The CNN runs once per image (its output is staged, then filtered).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imgclf featurize", description=__doc__)
+    p.add_argument("--images", type=Path, required=True, help="folder of <class>/<image> files")
+    p.add_argument("--model", required=True, help="keras.applications name or .keras path")
+    p.add_argument("--out", type=Path, required=True, help="output .parquet (a folder)")
+    p.add_argument("--pooling", default="avg", choices=["avg", "max", "flatten"])
+    p.add_argument("--preprocessing", default="none", choices=["none", "tf", "torch", "caffe"])
+    p.add_argument("--batch-size", type=int, default=32)
+    return p
+
+
+def run(args: argparse.Namespace, spark=None) -> dict:
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    from spark_tasks import common
+    from spark_tasks.train import make_featurizer
+
+    started = time.time()
+    spark = spark or common.spark_session("imgclf-featurize")
+    featurizer = make_featurizer(args.model, args.pooling, args.preprocessing, args.batch_size)
+    featurizer.set(featurizer.handleInvalid, "keep")
+    images = common.read_images_dir(spark, args.images)
+    n = images.count()
+    if n == 0:
+        raise ValueError(f"no image files under {args.images}")
+    parts = common.featurize_partitions(spark, n, args.batch_size)
+    staging = args.out.with_name(args.out.name + ".staging")
+    (
+        featurizer.transform(images.repartition(parts))
+        .select(
+            "path",
+            "label",
+            "sha256",
+            F.when(F.col("features").isNotNull(), vector_to_array("features", "float32")).alias(
+                "features"
+            ),
+            F.col("featurizer_error").alias("error"),
+        )
+        .write.mode("overwrite")
+        .parquet(str(staging))
+    )
+    staged = spark.read.parquet(str(staging))
+    failed = [
+        {"path": r["path"], "error": r["error"]}
+        for r in staged.filter(F.col("error") != "").collect()
+    ]
+    good = staged.filter(F.col("error") == "").drop("error").orderBy("path")
+    good.write.mode("overwrite").parquet(str(args.out))
+    shutil.rmtree(staging, ignore_errors=True)
+    summary = {
+        "images": n,
+        "featurized": n - len(failed),
+        "failed": failed,
+        "featurizer": featurizer.identity(),
+        "out": str(args.out.resolve()),
+        "seconds": round(time.time() - started, 2),
+    }
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    summary = run(args)
+    for item in summary["failed"]:
+        print(f"undecodable, dropped: {item['path']} ({item['error']})", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""``imgclf featurize`` end to end (spark-submit), checked against an independent computation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.spark.test_featurizer import plain_keras_features
+
+pytestmark = pytest.mark.spark
+IMGCLF = str(Path(sys.executable).parent / "imgclf")
+
+
+def _featurize(images: Path, model: Path, out: Path):
+    proc = subprocess.run(
+        [IMGCLF, "featurize", "--images", str(images), "--model", str(model), "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # spark-submit's PythonRunner merges the driver's stderr into stdout: read both
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stdout + proc.stderr
+
+
+def _read(out: Path):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out).to_pydict()
+    return {p: (label, np.asarray(f)) for p, label, f in
+            zip(table["path"], table["label"], table["features"], strict=True)}  # fmt: skip
+
+
+def test_featurize_drops_and_lists_undecodable_images(tiny_model, images, tmp_path):
+    (images / "red" / "broken.jpg").write_bytes(b"definitely not an image")
+    summary, output = _featurize(images, tiny_model, tmp_path / "f.parquet")
+    assert summary["images"] == 13 and summary["featurized"] == 12
+    assert [Path(f["path"]).name for f in summary["failed"]] == ["broken.jpg"]
+    assert "undecodable, dropped: " in output
+    assert "broken.jpg" in output
+    rows = _read(tmp_path / "f.parquet")
+    assert len(rows) == 12
+    assert all(Path(p).is_absolute() and Path(p).exists() for p in rows)
+    assert {label for label, _ in rows.values()} == {"red", "blue"}
+
+
+@pytest.mark.shared
+def test_featurize_the_real_images_matches_plain_keras(lite0, football, tmp_path):
+    summary, _ = _featurize(football, lite0, tmp_path / "f.parquet")
+    assert (summary["images"], summary["featurized"], summary["failed"]) == (60, 60, [])
+    rows = _read(tmp_path / "f.parquet")
+    assert len(rows) == 60
+    paths = sorted(rows)
+    for p in paths:
+        assert rows[p][0] == Path(p).parent.name
+    got = np.stack([rows[p][1] for p in paths])
+    assert got.shape == (60, 1280)
+    assert np.abs(got - plain_keras_features(lite0, paths)).max() < 1e-3

@@ -1,0 +1,62 @@
+"""The imgclf command, run as a user would (in-process main() against the stand-in)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from imgclf.cli import _github_from_env, main
+from imgclf.testing.github_stub import GitHubStub
+from tests.fixtures_images import make_images
+
+
+@pytest.fixture
+def stub(tmp_path):
+    make_images(tmp_path / "remote" / "football", per_class=3)
+    with GitHubStub(tmp_path / "remote" / "football", prefix="CH13/football") as s:
+        yield s
+
+
+def _download(stub, dest, capsys):
+    classes = ["--class", "red=CH13/football/red", "--class", "blue=CH13/football/blue"]
+    code = main(["download", "--dest", str(dest), "--api-url", stub.url, *classes])
+    out = capsys.readouterr()
+    return code, out.out.strip().splitlines(), out.err
+
+
+def test_download_then_rerun_reports_counts_on_the_last_line(stub, tmp_path, capsys):
+    code, lines, _ = _download(stub, tmp_path / "d", capsys)
+    assert code == 0
+    assert lines[-1] == "downloaded=6 unchanged=0 removed=0 failed=0"
+    code, lines, _ = _download(stub, tmp_path / "d", capsys)
+    assert code == 0
+    assert lines[-1] == "downloaded=0 unchanged=6 removed=0 failed=0"
+
+
+def test_unverifiable_file_fails_the_command_naming_it(stub, tmp_path, capsys):
+    stub.add_faults(r"/raw/.*/red1\.png$", ["garbage"] * 8)
+    code, lines, err = _download(stub, tmp_path / "d", capsys)
+    assert code == 1
+    assert "red/red1.png failed verification" in err
+    assert lines[-1] == "downloaded=5 unchanged=0 removed=0 failed=1"
+
+
+def test_wrong_folder_fails_with_the_repo_ref_and_path(stub, tmp_path, capsys):
+    classes = ["--class", "red=CH13/football/nope", "--class", "blue=CH13/football/blue"]
+    code = main(["download", "--dest", str(tmp_path), "--api-url", stub.url, *classes])
+    assert code == 1
+    assert "'CH13/football/nope'" in capsys.readouterr().err
+
+
+def test_connection_from_airflow_env_json_and_uri(monkeypatch):
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GITHUB_DEFAULT",
+        json.dumps({"conn_type": "http", "host": "http://127.0.0.1:9", "password": "tok"}),
+    )
+    assert _github_from_env() == ("http://127.0.0.1:9", "tok")
+    monkeypatch.setenv("AIRFLOW_CONN_GITHUB_DEFAULT", "https://:tok2@ghe.example.com/api/v3")
+    assert _github_from_env() == ("https://ghe.example.com/api/v3", "tok2")
+    monkeypatch.delenv("AIRFLOW_CONN_GITHUB_DEFAULT")
+    assert _github_from_env() == ("https://api.github.com", None)
