@@ -50,6 +50,23 @@ def roc_auc(y_true: Sequence[int], scores: Sequence[float]) -> float | None:
     return u / (len(pos) * len(neg))
 
 
+def roc_curve(y_true: Sequence[int], scores: Sequence[float]) -> list[tuple[float, float]]:
+    """ROC points (false positive rate, true positive rate), one per distinct threshold."""
+    pos = sum(1 for y in y_true if y == 1)
+    neg = len(y_true) - pos
+    if not pos or not neg:
+        return []
+    points = [(0.0, 0.0)]
+    tp = fp = 0
+    pairs = sorted(zip(scores, y_true, strict=True), key=lambda p: -p[0])
+    for i, (score, y) in enumerate(pairs):
+        tp += y == 1
+        fp += y != 1
+        if i + 1 == len(pairs) or pairs[i + 1][0] != score:
+            points.append((fp / neg, tp / pos))
+    return points
+
+
 def classification_report(
     y_true: Sequence[str],
     y_pred: Sequence[str],

@@ -53,3 +53,13 @@ def test_report_rejects_unknown_labels_and_mismatched_lengths():
         classification_report(["messi"], ["zidane"], ["messi", "ronaldo"])
     with pytest.raises(ValueError, match=r"differ|rows"):
         classification_report(["messi"], [], ["messi", "ronaldo"])
+
+
+def test_roc_curve_points_match_hand_computation():
+    from imgclf.metrics import roc_curve
+
+    # scores: pos 0.9, 0.4; neg 0.4, 0.1 -> thresholds 0.9, 0.4 (tie), 0.1
+    assert roc_curve([1, 1, 0, 0], [0.9, 0.4, 0.4, 0.1]) == [
+        (0.0, 0.0), (0.0, 0.5), (0.5, 1.0), (1.0, 1.0),
+    ]  # fmt: skip
+    assert roc_curve([1, 1], [0.2, 0.3]) == []
