@@ -72,8 +72,13 @@ class Registry:
             return None
         return json.loads(pointer.read_text())["version"]
 
-    def register(self, model_dir: Path, metadata: dict[str, Any]) -> str:
-        """Copy a saved model in as a new version (not yet champion); return its name."""
+    def register(
+        self,
+        model_dir: Path,
+        metadata: dict[str, Any],
+        extra_files: dict[str, Path] | None = None,
+    ) -> str:
+        """Copy a saved model (and ``extra_files``, by name) in as a new version; not champion."""
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise FileNotFoundError(f"model directory {model_dir} does not exist")
@@ -81,6 +86,9 @@ class Registry:
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
             shutil.copytree(model_dir, staging / "model")
+            for name, src in (extra_files or {}).items():
+                if Path(src).is_file():
+                    shutil.copyfile(src, staging / name)
             for _ in range(100):  # another writer may take a number between listing and rename
                 version = self._next_version()
                 meta = {**metadata, "version": version, "registered_at": time.time()}
@@ -96,10 +104,42 @@ class Registry:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
 
+    def pointer(self) -> dict[str, Any] | None:
+        path = self.root / POINTER
+        return json.loads(path.read_text()) if path.is_file() else None
+
     def set_champion(self, version: str, reason: str = "") -> None:
+        """Point ``champion`` at ``version`` (atomic); earlier champions are kept in order."""
         self.info(version)  # must exist
-        previous = self.champion()
+        old = self.pointer() or {}
+        past = [*old.get("history", []), old["version"]] if old.get("version") else []
         atomic_write_json(
             self.root / POINTER,
-            {"version": version, "previous": previous, "since": time.time(), "reason": reason},
+            {
+                "version": version,
+                "previous": old.get("version"),
+                "history": past,
+                "since": time.time(),
+                "reason": reason,
+            },
         )
+
+    def rollback(self) -> str:
+        """Make the champion before the current one champion again; return it."""
+        old = self.pointer() or {}
+        past = [v for v in old.get("history", []) if v != old.get("version")]
+        if not past:
+            raise KeyError("no earlier champion to roll back to")
+        target = past[-1]
+        self.info(target)
+        atomic_write_json(
+            self.root / POINTER,
+            {
+                "version": target,
+                "previous": old.get("version"),
+                "history": past[:-1],
+                "since": time.time(),
+                "reason": f"rollback from {old.get('version')}",
+            },
+        )
+        return target

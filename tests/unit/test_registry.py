@@ -62,3 +62,25 @@ def test_unknown_version_is_a_clear_error(tmp_path):
         Registry(tmp_path).info("v0042")
     with pytest.raises(FileNotFoundError, match="nope"):
         Registry(tmp_path).register(tmp_path / "nope", {})
+
+
+def test_rollback_walks_back_the_champion_history(tmp_path):
+    reg = Registry(tmp_path / "models")
+    versions = [reg.register(_model(tmp_path, n), {"accuracy": 0.9}) for n in "abc"]
+    for v in versions:
+        reg.set_champion(v)
+    assert reg.rollback() == "v0002"
+    assert reg.champion() == "v0002"
+    assert reg.rollback() == "v0001"
+    with pytest.raises(KeyError, match="no earlier champion"):
+        reg.rollback()
+
+
+def test_extra_files_are_kept_with_the_version(tmp_path):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"fingerprint": "abc"}')
+    reg = Registry(tmp_path / "models")
+    v = reg.register(_model(tmp_path), {"accuracy": 0.9}, extra_files={"manifest.json": manifest})
+    assert json.loads((tmp_path / "models" / v / "manifest.json").read_text()) == {
+        "fingerprint": "abc"
+    }
