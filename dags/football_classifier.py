@@ -10,9 +10,13 @@
 5. **tune** (`spark-submit spark_tasks/tune.py`): cross-validates LR params on the training
    split only, reusing stored features (the CNN does not run), evaluates once on test.
 6. **gate**: fails the run when the candidate's test accuracy is below `min_accuracy`.
-7. **promote**: registers the model and makes it the champion, atomically.
+7. **challenge** (`spark-submit spark_tasks/challenge.py`): the current champion scores the same
+   test images through its own saved pipeline.
+8. **promote**: registers the model and makes it the champion (atomically) unless it is worse
+   than the champion by more than `max_regression`; writes the run's report.
 
-Everything is written under `IMGCLF_HOME`; metrics of a run: `runs/<run_id>/metrics.json`.
+Runs weekly, and whenever `football_dataset_watch` sees the remote images change (an Asset).
+Everything is written under `IMGCLF_HOME`: `runs/<run_id>/metrics.json` and `report.html`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,16 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, BaseHook, Param, get_current_context, task
+from airflow.sdk import (
+    DAG,
+    Asset,
+    AssetOrTimeSchedule,
+    BaseHook,
+    CronTriggerTimetable,
+    Param,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException
 
 from imgclf import config, tasks
@@ -131,6 +144,14 @@ PARAMS = {
         minimum=1,
         description="Fewer valid images in a class fails the run.",
     ),
+    "max_regression": Param(
+        D["max_regression"],
+        type="number",
+        minimum=0,
+        maximum=1,
+        description="Promote only if the candidate is not worse than the champion by more than "
+        "this (test accuracy, on the same test images).",
+    ),
 }
 
 SPARK_CONF = {
@@ -156,7 +177,11 @@ with DAG(
     dag_id="football_classifier",
     description="Messi vs Ronaldo: GitHub images -> CNN features on Spark -> LogisticRegression",
     doc_md=__doc__,
-    schedule="@weekly",
+    # weekly, or as soon as the data watcher reports new images, whichever comes first
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 0 * * 0", timezone="UTC"),
+        assets=[Asset(config.DATASET_ASSET)],
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -176,12 +201,7 @@ with DAG(
     @task(retries=2, retry_delay=timedelta(seconds=30), retry_exponential_backoff=True)
     def download() -> dict:
         ctx = get_current_context()
-        try:
-            conn = BaseHook.get_connection("github_default")
-            api_url = tasks.api_url_from_connection(conn.host, conn.schema, conn.port)
-            token = conn.password or None
-        except Exception:  # no such connection: public GitHub, no token
-            api_url, token = config.DEFAULT_API_URL, None
+        api_url, token = tasks.github_endpoint(BaseHook.get_connection)
         return tasks.download(SETTINGS, ctx["run_id"], dict(ctx["params"]), api_url, token)
 
     train = SparkSubmitOperator(
@@ -232,13 +252,26 @@ with DAG(
         except tasks.GateFailedError as exc:
             raise AirflowFailException(str(exc)) from None  # never retried
 
+    challenge = SparkSubmitOperator(
+        task_id="challenge",
+        conn_id="spark_default",
+        application=str(config.spark_tasks_dir() / "challenge.py"),
+        name="imgclf-challenge",
+        conf=SPARK_CONF,
+        env_vars=SPARK_ENV,
+        application_args=["--data-root", str(SETTINGS.home), "--run-id", "{{ run_id }}"],
+        retries=1,
+        retry_delay=timedelta(seconds=20),
+    )
+
     @task(retries=1, retry_delay=timedelta(seconds=10))
     def promote() -> dict:
-        return tasks.promote(SETTINGS, get_current_context()["run_id"])
+        ctx = get_current_context()
+        return tasks.promote(SETTINGS, ctx["run_id"], ctx["params"]["max_regression"])
 
     checked = validate_params()
     fetched = download()
     branch = choose_branch()
     gated = gate(fetched)
     checked >> fetched >> train >> branch >> [tune, gated]
-    tune >> gated >> promote()
+    tune >> gated >> challenge >> promote()

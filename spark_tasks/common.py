@@ -208,6 +208,7 @@ def evaluate(model: Transformer, test: DataFrame, labels: list[str]) -> dict[str
             "label": r["label"],
             "predicted": r[PREDICTED],
             "probability": float(max(r["probability"])),
+            "score": float(r["probability"][len(labels) - 1]),  # P(labels[-1])
         }
         for r in rows
     ]

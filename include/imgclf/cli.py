@@ -110,8 +110,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
         f"  featurized_images {m['featurized_images']}, promoted "
         f"{m.get('promoted_version') or 'nothing'}"
     )
+    if m.get("champion_comparison"):
+        lines.append(f"  {m['champion_comparison']['decision']}")
     lines.append(f"accuracy {m['accuracy']:.4f}")
     lines.append(f"metrics {path}")
+    if (path.parent / "report.html").is_file():
+        lines.append(f"report {path.parent / 'report.html'}")
     print("\n".join(lines))
     return 0
 
@@ -120,6 +124,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     from imgclf.registry import Registry
 
     registry = Registry(config.Settings.from_env().models_dir)
+    try:
+        if args.action == "promote":
+            if not args.version:
+                raise KeyError("imgclf models promote needs a VERSION")
+            registry.set_champion(args.version, reason="promoted by hand (imgclf models promote)")
+            print(f"champion: {args.version}")
+            return 0
+        if args.action == "rollback":
+            print(f"champion: {registry.rollback()}")
+            return 0
+        if args.action == "show":
+            print(json.dumps(registry.info(args.version or registry.champion() or ""), indent=2))
+            return 0
+    except KeyError as exc:
+        print(f"imgclf models: {exc.args[0]}", file=sys.stderr)
+        return 2
     if args.action == "list":
         champion = registry.champion()
         for version in registry.versions():
@@ -129,9 +149,10 @@ def cmd_models(args: argparse.Namespace) -> int:
                 f"{mark} {version}  accuracy {info['accuracy']:.4f}  {info['model']}  "
                 f"run {info['run_id']}"
             )
+        if not registry.versions():
+            print(f"no model versions in {registry.root}")
         return 0
-    print(json.dumps(registry.info(args.version), indent=2))
-    return 0
+    return 2
 
 
 def _spark_env() -> dict[str, str]:
@@ -142,17 +163,42 @@ def _spark_env() -> dict[str, str]:
     return env
 
 
-def cmd_featurize(args: argparse.Namespace) -> int:
-    """Runs spark_tasks/featurize.py through spark-submit, as the DAG runs its jobs."""
+def _spark_submit(script: str, master: str) -> list[str]:
     python = config.Settings.from_env().python
-    cmd = [
+    return [
         str(Path(sys.executable).parent / "spark-submit"),
-        "--master", args.master,
+        "--master", master,
         "--conf", f"spark.pyspark.python={python}",
         "--conf", f"spark.pyspark.driver.python={python}",
         "--conf", "spark.ui.enabled=false",
         "--conf", "spark.sql.execution.arrow.maxRecordsPerBatch=64",
-        str(config.spark_tasks_dir() / "featurize.py"),
+        str(config.spark_tasks_dir() / script),
+    ]  # fmt: skip
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Score a folder with the champion (or --version) through spark-submit."""
+    from imgclf.tasks import resolve_version
+
+    try:
+        found = resolve_version(config.Settings.from_env(), args.version)
+    except KeyError as exc:
+        print(f"imgclf predict: {exc.args[0]}", file=sys.stderr)
+        return 2
+    cmd = [
+        *_spark_submit("predict.py", args.master),
+        "--images", str(Path(args.images).resolve()),
+        "--model-dir", found["model_dir"],
+        "--version", found["version"],
+        "--out", str(Path(args.out).resolve()),
+    ]  # fmt: skip
+    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
+
+
+def cmd_featurize(args: argparse.Namespace) -> int:
+    """Runs spark_tasks/featurize.py through spark-submit, as the DAG runs its jobs."""
+    cmd = [
+        *_spark_submit("featurize.py", args.master),
         "--images", str(Path(args.images).resolve()),
         "--model", args.model,
         "--out", str(Path(args.out).resolve()),
@@ -224,8 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--master", default="local[*]")
     bf.set_defaults(fn=cmd_bench)
 
+    pr = sub.add_parser("predict", help="score a folder of images with the champion or --version")
+    pr.add_argument("--images", required=True)
+    pr.add_argument("--version", default="champion")
+    pr.add_argument("--out", required=True, help="FILE.csv")
+    pr.add_argument("--master", default="local[*]")
+    pr.set_defaults(fn=cmd_predict)
+
     m = sub.add_parser("models", help="the model registry")
-    m.add_argument("action", choices=["list", "show"])
+    m.add_argument("action", choices=["list", "show", "promote", "rollback"])
     m.add_argument("version", nargs="?")
     m.set_defaults(fn=cmd_models)
     return p

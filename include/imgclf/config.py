@@ -23,6 +23,8 @@ DEFAULT_CLASSES: dict[str, str] = {
 }
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_MODEL = "InceptionV3"
+# The Airflow Asset the data watcher updates when the remote images change.
+DATASET_ASSET = "imgclf://football/dataset"
 
 # The reference run's logistic regression (maxIter=30) and the grid the tuning branch searches.
 # The grid holds the published tuned params regParam=0.05, elasticNetParam=0.3, maxIter=15.

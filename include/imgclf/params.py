@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "ref": config.DEFAULT_REF,
     "classes": config.DEFAULT_CLASSES,
     "min_images_per_class": 30,
+    "max_regression": 0.0,
 }
 
 GRID_KEYS = {"reg_param", "elastic_net_param", "max_iter"}
@@ -70,6 +71,7 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
     check(_number, "target_accuracy", merged["target_accuracy"], 0, 1)
     check(_number, "test_fraction", merged["test_fraction"], 0, 1, lo_open=True, hi_open=True)
     check(_number, "reg_param", merged["reg_param"], 0, 1e6)
+    check(_number, "max_regression", merged["max_regression"], 0, 1)
     check(_number, "elastic_net_param", merged["elastic_net_param"], 0, 1)
     for name, lo, hi in (("seed", 0, 2**31 - 1), ("max_iter", 1, 10_000), ("cv_folds", 2, 20)):
         value = merged[name]

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from imgclf import gate as gates
-from imgclf.config import DEFAULT_API_URL, Settings
+from imgclf.config import DEFAULT_API_URL, PROJECT_ROOT, Settings
 from imgclf.registry import Registry, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,51 @@ def api_url_from_connection(host: str | None, schema: str | None, port: int | No
     if port and not urlsplit(host).port:
         host = f"{host.rstrip('/')}:{port}"
     return host.rstrip("/")
+
+
+def github_endpoint(get_connection) -> tuple[str, str | None]:
+    """API URL and token from the ``github_default`` connection (``get_connection(conn_id)``);
+    public GitHub without a token when there is no such connection."""
+    try:
+        conn = get_connection("github_default")
+    except Exception:  # Airflow raises its own not-found error types
+        return DEFAULT_API_URL, None
+    return api_url_from_connection(conn.host, conn.schema, conn.port), conn.password or None
+
+
+def dataset_changed(
+    settings: Settings, params: dict[str, Any], api_url: str, token: str | None
+) -> dict[str, Any]:
+    """List the remote folders (no downloads) and compare with the champion's dataset."""
+    from imgclf.download import GitHubClient, fingerprint
+
+    client = GitHubClient(api_url, token)
+    files = []
+    for label, folder in sorted(params["classes"].items()):
+        files.extend(client.list_folder(params["repo"], params["ref"], folder, label))
+    remote = fingerprint([(f.label, f.sha) for f in files])
+    registry = Registry(settings.models_dir)
+    champion = registry.champion()
+    theirs = (registry.info(champion).get("dataset") or {}).get("fingerprint") if champion else None
+    result = {
+        "fingerprint": remote,
+        "champion": champion,
+        "champion_fingerprint": theirs,
+        "files": len(files),
+        "changed": remote != theirs,
+    }
+    log.info("remote dataset %s, champion %s (%s): %s", remote[:12], champion,
+             (theirs or "none")[:12], "changed" if result["changed"] else "unchanged")  # fmt: skip
+    return result
+
+
+def resolve_version(settings: Settings, version: str) -> dict[str, str]:
+    """``champion`` or ``vNNNN`` to the saved model's path (KeyError naming what is missing)."""
+    registry = Registry(settings.models_dir)
+    name = registry.champion() if version in ("", "champion") else version
+    if name is None:
+        raise KeyError(f"no champion model in {settings.models_dir}: train one first")
+    return {"version": name, "model_dir": str(registry.model_path(name))}
 
 
 def download(
@@ -96,6 +144,8 @@ def _summary(m: dict[str, Any] | None) -> dict[str, Any] | None:
     keep = (
         "accuracy",
         "accuracy_ci95",
+        "n",
+        "correct",
         "confusion_matrix",
         "labels",
         "per_class",
@@ -147,39 +197,110 @@ def gate(
     atomic_write_json(run_dir / "metrics.json", metrics)
     log.info("%s; metrics in %s", decision.reason, run_dir / "metrics.json")
     if not decision.passed:
-        raise GateFailedError(decision.reason)
+        finish(settings, run_dir, metrics)
+        raise GateFailedError(f"{decision.reason}; report: {run_dir / 'report.html'}")
     return {"metrics": str(run_dir / "metrics.json"), "accuracy": decision.accuracy}
 
 
-def promote(settings: Settings, run_id: str) -> dict[str, Any]:
-    """Register the gated model as a new version and make it the champion (atomically)."""
+def history(settings: Settings) -> list[dict[str, Any]]:
+    """One line per finished run, oldest first (``runs/history.jsonl``)."""
+    path = settings.runs_dir / "history.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def finish(settings: Settings, run_dir: Path, metrics: dict[str, Any]) -> Path:
+    """Append the run to the history and write its report; return the report's path."""
+    from imgclf.report import render
+
+    entry = {
+        "run_id": metrics["run_id"],
+        "time": time.time(),
+        "accuracy": metrics["accuracy"],
+        "candidate": metrics["candidate"],
+        "passed_gate": metrics["passed_gate"],
+        "promoted_version": metrics.get("promoted_version"),
+        "model": metrics["model"],
+        "fingerprint": (metrics.get("dataset") or {}).get("fingerprint"),
+    }
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.runs_dir / "history.jsonl", "a") as fh:  # one short line: one write
+        fh.write(json.dumps(entry, sort_keys=True) + "\n")
+    report = run_dir / "report.html"
+    tmp = report.with_suffix(".html.tmp")
+    tmp.write_text(render(metrics, history(settings)))
+    os.replace(tmp, report)
+    log.info("report: %s", report)
+    return report
+
+
+def code_version() -> str:
+    """The package version and, in a git checkout, the commit."""
+    from imgclf import __version__
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        commit = out.stdout.strip() if out.returncode == 0 else ""
+    except OSError:
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__
+
+
+def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str, Any]:
+    """Register the gated model and make it champion, unless it is worse than the champion.
+
+    "Worse" is measured by the challenge job on this run's test images (``challenge.json``).
+    Either way the decision lands in ``metrics.json``, the history and the report.
+    """
     run_dir = settings.run_dir(run_id)
     metrics = _read(run_dir / "metrics.json")
     if metrics is None or not metrics.get("passed_gate"):
         raise RuntimeError(f"run {run_id} has no passing metrics.json: nothing to promote")
-    registry = Registry(settings.models_dir)
-    meta = {
-        "run_id": run_id,
-        "accuracy": metrics["accuracy"],
-        "candidate": metrics["candidate"],
-        "model": metrics["model"],
-        "featurizer": metrics["featurizer"],
-        "dataset": metrics.get("dataset", {}),
-        "params": metrics["params"],
-        "metrics_path": str(run_dir / "metrics.json"),
+    comparison = _read(run_dir / "challenge.json")
+    decision = gates.challenge(metrics["accuracy"], comparison, max_regression)
+    metrics["champion_comparison"] = {
+        **(comparison or {}),
+        "max_regression": max_regression,
+        "promoted": decision.promote,
+        "decision": decision.reason,
     }
-    version = registry.register(Path(metrics["model_path"]), meta)
-    registry.set_champion(version, reason=f"run {run_id}: {metrics['gate']['reason']}")
+    version = None
+    registry = Registry(settings.models_dir)
+    if decision.promote:
+        meta = {
+            "run_id": run_id,
+            "accuracy": metrics["accuracy"],
+            "accuracy_ci95": (metrics.get(metrics["candidate"]) or {}).get("accuracy_ci95"),
+            "candidate": metrics["candidate"],
+            "model": metrics["model"],
+            "featurizer": metrics["featurizer"],
+            "dataset": metrics.get("dataset", {}),
+            "params": metrics["params"],
+            "code_version": code_version(),
+            "metrics_path": str(run_dir / "metrics.json"),
+        }
+        extra = {
+            "manifest.json": run_dir / "manifest.json",
+            "metrics.json": run_dir / "metrics.json",
+        }
+        version = registry.register(Path(metrics["model_path"]), meta, extra_files=extra)
+        registry.set_champion(version, reason=f"run {run_id}: {decision.reason}")
     metrics["promoted_version"] = version
     atomic_write_json(run_dir / "metrics.json", metrics)
+    report = finish(settings, run_dir, metrics)
     summary = (
-        f"promoted {version} ({metrics['candidate']}, test accuracy {metrics['accuracy']:.4f}, "
-        f"{metrics['n_test']} test images); metrics: {run_dir / 'metrics.json'}"
+        f"{decision.reason}"
+        + (
+            f" -> {version} is the champion"
+            if version
+            else f"; champion stays {registry.champion()}"
+        )
+        + f". {metrics['candidate']} test accuracy {metrics['accuracy']:.4f} on {metrics['n_test']}"
+        f" images. Metrics: {run_dir / 'metrics.json'}. Report: {report}"
     )
     log.info(summary)
-    print(summary)
-    return {
-        "version": version,
-        "accuracy": metrics["accuracy"],
-        "metrics": str(run_dir / "metrics.json"),
-    }
+    return {"version": version, "accuracy": metrics["accuracy"], "report": str(report)}

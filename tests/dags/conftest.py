@@ -20,10 +20,10 @@ def airflow_db():
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
 
 
-def load_dag():
+def load_dag(dag_id: str = "football_classifier"):
     """Parse the DAG folder afresh (picks up IMGCLF_HOME and connections from the env now)."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}, bag.import_errors
-    return bag.dags["football_classifier"]
+    return bag.dags[dag_id]

@@ -7,7 +7,12 @@ always runs.
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +25,7 @@ from tests.fixtures_images import make_images, make_tiny_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
+IMGCLF = str(Path(sys.executable).parent / "imgclf")
 # a small grid that still holds the reference run's tuned params
 SMALL_GRID = {"reg_param": [0.05, 0.5], "elastic_net_param": [0.3], "max_iter": [15]}
 
@@ -62,6 +68,12 @@ def first_run(airflow_db, football_stub, lite0, real_home):
         mp.undo()
 
 
+def imgclf(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "IMGCLF_HOME": str(home)}
+    return subprocess.run([IMGCLF, *args], capture_output=True, text=True, env=env,
+                          timeout=600, check=False)  # fmt: skip
+
+
 @pytest.mark.shared
 def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
     state, m = first_run
@@ -77,22 +89,41 @@ def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
     )
     assert len(m["tuned"]["cv"]["grid"]) == 2
     assert 0.0 <= m["accuracy"] <= 1.0 and m["accuracy"] == m["tuned"]["accuracy"]
+    assert m["champion_comparison"]["champion"] is None
+    assert m["promoted_version"] == "v0001"
     registry = Registry(real_home / "models")
     assert registry.champion() == "v0001"
-    assert registry.info("v0001")["accuracy"] == m["accuracy"]
+    info = registry.info("v0001")
+    assert info["accuracy"] == m["accuracy"]
+    assert info["dataset"]["fingerprint"] == m["dataset"]["fingerprint"]
+    assert (real_home / "models" / "v0001" / "manifest.json").is_file()
+    page = (run_dir(real_home, m["run_id"]) / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 3
+    assert f"Misclassified test images ({m['n_test'] - m['tuned']['correct']})" in page
 
 
 @pytest.mark.shared
-def test_rerun_with_high_baseline_target_skips_tuning_and_featurizes_nothing(
+def test_clearly_worse_run_succeeds_but_promotes_nothing(
     first_run, monkeypatch, football_stub, lite0, real_home
 ):
     state, m = run_dag(monkeypatch, real_home, football_stub.url, {
-        "model": str(lite0), "target_accuracy": 0.0, "min_accuracy": 0.5,
+        # L1 at this strength zeroes every coefficient: one class for every image. (Pure L2,
+        # reg_param=100 alone, still ranks by the class-mean direction and scored 0.875.)
+        "model": str(lite0), "reg_param": 100, "elastic_net_param": 1.0,
+        "target_accuracy": 0.0, "min_accuracy": 0.0,
     })  # fmt: skip
     assert state == "success"
     assert m["tuned"] is None and m["candidate"] == "baseline"
-    assert m["featurized_images"] == 0
-    assert Registry(real_home / "models").champion() == "v0002"
+    assert m["accuracy"] == 0.5  # 12 of 24: a constant prediction
+    assert m["featurized_images"] == 0  # same images, same featurizer: nothing re-run
+    comparison = m["champion_comparison"]
+    assert comparison["champion"] == "v0001" and comparison["reused_features"] is True
+    assert comparison["champion_accuracy"] == first_run[1]["accuracy"]  # same 24 images
+    assert comparison["promoted"] is False and "not promoted" in comparison["decision"]
+    assert m["promoted_version"] is None
+    assert Registry(real_home / "models").versions() == ["v0001"]
+    assert Registry(real_home / "models").champion() == "v0001"
+    assert "not promoted" in (run_dir(real_home, m["run_id"]) / "report.html").read_text()
 
 
 @pytest.mark.shared
@@ -108,23 +139,116 @@ def test_gate_fails_the_run_below_min_accuracy_and_promotes_nothing(
     assert m["passed_gate"] is False and "fails the gate" in m["gate"]["reason"]
     assert Registry(real_home / "models").versions() == before
     assert Registry(real_home / "models").champion() == champion
+    assert "FAILED" in (run_dir(real_home, m["run_id"]) / "report.html").read_text()
 
 
-def test_synthetic_run_without_shared(airflow_db, monkeypatch, tmp_path):
-    """Images and a small Keras model made here: the whole DAG runs with no ../shared."""
+@pytest.mark.shared
+def test_predict_scores_every_image_with_the_champion_in_a_fresh_process(
+    first_run, football, real_home, tmp_path
+):
+    out = tmp_path / "p.csv"
+    proc = imgclf("predict", "--images", str(football), "--out", str(out), home=real_home)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 60 and all(r["predicted_label"] in ("messi", "ronaldo") for r in rows)
+    # the saved champion reproduces, in a new process, what it predicted at training time
+    tuned = first_run[1]["tuned"]["predictions"]
+
+    def key(path: str) -> str:  # class folder / file name: raw/ copy and ../shared original
+        return "/".join(Path(path).parts[-2:])
+
+    by_key = {key(r["path"]): r for r in rows}
+    assert len(tuned) == 24
+    for p in tuned:
+        assert by_key[key(p["path"])]["predicted_label"] == p["predicted"]
+        assert float(by_key[key(p["path"])]["probability"]) == pytest.approx(
+            p["probability"], abs=1e-5
+        )
+    listing = imgclf("models", "list", home=real_home)
+    assert listing.returncode == 0 and "* v0001" in listing.stdout
+
+
+def _asset_counts():
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    from imgclf.config import DATASET_ASSET
+
+    with create_session() as session:
+        events = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.uri == DATASET_ASSET)
+            .count()
+        )
+        queued = (
+            session.query(AssetDagRunQueue)
+            .filter(AssetDagRunQueue.target_dag_id == "football_classifier")
+            .count()
+        )
+    return events, queued
+
+
+def test_synthetic_lifecycle_without_shared(airflow_db, monkeypatch, tmp_path):
+    """Own images and model: two runs (the equal challenger is promoted), the data watcher
+    (unchanged: nothing; a new image: an Asset event that queues football_classifier), and
+    batch prediction that lists an unreadable file."""
     remote = make_images(tmp_path / "remote", per_class=8)
     model = make_tiny_model(tmp_path / "tiny.keras")
     home = tmp_path / "home"
+    conf = {
+        "model": str(model), "repo": "acme/pics", "ref": "main",
+        "classes": {"red": "data/red", "blue": "data/blue"}, "min_images_per_class": 8,
+        "test_fraction": 0.25, "cv_folds": 2, "min_accuracy": 0.5, "target_accuracy": 1.0,
+        "tune_grid": {"reg_param": [0.01], "elastic_net_param": [0.0], "max_iter": [20]},
+    }  # fmt: skip
     with GitHubStub(remote, repo="acme/pics", ref="main", prefix="data") as stub:
-        state, m = run_dag(monkeypatch, home, stub.url, {
-            "model": str(model), "repo": "acme/pics", "ref": "main",
-            "classes": {"red": "data/red", "blue": "data/blue"}, "min_images_per_class": 8,
-            "test_fraction": 0.25, "cv_folds": 2, "min_accuracy": 0.5, "target_accuracy": 1.0,
-            "tune_grid": {"reg_param": [0.01], "elastic_net_param": [0.0], "max_iter": [20]},
-        })  # fmt: skip
-    assert state == "success", m
-    assert m["featurized_images"] == 16
-    assert (m["n_train"], m["n_test"]) == (12, 4)
-    assert m["tuned"] is not None
-    assert Registry(home / "models").champion() == "v0001"
-    assert (home / "raw" / "red").is_dir() and len(list((home / "raw" / "red").iterdir())) == 8
+        state, m = run_dag(monkeypatch, home, stub.url, conf)
+        assert state == "success", m
+        assert m["featurized_images"] == 16
+        assert (m["n_train"], m["n_test"]) == (12, 4)
+        assert m["tuned"] is not None and m["promoted_version"] == "v0001"
+        state, m2 = run_dag(monkeypatch, home, stub.url, conf)
+        assert state == "success"
+        assert m2["featurized_images"] == 0
+        assert m2["champion_comparison"]["champion"] == "v0001"
+        assert m2["accuracy"] == m2["champion_comparison"]["champion_accuracy"]
+        assert m2["promoted_version"] == "v0002"  # not worse: promoted
+        assert Registry(home / "models").champion() == "v0002"
+
+        watch_params = {"repo": "acme/pics", "ref": "main", "classes": conf["classes"]}
+        events, _ = _asset_counts()
+        dr = load_dag("football_dataset_watch").test(run_conf=watch_params)
+        assert str(dr.state) == "success"
+        assert _asset_counts()[0] == events  # unchanged: skipped, no event
+        # a paused DAG is never queued by an asset event: unpause it as a user would
+        airflow = str(Path(sys.executable).parent / "airflow")
+        cmd = [airflow, "dags", "unpause", "football_classifier"]
+        unpause = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        assert unpause.returncode == 0, unpause.stderr[-2000:]
+        (remote / "red" / "extra.png").write_bytes(_png_bytes())
+        dr = load_dag("football_dataset_watch").test(run_conf=watch_params)
+        assert str(dr.state) == "success"
+        events_after, queued = _asset_counts()
+        assert events_after == events + 1
+        assert queued >= 1  # the scheduler would now start football_classifier
+
+    folder = tmp_path / "to_score"
+    shutil.copytree(remote / "red", folder / "any")
+    (folder / "any" / "broken.jpg").write_bytes(b"not an image")
+    proc = imgclf("predict", "--images", str(folder), "--out", str(tmp_path / "p.csv"), home=home)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = {Path(r["path"]).name: r for r in csv.DictReader((tmp_path / "p.csv").open())}
+    assert len(rows) == 10
+    assert rows["broken.jpg"]["predicted_label"] == "" and rows["broken.jpg"]["error"]
+    assert sum(r["predicted_label"] == "red" for r in rows.values()) >= 7
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 40), (250, 20, 20)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -16,7 +16,8 @@ EXPECTED = {
     "train": {"choose_branch"},
     "choose_branch": {"tune", "gate"},
     "tune": {"gate"},
-    "gate": {"promote"},
+    "gate": {"challenge"},
+    "challenge": {"promote"},
     "promote": set(),
 }
 
@@ -31,10 +32,17 @@ def test_structure_is_exact(dag):
     assert dag.get_task("gate").trigger_rule == "none_failed_min_one_success"
     assert type(dag.get_task("train")).__name__ == "SparkSubmitOperator"
     assert type(dag.get_task("tune")).__name__ == "SparkSubmitOperator"
+    assert type(dag.get_task("challenge")).__name__ == "SparkSubmitOperator"
 
 
 def test_schedule_and_concurrency(dag):
-    assert dag.timetable.expression == "0 0 * * 0"  # @weekly
+    from airflow.sdk import AssetOrTimeSchedule
+
+    from imgclf.config import DATASET_ASSET
+
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)  # weekly, or new data
+    assert dag.timetable.timetable.expression == "0 0 * * 0"
+    assert [a.uri for a in dag.timetable.asset_condition.objects] == [DATASET_ASSET]
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert set(dag.tags) == {"imgclf", "spark", "transfer-learning"}
@@ -46,6 +54,7 @@ def test_retries_where_they_help_and_never_on_the_gate(dag):
     assert retries["gate"] == 0 and retries["validate_params"] == 0
     assert retries["choose_branch"] == 0
     assert retries["download"] >= 1 and retries["train"] >= 1 and retries["tune"] >= 1
+    assert retries["challenge"] >= 1
 
 
 def test_param_defaults_match_the_reference_run(dag):
@@ -87,10 +96,32 @@ def test_templated_spark_args_carry_the_run_settings(dag):
     assert train.conf["spark.pyspark.python"] == sys.executable
 
 
-def test_no_heavy_import_at_parse_time():
+def test_the_watch_and_predict_dags():
+    from imgclf.config import DATASET_ASSET
+
+    watch = load_dag("football_dataset_watch")
+    assert [t.task_id for t in watch.tasks] == ["check_dataset"]
+    assert [o.uri for o in watch.get_task("check_dataset").outlets] == [DATASET_ASSET]
+    assert watch.catchup is False and watch.max_active_runs == 1
+    predict = load_dag("football_classifier_predict")
+    assert {t.task_id: set(t.downstream_task_ids) for t in predict.tasks} == {
+        "resolve": {"predict"}, "predict": set(),
+    }  # fmt: skip
+    assert predict.schedule is None  # manual only
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        predict.params.get_param("version").resolve("latest")
+
+
+@pytest.mark.parametrize(
+    "dag_file",
+    ["football_classifier.py", "football_dataset_watch.py", "football_classifier_predict.py"],
+)
+def test_no_heavy_import_at_parse_time(dag_file):
     code = textwrap.dedent(f"""
         import sys, runpy
-        runpy.run_path({str(ROOT / "dags" / "football_classifier.py")!r})
+        runpy.run_path({str(ROOT / "dags" / dag_file)!r})
         heavy = sorted(m for m in ("tensorflow", "keras", "pyspark", "pandas", "numpy")
                        if m in sys.modules)
         print("HEAVY", heavy)

@@ -31,9 +31,9 @@ def test_missing_imagenet_weights_offline_name_the_file_and_the_cache(tmp_path, 
 
 
 def test_unknown_names_and_bad_files_are_rejected(tmp_path):
-    with pytest.raises(ValueError, match="unknown model 'vgg16'.*did you mean 'VGG16'"):
+    with pytest.raises(ValueError, match=r"unknown model 'vgg16'.*did you mean 'VGG16'"):
         keras_models.load("vgg16")
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(Exception, match="bad.keras|zip|File"):
+    with pytest.raises(Exception, match=r"bad\.keras|zip|File"):
         keras_models.load(str(bad))

@@ -1,0 +1,93 @@
+"""
+### football_classifier_predict: score a folder of images with the champion (or a version)
+
+Trigger by hand with `images_dir`. Writes one CSV row per image (path, predicted class,
+probability); unreadable files are listed with the reason, never fatal. The CSV goes to `out`,
+or to `IMGCLF_HOME/predictions/<run_id>.csv`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from imgclf import config, tasks
+
+SETTINGS = config.Settings.from_env()
+
+with DAG(
+    dag_id="football_classifier_predict",
+    description="Batch prediction with the champion model",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    params={
+        "images_dir": Param(
+            "",
+            type="string",
+            minLength=1,
+            description="Absolute path of a folder of images (any depth).",
+        ),
+        "version": Param(
+            "champion",
+            type="string",
+            pattern=r"^(champion|v\d{4,})$",
+            description="'champion' or a registry version such as v0001.",
+        ),
+        "out": Param(
+            "", type="string", description="CSV path; empty: IMGCLF_HOME/predictions/<run_id>.csv"
+        ),
+    },
+    tags=["imgclf", "predict"],
+    default_args={"owner": "imgclf", "retries": 0},
+) as dag:
+
+    @task
+    def resolve() -> dict:
+        ctx = get_current_context()
+        params = ctx["params"]
+        from pathlib import Path
+
+        images = Path(params["images_dir"])
+        if not images.is_absolute() or not images.is_dir():
+            raise AirflowFailException(f"images_dir {str(images)!r} is not an absolute folder")
+        try:
+            found = tasks.resolve_version(SETTINGS, params["version"])
+        except KeyError as exc:
+            raise AirflowFailException(str(exc)) from None
+        out = params["out"] or str(
+            SETTINGS.home / "predictions" / f"{config.safe_name(ctx['run_id'])}.csv"
+        )
+        return {**found, "out": out}
+
+    resolved = resolve()
+    predict = SparkSubmitOperator(
+        task_id="predict",
+        conn_id="spark_default",
+        application=str(config.spark_tasks_dir() / "predict.py"),
+        name="imgclf-predict",
+        conf={
+            "spark.pyspark.python": SETTINGS.python,
+            "spark.pyspark.driver.python": SETTINGS.python,
+            "spark.sql.execution.arrow.maxRecordsPerBatch": "64",
+        },
+        env_vars={"TF_CPP_MIN_LOG_LEVEL": "2"},
+        application_args=[
+            "--images",
+            "{{ params.images_dir }}",
+            "--model-dir",
+            "{{ ti.xcom_pull(task_ids='resolve')['model_dir'] }}",
+            "--version",
+            "{{ ti.xcom_pull(task_ids='resolve')['version'] }}",
+            "--out",
+            "{{ ti.xcom_pull(task_ids='resolve')['out'] }}",
+        ],
+        retries=1,
+        retry_delay=timedelta(seconds=20),
+    )
+    resolved >> predict

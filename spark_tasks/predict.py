@@ -1,0 +1,95 @@
+"""spark-submit entry point: score a folder of images with a saved model (batch prediction).
+
+Writes ``--out`` as CSV, one row per image file: ``path``, ``predicted_label``, ``probability``
+(of the predicted class) and ``error`` (why an unreadable file got no prediction; such files are
+listed, never fatal). Prints a JSON summary last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imgclf predict", description=__doc__)
+    p.add_argument("--images", type=Path, required=True)
+    p.add_argument("--model-dir", type=Path, required=True, help="a saved PipelineModel")
+    p.add_argument("--out", type=Path, required=True, help="FILE.csv")
+    p.add_argument("--version", default="", help="registry version, recorded in the summary")
+    return p
+
+
+def run(args: argparse.Namespace, spark=None) -> dict:
+    from pyspark import StorageLevel
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import functions as F
+
+    from spark_tasks import common
+    from spark_tasks.featurizer import DeepImageFeaturizer
+
+    started = time.time()
+    spark = spark or common.spark_session("imgclf-predict")
+    model = PipelineModel.load(str(args.model_dir))
+    featurizer = model.stages[0]
+    if not isinstance(featurizer, DeepImageFeaturizer):
+        raise ValueError(f"{args.model_dir} does not start with a DeepImageFeaturizer")
+    featurizer.set(featurizer.handleInvalid, "keep")  # list unreadable files, do not fail
+    err_col = featurizer.getOrDefault("errorCol")
+    images = common.read_images_dir(spark, args.images).drop("label")
+    n = images.count()
+    if n == 0:
+        raise ValueError(f"no image files under {args.images}")
+    images = images.repartition(common.featurize_partitions(spark, n, 32))
+    # featurize once (persisted), then classify the decodable rows and list the others
+    featurized = featurizer.transform(images).persist(StorageLevel.MEMORY_AND_DISK)
+    bad = [
+        {"path": r["path"], "error": r[err_col]}
+        for r in featurized.filter(F.col(err_col) != "").select("path", err_col).collect()
+    ]
+    good = PipelineModel(stages=model.stages[1:]).transform(featurized.filter(F.col(err_col) == ""))
+    scored = {
+        r["path"]: (r[common.PREDICTED], float(max(r["probability"])))
+        for r in good.select("path", common.PREDICTED, "probability").collect()
+    }
+    featurized.unpersist()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "predicted_label", "probability", "error"])
+        errors = {b["path"]: b["error"] for b in bad}
+        for path in sorted({*scored, *errors}):
+            if path in errors:
+                writer.writerow([path, "", "", errors[path]])
+            else:
+                label, prob = scored[path]
+                writer.writerow([path, label, f"{prob:.6f}", ""])
+    os.replace(tmp, args.out)
+    return {
+        "images": n,
+        "predicted": len(scored),
+        "unreadable": bad,
+        "version": args.version or None,
+        "out": str(args.out.resolve()),
+        "seconds": round(time.time() - started, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    summary = run(build_parser().parse_args(argv))
+    for item in summary["unreadable"]:
+        print(f"unreadable, no prediction: {item['path']} ({item['error']})")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
