@@ -16,7 +16,7 @@ SHARED ?= $(abspath $(CURDIR)/../shared)
 LITE0 := $(SHARED)/models/efficientnet_lite0_imagenet_notop.keras
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-offline airflow test test-fast lint fmt clean
+.PHONY: help install run run-offline airflow test test-fast lint fmt clean up down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,13 @@ lint: install ## ruff lint + format check
 fmt: install ## ruff format + autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+up: ## docker compose: Airflow + Spark standalone cluster (needs a Docker engine and .env)
+	@test -f .env || (echo "copy .env.example to .env and fill it in first"; exit 1)
+	docker compose up -d --build
+
+down: ## stop the docker compose services (volumes are kept)
+	docker compose down
 
 clean: ## remove the data root (var/) and caches, keep .venv
 	rm -rf var .pytest_cache .ruff_cache
