@@ -211,6 +211,7 @@ with DAG(
         name="imgclf-train",
         conf=SPARK_CONF,
         env_vars=SPARK_ENV,
+        py_files=SETTINGS.py_files or None,
         application_args=[
             *JOB_ARGS,
             "--manifest",
@@ -239,6 +240,7 @@ with DAG(
         name="imgclf-tune",
         conf=SPARK_CONF,
         env_vars=SPARK_ENV,
+        py_files=SETTINGS.py_files or None,
         application_args=[*JOB_ARGS, "--grid", "{{ params.tune_grid | tojson }}"],
         retries=1,
         retry_delay=timedelta(seconds=20),
@@ -259,6 +261,7 @@ with DAG(
         name="imgclf-challenge",
         conf=SPARK_CONF,
         env_vars=SPARK_ENV,
+        py_files=SETTINGS.py_files or None,
         application_args=["--data-root", str(SETTINGS.home), "--run-id", "{{ run_id }}"],
         retries=1,
         retry_delay=timedelta(seconds=20),

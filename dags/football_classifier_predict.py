@@ -75,7 +75,9 @@ with DAG(
             "spark.pyspark.python": SETTINGS.python,
             "spark.pyspark.driver.python": SETTINGS.python,
             "spark.sql.execution.arrow.maxRecordsPerBatch": "64",
+            **SETTINGS.extra_spark_conf,
         },
+        py_files=SETTINGS.py_files or None,
         env_vars={"TF_CPP_MIN_LOG_LEVEL": "2"},
         application_args=[
             "--images",

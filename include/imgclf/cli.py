@@ -120,6 +120,24 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_package_code(args: argparse.Namespace) -> int:
+    """Zip the project's Python packages for spark-submit --py-files (IMGCLF_PY_FILES)."""
+    import zipfile
+
+    roots = {"imgclf": config.PROJECT_ROOT / "include" / "imgclf",
+             "spark_tasks": config.spark_tasks_dir()}  # fmt: skip
+    out = Path(args.out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for package, folder in roots.items():
+            for path in sorted(folder.rglob("*.py")):
+                zf.write(path, f"{package}/{path.relative_to(folder)}")
+    os.replace(tmp, out)
+    print(out)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from imgclf.registry import Registry
 
@@ -269,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--partitions", type=int, default=0)
     bf.add_argument("--master", default="local[*]")
     bf.set_defaults(fn=cmd_bench)
+
+    pc = sub.add_parser("package-code", help="zip imgclf + spark_tasks for --py-files")
+    pc.add_argument("--out", required=True)
+    pc.set_defaults(fn=cmd_package_code)
 
     pr = sub.add_parser("predict", help="score a folder of images with the champion or --version")
     pr.add_argument("--images", required=True)

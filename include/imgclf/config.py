@@ -7,6 +7,7 @@ heavy, so the DAG file can use it at parse time.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -66,6 +67,20 @@ def _env_int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def _env_conf(name: str) -> dict[str, str]:
+    """Extra Spark conf as a JSON object, e.g. ``{"spark.driver.host": "airflow-scheduler"}``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        conf = json.loads(raw)
+    except ValueError:
+        raise ValueError(f"{name} is not a JSON object: {raw!r}") from None
+    if not isinstance(conf, dict) or not all(str(k).startswith("spark.") for k in conf):
+        raise ValueError(f"{name} must be a JSON object of spark.* keys: {raw!r}")
+    return {str(k): str(v) for k, v in conf.items()}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where things live and how jobs run, resolved once from the environment."""
@@ -75,6 +90,7 @@ class Settings:
     spark_driver_memory: str = "4g"
     download_workers: int = 4
     extra_spark_conf: dict[str, str] = field(default_factory=dict)
+    py_files: str = ""  # comma-separated zips shipped to executors (spark-submit --py-files)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -84,6 +100,8 @@ class Settings:
             python=os.environ.get("IMGCLF_PYSPARK_PYTHON", "").strip() or sys.executable,
             spark_driver_memory=os.environ.get("IMGCLF_SPARK_DRIVER_MEMORY", "4g"),
             download_workers=_env_int("IMGCLF_DOWNLOAD_WORKERS", 4),
+            extra_spark_conf=_env_conf("IMGCLF_SPARK_CONF"),
+            py_files=os.environ.get("IMGCLF_PY_FILES", "").strip(),
         )
 
     # --- layout under the data root -------------------------------------------------------

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from imgclf.config import safe_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,3 +30,19 @@ def load_dag(dag_id: str = "football_classifier"):
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}, bag.import_errors
     return bag.dags[dag_id]
+
+
+def run_dag(monkeypatch, home: Path, github_url: str, conf: dict):
+    """Trigger one run; return (state, metrics or None)."""
+    monkeypatch.setenv("IMGCLF_HOME", str(home))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GITHUB_DEFAULT", json.dumps({"conn_type": "http", "host": github_url})
+    )
+    dag = load_dag()  # re-parse: the DAG reads IMGCLF_HOME at parse time
+    dr = dag.test(run_conf=conf)
+    path = run_dir(home, dr.run_id) / "metrics.json"
+    return str(dr.state), (json.loads(path.read_text()) if path.is_file() else None)
+
+
+def run_dir(home: Path, run_id: str) -> Path:
+    return home / "runs" / safe_name(run_id)

@@ -8,7 +8,6 @@ always runs.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -17,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from imgclf.config import safe_name
 from imgclf.registry import Registry
 from imgclf.testing.github_stub import GitHubStub
-from tests.dags.conftest import load_dag
+from tests.dags.conftest import load_dag, run_dag, run_dir
 from tests.fixtures_images import make_images, make_tiny_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
@@ -28,22 +26,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 IMGCLF = str(Path(sys.executable).parent / "imgclf")
 # a small grid that still holds the reference run's tuned params
 SMALL_GRID = {"reg_param": [0.05, 0.5], "elastic_net_param": [0.3], "max_iter": [15]}
-
-
-def run_dag(monkeypatch, home: Path, github_url: str, conf: dict):
-    """Trigger one run; return (state, metrics or None)."""
-    monkeypatch.setenv("IMGCLF_HOME", str(home))
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_GITHUB_DEFAULT", json.dumps({"conn_type": "http", "host": github_url})
-    )
-    dag = load_dag()  # re-parse: the DAG reads IMGCLF_HOME at parse time
-    dr = dag.test(run_conf=conf)
-    path = run_dir(home, dr.run_id) / "metrics.json"
-    return str(dr.state), (json.loads(path.read_text()) if path.is_file() else None)
-
-
-def run_dir(home: Path, run_id: str) -> Path:
-    return home / "runs" / safe_name(run_id)
 
 
 @pytest.fixture(scope="module")
