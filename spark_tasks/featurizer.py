@@ -34,6 +34,7 @@ from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, Str
 
 from imgclf.models import (
     APPLICATIONS,
+    FACE_MODELS,
     POOLINGS,
     PREPROCESSINGS,
     RESIZE_MODES,
@@ -109,6 +110,9 @@ def make_predict_fn(
 ):  # -> Callable[[], Callable[[np.ndarray], dict]]
     """``make_predict_fn`` for ``predict_batch_udf``: the model is loaded once per worker."""
 
+    if model in FACE_MODELS:
+        return make_face_predict_fn()
+
     def make():
         import numpy as np
 
@@ -137,6 +141,35 @@ def make_predict_fn(
     return make
 
 
+def make_face_predict_fn():
+    """``make_predict_fn`` for ``dlib-face``: detectors and encoder loaded once per worker."""
+
+    def make():
+        import numpy as np
+
+        from spark_tasks.face import DIM, FaceModel, decode_rgb
+
+        key = ("dlib-face", "", "")
+        if key not in _MODELS:
+            _MODELS[key] = FaceModel.load()
+        face = _MODELS[key]
+
+        def predict(contents: np.ndarray) -> dict:
+            n = len(contents)
+            errors = np.full(n, "", dtype=object)
+            features = np.zeros((n, DIM), dtype=np.float32)
+            for i, data in enumerate(contents):
+                try:
+                    features[i], _ = face.embed(decode_rgb(data))
+                except Exception as exc:  # undecodable: recorded, never fatal here
+                    errors[i] = f"{type(exc).__name__}: {exc}"[:500]
+            return {"features": features, "error": errors.astype(str)}
+
+        return predict
+
+    return make
+
+
 class DeepImageFeaturizer(
     Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable
 ):
@@ -145,7 +178,8 @@ class DeepImageFeaturizer(
     modelName = Param(
         Params._dummy(),
         "modelName",
-        f"a keras.applications model: one of {sorted(APPLICATIONS)} (or set modelPath)",
+        f"a keras.applications model, one of {sorted(APPLICATIONS)}, or 'dlib-face' "
+        "(face-identity embedding); or set modelPath",
         typeConverter=TypeConverters.toString,
     )
     modelPath = Param(
@@ -252,10 +286,10 @@ class DeepImageFeaturizer(
         """Check every param (like sparkdl checked ``modelName``); raise ``ValueError``."""
         name = self.getOrDefault(self.modelName) if self.isDefined(self.modelName) else None
         path = self.getOrDefault(self.modelPath) if self.isDefined(self.modelPath) else None
-        if name and name not in APPLICATIONS:
+        if name and name not in APPLICATIONS and name not in FACE_MODELS:
             raise ValueError(
-                f"modelName {name!r} is not supported; choose one of {sorted(APPLICATIONS)} "
-                "or give a .keras file as modelPath"
+                f"modelName {name!r} is not supported; choose one of "
+                f"{sorted(APPLICATIONS) + list(FACE_MODELS)} or give a .keras file as modelPath"
             )
         if path:
             check_model(path)

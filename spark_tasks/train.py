@@ -36,10 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_featurizer(model: str, pooling: str, preprocessing: str, batch_size: int):
-    from imgclf.models import APPLICATIONS
+    from imgclf.models import APPLICATIONS, FACE_MODELS
     from spark_tasks.featurizer import DeepImageFeaturizer
 
-    kind = "modelName" if model in APPLICATIONS else "modelPath"
+    kind = "modelName" if model in APPLICATIONS or model in FACE_MODELS else "modelPath"
     return DeepImageFeaturizer(
         inputCol="content",
         outputCol="features",

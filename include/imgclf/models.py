@@ -46,6 +46,10 @@ APPLICATIONS: dict[str, AppSpec] = {
 }
 
 
+# Featurizers that are not keras.applications: dlib's 128-D face-identity embedding (+ face_found).
+FACE_MODELS = ("dlib-face",)
+
+
 def is_model_file(model: str) -> bool:
     return model.endswith(".keras") or "/" in model or model.startswith(".")
 
@@ -58,7 +62,7 @@ def check_model(model: str) -> str:
     model = (model or "").strip()
     if not model:
         raise ValueError("model is empty: give a Keras application name or a .keras file path")
-    if model in APPLICATIONS:
+    if model in APPLICATIONS or model in FACE_MODELS:
         return model
     if is_model_file(model):
         path = Path(model).expanduser()
@@ -69,10 +73,11 @@ def check_model(model: str) -> str:
         if not path.is_file():
             raise ValueError(f"model file {model!r} does not exist")
         return str(path)
-    close = [n for n in APPLICATIONS if n.lower() == model.lower()]
+    close = [n for n in (*APPLICATIONS, *FACE_MODELS) if n.lower() == model.lower()]
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ValueError(
-        f"unknown model {model!r}{hint}: supported are {', '.join(sorted(APPLICATIONS))}, "
+        f"unknown model {model!r}{hint}: supported are "
+        f"{', '.join(sorted(APPLICATIONS) + list(FACE_MODELS))}, "
         "or an absolute path to a .keras file"
     )
 
@@ -97,6 +102,8 @@ def model_identity(
         raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize {resize!r} is not one of {RESIZE_MODES}")
+    if model in FACE_MODELS:
+        return f"{model}-v1"  # pooling and resizing do not apply: faces are found at full size
     if model in APPLICATIONS:
         base = model
     else:
