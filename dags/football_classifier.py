@@ -39,7 +39,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from imgclf import config, tasks
 from imgclf import params as run_params
-from imgclf.models import APPLICATIONS, POOLINGS
+from imgclf.models import APPLICATIONS, FACE_MODELS, POOLINGS
 
 SETTINGS = config.Settings.from_env()  # environment only: no I/O at parse time
 D = run_params.DEFAULTS
@@ -50,9 +50,10 @@ PARAMS = {
         type="string",
         minLength=1,
         title="Pretrained CNN",
-        description="A keras.applications name (ImageNet weights) or an absolute path to a "
+        description="A keras.applications name (ImageNet weights), 'dlib-face' (a face-identity "
+        "embedding: the right features for telling two players apart) or an absolute path to a "
         ".keras model file.",
-        examples=sorted(APPLICATIONS),
+        examples=[*sorted(APPLICATIONS), *FACE_MODELS],
     ),
     "pooling": Param(
         D["pooling"],

@@ -226,6 +226,17 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     return subprocess.run(cmd, env=_spark_env(), check=False).returncode
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Accuracy over K seeded splits on one featurization (spark_tasks/evaluate.py)."""
+    cmd = [
+        *_spark_submit("evaluate.py", args.master),
+        "--images", str(Path(args.images).resolve()),
+        "--model", args.model,
+        "--splits", str(args.splits),
+    ]  # fmt: skip
+    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "spark_tasks.bench", "--images", str(args.images),
            "--model", args.model, "--batch-size", str(args.batch_size),
@@ -276,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--batch-size", type=int, default=32)
     f.add_argument("--master", default="local[*]")
     f.set_defaults(fn=cmd_featurize)
+
+    ev = sub.add_parser("evaluate", help="test accuracy over K seeded stratified splits")
+    ev.add_argument("--model", required=True, help="application name, .keras path or dlib-face")
+    ev.add_argument("--images", required=True, help="folder of <class>/<image> files")
+    ev.add_argument("--splits", type=int, default=20)
+    ev.add_argument("--master", default="local[*]")
+    ev.set_defaults(fn=cmd_evaluate)
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", required=True)

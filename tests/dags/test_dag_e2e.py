@@ -150,6 +150,15 @@ def test_predict_scores_every_image_with_the_champion_in_a_fresh_process(
     assert listing.returncode == 0 and "* v0001" in listing.stdout
 
 
+@pytest.mark.shared
+def test_face_identity_features_reach_100_percent(airflow_db, monkeypatch, football_stub, tmp_path):
+    state, m = run_dag(monkeypatch, tmp_path / "home", football_stub.url, {"model": "dlib-face"})
+    assert state == "success"
+    assert m["accuracy"] == 1.0 and m["baseline"]["accuracy"] == 1.0
+    assert m["tuned"] is None  # 1.0 >= target_accuracy 0.95: no tuning needed
+    assert m["featurizer"] == "dlib-face-v1" and m["featurized_images"] == 60
+
+
 def _asset_counts():
     from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
     from airflow.utils.session import create_session
