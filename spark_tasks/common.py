@@ -40,12 +40,15 @@ def use_this_interpreter_for_workers() -> None:
 
 
 def spark_session(app_name: str) -> SparkSession:
-    """The job's session; ``local[*]`` when nothing (spark-submit, conf) chose a master."""
+    """The job's session. Under spark-submit the master is spark-submit's (``--master``, from
+    the ``spark_default`` connection); run directly with ``python``, ``local[*]``.
+
+    (``SparkConf()`` cannot tell: before the JVM gateway exists it never sees spark-submit's
+    ``spark.master``; spark-submit's PythonRunner sets ``PYSPARK_GATEWAY_PORT``.)
+    """
     use_this_interpreter_for_workers()
     builder = SparkSession.builder.appName(app_name)
-    from pyspark import SparkConf
-
-    if not SparkConf().contains("spark.master"):
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master("local[*]")
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from imgclf.config import safe_name
 from imgclf.testing.github_stub import GitHubStub
 from tests.dags.conftest import run_dag
 from tests.fixtures_images import make_images, make_tiny_model
@@ -116,10 +117,13 @@ def test_dag_runs_on_the_standalone_cluster(airflow_db, cluster, monkeypatch, tm
     assert state == "success", m
     assert m["featurized_images"] == 16 and m["tuned"] is not None
     assert m["promoted_version"] == "v0001"
+    run = safe_name(m["run_id"])
     apps = {a["name"]: a for a in _json(cluster["status"])["completedapps"]}
-    for name in ("imgclf-train", "imgclf-tune", "imgclf-challenge"):
+    # the first run has no champion to challenge: that job starts no Spark application
+    for name in (f"imgclf-train-{run}", f"imgclf-tune-{run}"):
         assert name in apps, sorted(apps)
         assert apps[name]["state"] == "FINISHED"
+        assert apps[name]["cores"] >= 1  # executors were granted on the worker
     # executors ran on the worker and got the project code as --py-files
     logs = "".join(
         p.read_text(errors="replace") for p in (cluster["work"] / "work").rglob("stderr")
