@@ -234,6 +234,21 @@ def test_synthetic_lifecycle_without_shared(airflow_db, monkeypatch, tmp_path):
     assert rows["broken.jpg"]["predicted_label"] == "" and rows["broken.jpg"]["error"]
     assert sum(r["predicted_label"] == "red" for r in rows.values()) >= 7
 
+    # the same through the manually triggered prediction DAG
+    monkeypatch.setenv("IMGCLF_HOME", str(home))
+    out = tmp_path / "dag.csv"
+    dr = load_dag("football_classifier_predict").test(
+        run_conf={"images_dir": str(folder), "version": "v0001", "out": str(out)}
+    )
+    assert str(dr.state) == "success"
+    dag_rows = {Path(r["path"]).name: r for r in csv.DictReader(out.open())}
+    assert set(dag_rows) == set(rows)
+    assert dag_rows["broken.jpg"]["error"] and not dag_rows["broken.jpg"]["predicted_label"]
+    dr = load_dag("football_classifier_predict").test(
+        run_conf={"images_dir": str(folder), "version": "v0042"}
+    )
+    assert str(dr.state) == "failed"  # a version that does not exist fails in resolve
+
 
 def _png_bytes() -> bytes:
     import io
