@@ -174,6 +174,31 @@ JOB_ARGS = [
     "--folds", "{{ params.cv_folds }}",
 ]  # fmt: skip
 
+TRAIN_ARGS = [
+    *JOB_ARGS,
+    "--manifest", "{{ ti.xcom_pull(task_ids='download')['manifest'] }}",
+    "--max-iter", "{{ params.max_iter }}",
+    "--reg-param", "{{ params.reg_param }}",
+    "--elastic-net-param", "{{ params.elastic_net_param }}",
+]  # fmt: skip
+
+
+def spark_job(task_id: str, script: str, args: list[str]) -> SparkSubmitOperator:
+    """One spark-submit of ``spark_tasks/<script>`` on the ``spark_default`` master."""
+    return SparkSubmitOperator(
+        task_id=task_id,
+        conn_id="spark_default",
+        application=str(config.spark_tasks_dir() / script),
+        name=f"imgclf-{task_id}",
+        conf=SPARK_CONF,
+        env_vars=SPARK_ENV,
+        py_files=SETTINGS.py_files or None,
+        application_args=args,
+        retries=1,  # a lost executor or driver is worth one more try
+        retry_delay=timedelta(seconds=20),
+    )
+
+
 with DAG(
     dag_id="football_classifier",
     description="Messi vs Ronaldo: GitHub images -> CNN features on Spark -> LogisticRegression",
@@ -205,28 +230,7 @@ with DAG(
         api_url, token = tasks.github_endpoint(BaseHook.get_connection)
         return tasks.download(SETTINGS, ctx["run_id"], dict(ctx["params"]), api_url, token)
 
-    train = SparkSubmitOperator(
-        task_id="train",
-        conn_id="spark_default",
-        application=str(config.spark_tasks_dir() / "train.py"),
-        name="imgclf-train",
-        conf=SPARK_CONF,
-        env_vars=SPARK_ENV,
-        py_files=SETTINGS.py_files or None,
-        application_args=[
-            *JOB_ARGS,
-            "--manifest",
-            "{{ ti.xcom_pull(task_ids='download')['manifest'] }}",
-            "--max-iter",
-            "{{ params.max_iter }}",
-            "--reg-param",
-            "{{ params.reg_param }}",
-            "--elastic-net-param",
-            "{{ params.elastic_net_param }}",
-        ],
-        retries=1,
-        retry_delay=timedelta(seconds=20),
-    )
+    train = spark_job("train", "train.py", TRAIN_ARGS)
 
     @task.branch(retries=0)
     def choose_branch() -> str:
@@ -234,18 +238,7 @@ with DAG(
         tune_needed = tasks.branch(SETTINGS, ctx["run_id"], ctx["params"]["target_accuracy"])
         return "tune" if tune_needed else "gate"
 
-    tune = SparkSubmitOperator(
-        task_id="tune",
-        conn_id="spark_default",
-        application=str(config.spark_tasks_dir() / "tune.py"),
-        name="imgclf-tune",
-        conf=SPARK_CONF,
-        env_vars=SPARK_ENV,
-        py_files=SETTINGS.py_files or None,
-        application_args=[*JOB_ARGS, "--grid", "{{ params.tune_grid | tojson }}"],
-        retries=1,
-        retry_delay=timedelta(seconds=20),
-    )
+    tune = spark_job("tune", "tune.py", [*JOB_ARGS, "--grid", "{{ params.tune_grid | tojson }}"])
 
     @task(trigger_rule="none_failed_min_one_success", retries=0)
     def gate(dataset: dict) -> dict:
@@ -255,17 +248,8 @@ with DAG(
         except tasks.GateFailedError as exc:
             raise AirflowFailException(str(exc)) from None  # never retried
 
-    challenge = SparkSubmitOperator(
-        task_id="challenge",
-        conn_id="spark_default",
-        application=str(config.spark_tasks_dir() / "challenge.py"),
-        name="imgclf-challenge",
-        conf=SPARK_CONF,
-        env_vars=SPARK_ENV,
-        py_files=SETTINGS.py_files or None,
-        application_args=["--data-root", str(SETTINGS.home), "--run-id", "{{ run_id }}"],
-        retries=1,
-        retry_delay=timedelta(seconds=20),
+    challenge = spark_job(
+        "challenge", "challenge.py", ["--data-root", str(SETTINGS.home), "--run-id", "{{ run_id }}"]
     )
 
     @task(retries=1, retry_delay=timedelta(seconds=10))
