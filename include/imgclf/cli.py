@@ -182,14 +182,11 @@ def _spark_env() -> dict[str, str]:
 
 
 def _spark_submit(script: str, master: str) -> list[str]:
-    python = config.Settings.from_env().python
+    conf = {**config.Settings.from_env().spark_conf(), "spark.ui.enabled": "false"}
     return [
         str(Path(sys.executable).parent / "spark-submit"),
         "--master", master,
-        "--conf", f"spark.pyspark.python={python}",
-        "--conf", f"spark.pyspark.driver.python={python}",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.sql.execution.arrow.maxRecordsPerBatch=64",
+        *[arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")],
         str(config.spark_tasks_dir() / script),
     ]  # fmt: skip
 
@@ -243,6 +240,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
            "--partitions", str(args.partitions), "--master", args.master]  # fmt: skip
     if args.source:
         cmd += ["--source", args.source]
+    for kv in args.conf:
+        cmd += ["--conf", kv]
+    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
+
+
+def model_arg(value: str) -> str:
+    """``--model``: an application name as is, a model file made absolute (jobs run elsewhere)."""
+    from imgclf.models import is_model_file
+
+    if is_model_file(value):
+        return str(Path(value).expanduser().resolve())
+    return value
+
+
+def cmd_jvm_archive(args: argparse.Namespace) -> int:
+    """Build the Spark driver's class-data archive (spark_tasks/jvm_archive.py)."""
+    cmd = [sys.executable, "-m", "spark_tasks.jvm_archive", *(["--force"] if args.force else [])]
     return subprocess.run(cmd, env=_spark_env(), check=False).returncode
 
 
@@ -281,7 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("featurize", help="CNN features of a folder of images, to Parquet")
     f.add_argument("--images", required=True, help="folder of <class>/<image> files")
-    f.add_argument("--model", required=True, help="keras.applications name or .keras path")
+    f.add_argument(
+        "--model", type=model_arg, required=True, help="keras.applications name or .keras path"
+    )
     f.add_argument("--out", required=True, help="output FILE.parquet")
     f.add_argument("--pooling", default="avg", choices=["avg", "max", "flatten"])
     f.add_argument("--batch-size", type=int, default=32)
@@ -289,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(fn=cmd_featurize)
 
     ev = sub.add_parser("evaluate", help="test accuracy over K seeded stratified splits")
-    ev.add_argument("--model", required=True, help="application name, .keras path or dlib-face")
+    ev.add_argument(
+        "--model", type=model_arg, required=True, help="application name, .keras path or dlib-face"
+    )
     ev.add_argument("--images", required=True, help="folder of <class>/<image> files")
     ev.add_argument("--splits", type=int, default=20)
     ev.add_argument("--master", default="local[*]")
@@ -299,12 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="bench", required=True)
     bf = bsub.add_parser("featurize", help="Spark featurizer vs plain Keras, one JSON line")
     bf.add_argument("--images", type=int, default=600)
-    bf.add_argument("--model", required=True)
+    bf.add_argument("--model", type=model_arg, required=True)
     bf.add_argument("--source", help="folder of images to cycle (default ../shared football)")
     bf.add_argument("--batch-size", type=int, default=32)
     bf.add_argument("--partitions", type=int, default=0)
     bf.add_argument("--master", default="local[*]")
+    bf.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="Spark conf")
     bf.set_defaults(fn=cmd_bench)
+
+    j = sub.add_parser("jvm-archive", help="class-data archive: Spark drivers start ~3 s sooner")
+    j.add_argument("--force", action="store_true", help="rebuild it even if it exists")
+    j.set_defaults(fn=cmd_jvm_archive)
 
     pc = sub.add_parser("package-code", help="zip imgclf + spark_tasks for --py-files")
     pc.add_argument("--out", required=True)

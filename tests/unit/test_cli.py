@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from imgclf.cli import _github_from_env, main
+from imgclf.cli import _github_from_env, build_parser, main
 from imgclf.testing.github_stub import GitHubStub
 from tests.fixtures_images import make_images
 
@@ -60,3 +60,14 @@ def test_connection_from_airflow_env_json_and_uri(monkeypatch):
     assert _github_from_env() == ("https://ghe.example.com/api/v3", "tok2")
     monkeypatch.delenv("AIRFLOW_CONN_GITHUB_DEFAULT")
     assert _github_from_env() == ("https://api.github.com", None)
+
+
+def test_model_files_given_relative_become_absolute_names_stay(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    parsed = build_parser().parse_args(
+        ["featurize", "--images", "x", "--model", "m/lite.keras", "--out", "o"]
+    )
+    assert parsed.model == str(tmp_path / "m" / "lite.keras")
+    for name in ("InceptionV3", "dlib-face"):
+        parsed = build_parser().parse_args(["evaluate", "--images", "x", "--model", name])
+        assert parsed.model == name
