@@ -155,14 +155,7 @@ PARAMS = {
     ),
 }
 
-SPARK_CONF = {
-    # Executors run the project's interpreter, with TensorFlow and the project installed.
-    "spark.pyspark.python": SETTINGS.python,
-    "spark.pyspark.driver.python": SETTINGS.python,
-    "spark.ui.showConsoleProgress": "false",
-    "spark.sql.execution.arrow.maxRecordsPerBatch": "64",
-    **SETTINGS.extra_spark_conf,
-}
+SPARK_CONF = SETTINGS.spark_conf()  # the project's interpreter on executors, the JVM archive
 SPARK_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "IMGCLF_HOME": str(SETTINGS.home)}
 JOB_ARGS = [
     "--data-root", str(SETTINGS.home),

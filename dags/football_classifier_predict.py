@@ -71,12 +71,7 @@ with DAG(
         conn_id="spark_default",
         application=str(config.spark_tasks_dir() / "predict.py"),
         name="imgclf-predict",
-        conf={
-            "spark.pyspark.python": SETTINGS.python,
-            "spark.pyspark.driver.python": SETTINGS.python,
-            "spark.sql.execution.arrow.maxRecordsPerBatch": "64",
-            **SETTINGS.extra_spark_conf,
-        },
+        conf=SETTINGS.spark_conf(),
         py_files=SETTINGS.py_files or None,
         env_vars={"TF_CPP_MIN_LOG_LEVEL": "2"},
         application_args=[

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from imgclf.config import PROJECT_ROOT
+from imgclf.config import PROJECT_ROOT, Settings
 from imgclf.download import IMAGE_EXTENSIONS
 
 
@@ -88,9 +88,10 @@ def spark_side(args: argparse.Namespace) -> dict:
     spark = (
         SparkSession.builder.master(args.master)
         .appName("imgclf-bench")
-        .config("spark.pyspark.python", sys.executable)
+        .config(map=Settings.from_env().spark_conf())  # as the jobs run (JVM archive included)
         .config("spark.ui.enabled", "false")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.arrow_batch))
+        .config(map=dict(kv.split("=", 1) for kv in args.conf))
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int, default=0, help="default: one per core")
     p.add_argument("--master", default="local[*]")
     p.add_argument("--arrow-batch", type=int, default=64)
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="Spark conf")
     p.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     return p

@@ -21,6 +21,7 @@ from pyspark.ml.feature import IndexToString, StringIndexer, StringIndexerModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from imgclf.config import Settings
 from imgclf.download import IMAGE_EXTENSIONS
 from imgclf.metrics import classification_report
 from imgclf.split import stratified_split
@@ -48,8 +49,8 @@ def spark_session(app_name: str) -> SparkSession:
     """
     use_this_interpreter_for_workers()
     builder = SparkSession.builder.appName(app_name)
-    if "PYSPARK_GATEWAY_PORT" not in os.environ:
-        builder = builder.master("local[*]")
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we start the JVM: the project's conf
+        builder = builder.master("local[*]").config(map=Settings.from_env().spark_conf())
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

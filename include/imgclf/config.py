@@ -7,11 +7,14 @@ heavy, so the DAG file can use it at parse time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -81,6 +84,37 @@ def _env_conf(name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in conf.items()}
 
 
+def java_executable() -> str | None:
+    """The ``java`` that spark-submit will run: ``$JAVA_HOME/bin/java``, else the one on PATH."""
+    home = os.environ.get("JAVA_HOME", "").strip()
+    found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    return os.path.realpath(found) if found and os.path.exists(found) else None
+
+
+def default_jvm_archive() -> Path | None:
+    """Where ``imgclf jvm-archive`` keeps the Spark driver's class-data archive.
+
+    A dynamic CDS archive is only valid for the JVM and the Spark jars it was made with, so it
+    lives in the virtualenv (beside those jars) under a name keyed by both.
+    """
+    java = java_executable()
+    if java is None:
+        return None
+    try:
+        spark = metadata.version("pyspark")
+    except metadata.PackageNotFoundError:
+        return None
+    key = hashlib.sha256(f"{spark}|{java}".encode()).hexdigest()[:12]
+    return Path(sys.prefix) / "share" / "imgclf" / f"spark-{spark}-{key}.jsa"
+
+
+def _env_archive() -> Path | None:
+    raw = os.environ.get("IMGCLF_JVM_ARCHIVE", "").strip()
+    if raw.lower() in ("off", "none", "0", "false"):
+        return None
+    return Path(raw).expanduser().resolve() if raw else default_jvm_archive()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where things live and how jobs run, resolved once from the environment."""
@@ -91,6 +125,8 @@ class Settings:
     download_workers: int = 4
     extra_spark_conf: dict[str, str] = field(default_factory=dict)
     py_files: str = ""  # comma-separated zips shipped to executors (spark-submit --py-files)
+    # The Spark driver's class-data-sharing archive (``imgclf jvm-archive``); None = not used.
+    jvm_archive: Path | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -102,7 +138,38 @@ class Settings:
             download_workers=_env_int("IMGCLF_DOWNLOAD_WORKERS", 4),
             extra_spark_conf=_env_conf("IMGCLF_SPARK_CONF"),
             py_files=os.environ.get("IMGCLF_PY_FILES", "").strip(),
+            jvm_archive=_env_archive(),
         )
+
+    # --- how Spark jobs start ---------------------------------------------------------------
+    def driver_java_options(self) -> str:
+        """``spark.driver.extraJavaOptions``: the class-data archive once it exists (Spark's
+        driver starts about 3 s sooner), then whatever ``IMGCLF_SPARK_CONF`` adds."""
+        options = []
+        if self.jvm_archive is not None and self.jvm_archive.is_file():
+            # -Xlog:cds off: a stale archive (another JDK) is ignored without a warning on stdout
+            options += [
+                f"-XX:SharedArchiveFile={self.jvm_archive}",
+                "-Xlog:cds=off",
+                "-Xlog:cds+dynamic=off",
+            ]
+        user = self.extra_spark_conf.get("spark.driver.extraJavaOptions", "").strip()
+        return " ".join([*options, user] if user else options)
+
+    def spark_conf(self) -> dict[str, str]:
+        """The conf every job of the project runs with (spark-submit ``--conf`` pairs)."""
+        conf = {
+            # Executors run the project's interpreter, with TensorFlow and the project installed.
+            "spark.pyspark.python": self.python,
+            "spark.pyspark.driver.python": self.python,
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.execution.arrow.maxRecordsPerBatch": "64",
+            **self.extra_spark_conf,
+        }
+        java_options = self.driver_java_options()
+        if java_options:
+            conf["spark.driver.extraJavaOptions"] = java_options
+        return conf
 
     # --- layout under the data root -------------------------------------------------------
     @property

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-import sys
-
 import pytest
 
+from imgclf.config import Settings
 from tests.fixtures_images import make_images, make_tiny_model
 
 
@@ -17,7 +16,7 @@ def spark():
     session = (
         SparkSession.builder.master("local[2]")
         .appName("imgclf-tests")
-        .config("spark.pyspark.python", sys.executable)
+        .config(map=Settings.from_env().spark_conf())
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .getOrCreate()

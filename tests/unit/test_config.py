@@ -1,3 +1,8 @@
+import json
+import sys
+from importlib import metadata
+from pathlib import Path
+
 import pytest
 
 from imgclf.config import PROJECT_ROOT, Settings, safe_name
@@ -27,3 +32,52 @@ def test_bad_env_integer_names_the_variable(monkeypatch):
     monkeypatch.setenv("IMGCLF_DOWNLOAD_WORKERS", "many")
     with pytest.raises(ValueError, match="IMGCLF_DOWNLOAD_WORKERS"):
         Settings.from_env()
+
+
+def test_jvm_archive_is_used_only_once_it_exists(monkeypatch, tmp_path):
+    archive = tmp_path / "spark.jsa"
+    monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", str(archive))
+    monkeypatch.delenv("IMGCLF_SPARK_CONF", raising=False)
+    s = Settings.from_env()
+    assert s.jvm_archive == archive
+    assert s.driver_java_options() == ""  # not built yet: Spark starts as it always did
+    assert "spark.driver.extraJavaOptions" not in s.spark_conf()
+    archive.write_bytes(b"x")
+    opts = Settings.from_env().spark_conf()["spark.driver.extraJavaOptions"]
+    assert opts.startswith(f"-XX:SharedArchiveFile={archive} ")
+
+
+def test_jvm_archive_off_and_user_java_options_kept(monkeypatch, tmp_path):
+    user = {"spark.driver.extraJavaOptions": "-Dfoo=1", "spark.executor.memory": "2g"}
+    monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
+    monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", "off")
+    s = Settings.from_env()
+    assert s.jvm_archive is None
+    conf = s.spark_conf()
+    assert conf["spark.driver.extraJavaOptions"] == "-Dfoo=1"
+    assert conf["spark.executor.memory"] == "2g"
+    assert conf["spark.pyspark.python"] == s.python
+    archive = tmp_path / "a.jsa"
+    archive.write_bytes(b"x")
+    monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", str(archive))
+    opts = Settings.from_env().driver_java_options().split()
+    assert opts[0] == f"-XX:SharedArchiveFile={archive}" and opts[-1] == "-Dfoo=1"
+
+
+def test_default_jvm_archive_is_keyed_by_spark_and_java(monkeypatch, tmp_path):
+    monkeypatch.delenv("IMGCLF_JVM_ARCHIVE", raising=False)
+    fake_java = tmp_path / "jdk" / "bin" / "java"
+    fake_java.parent.mkdir(parents=True)
+    fake_java.write_text("")
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+    a = Settings.from_env().jvm_archive
+    assert a is not None and a.parent == Path(sys.prefix) / "share" / "imgclf"
+    assert a.name.startswith(f"spark-{metadata.version('pyspark')}-")
+    other = tmp_path / "jdk2" / "bin" / "java"
+    other.parent.mkdir(parents=True)
+    other.write_text("")
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk2"))
+    assert Settings.from_env().jvm_archive != a  # another JVM never maps this one's archive
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "nojdk"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert Settings.from_env().jvm_archive is None
