@@ -85,10 +85,11 @@ def spark_side(args: argparse.Namespace) -> dict:
     from spark_tasks.train import make_featurizer
 
     common.use_this_interpreter_for_workers()
+    settings = Settings.from_env()
     spark = (
         SparkSession.builder.master(args.master)
         .appName("imgclf-bench")
-        .config(map=Settings.from_env().spark_conf())  # as the jobs run (JVM archive included)
+        .config(map=settings.spark_conf())  # as the jobs run (JVM archive included)
         .config("spark.ui.enabled", "false")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.arrow_batch))
         .config(map=dict(kv.split("=", 1) for kv in args.conf))
@@ -108,8 +109,10 @@ def spark_side(args: argparse.Namespace) -> dict:
     featurizer.transform(images.repartition(parts)).write.format("noop").mode("overwrite").save()
     t2 = time.perf_counter()
     spark.stop()
+    archive = settings.jvm_archive
     return {"images": n, "fixed_s": t1 - t0, "steady_s": t2 - t1, "partitions": parts,
-            "cores": cores, "session_s": t_session - t0, "workers_s": t1 - t_session}  # fmt: skip
+            "cores": cores, "session_s": t_session - t0, "workers_s": t1 - t_session,
+            "jvm_archive": str(archive) if archive and archive.is_file() else None}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "plain_fixed_overhead_s": round(p["fixed_s"], 2),
         "spark_fixed_overhead_s": round(s["fixed_s"], 2),
         "overhead_difference_s": round(s["fixed_s"] - p["fixed_s"], 2),
+        "spark_jvm_archive": s["jvm_archive"],  # imgclf jvm-archive; IMGCLF_JVM_ARCHIVE=off
         "spark_overhead_parts_s": {
             "session_start": round(s["session_s"], 2),
             "workers_tensorflow_model_warmup": round(s["workers_s"], 2),

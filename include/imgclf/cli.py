@@ -234,6 +234,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return subprocess.run(cmd, env=_spark_env(), check=False).returncode
 
 
+def cmd_bench_decode(args: argparse.Namespace) -> int:
+    cmd = [sys.executable, "-m", "spark_tasks.bench_decode", "--images", str(args.images)]
+    if args.model:
+        cmd += ["--model", args.model]
+    if args.source:
+        cmd += ["--source", args.source]
+    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "spark_tasks.bench", "--images", str(args.images),
            "--model", args.model, "--batch-size", str(args.batch_size),
@@ -324,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--master", default="local[*]")
     bf.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="Spark conf")
     bf.set_defaults(fn=cmd_bench)
+    bd = bsub.add_parser("decode", help="Spark's image source vs binaryFile + Pillow, one JSON")
+    bd.add_argument("--images", type=int, default=600)
+    bd.add_argument("--model", type=model_arg, help="also compare this model's features")
+    bd.add_argument("--source", help="folder of images to cycle (default ../shared football)")
+    bd.set_defaults(fn=cmd_bench_decode)
 
     j = sub.add_parser("jvm-archive", help="class-data archive: Spark drivers start ~3 s sooner")
     j.add_argument("--force", action="store_true", help="rebuild it even if it exists")
