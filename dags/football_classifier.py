@@ -51,8 +51,8 @@ PARAMS = {
         minLength=1,
         title="Pretrained CNN",
         description="A keras.applications name (ImageNet weights), 'dlib-face' (a face-identity "
-        "embedding: the right features for telling two players apart) or an absolute path to a "
-        ".keras model file.",
+        "embedding: the right features for telling two players apart; 'dlib-face+<CNN>' adds "
+        "that CNN's features alongside) or an absolute path to a .keras model file.",
         examples=[*sorted(APPLICATIONS), *FACE_MODELS],
     ),
     "pooling": Param(

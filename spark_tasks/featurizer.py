@@ -35,11 +35,13 @@ from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, Str
 from imgclf.models import (
     APPLICATIONS,
     FACE_MODELS,
+    FALLBACK_SEP,
     POOLINGS,
     PREPROCESSINGS,
     RESIZE_MODES,
     check_model,
     model_identity,
+    split_face_model,
 )
 
 HANDLE_INVALID = ("skip", "keep", "error")
@@ -110,8 +112,9 @@ def make_predict_fn(
 ):  # -> Callable[[], Callable[[np.ndarray], dict]]
     """``make_predict_fn`` for ``predict_batch_udf``: the model is loaded once per worker."""
 
-    if model in FACE_MODELS:
-        return make_face_predict_fn()
+    face, fallback = split_face_model(model)
+    if face in FACE_MODELS:
+        return make_face_predict_fn(fallback, pooling, preprocessing, resize)
 
     def make():
         import numpy as np
@@ -141,28 +144,44 @@ def make_predict_fn(
     return make
 
 
-def make_face_predict_fn():
-    """``make_predict_fn`` for ``dlib-face``: detectors and encoder loaded once per worker."""
+def make_face_predict_fn(
+    fallback: str | None = None,
+    pooling: str = "avg",
+    preprocessing: str = "none",
+    resize: str = "stretch",
+):
+    """``make_predict_fn`` for ``dlib-face``: detectors and encoder loaded once per worker.
+
+    With a ``fallback`` CNN, its features of the whole image follow the 129 face features.
+    """
 
     def make():
         import numpy as np
 
         from spark_tasks.face import DIM, FaceModel, decode_rgb
+        from spark_tasks.images import decode
 
         key = ("dlib-face", "", "")
         if key not in _MODELS:
             _MODELS[key] = FaceModel.load()
         face = _MODELS[key]
+        cnn, infer = cached_model(fallback, pooling, preprocessing) if fallback else (None, None)
 
         def predict(contents: np.ndarray) -> dict:
             n = len(contents)
             errors = np.full(n, "", dtype=object)
-            features = np.zeros((n, DIM), dtype=np.float32)
+            features = np.zeros((n, DIM + (cnn.dim if cnn else 0)), dtype=np.float32)
+            pixels, ok = [], []
             for i, data in enumerate(contents):
                 try:
-                    features[i], _ = face.embed(decode_rgb(data))
+                    features[i, :DIM], _ = face.embed(decode_rgb(data))
+                    if cnn is not None:
+                        pixels.append(decode(data, cnn.size, resize))
+                        ok.append(i)
                 except Exception as exc:  # undecodable: recorded, never fatal here
                     errors[i] = f"{type(exc).__name__}: {exc}"[:500]
+            if ok:
+                features[ok, DIM:] = np.asarray(infer(cnn.preprocess(np.stack(pixels))))
             return {"features": features, "error": errors.astype(str)}
 
         return predict
@@ -218,6 +237,13 @@ class DeepImageFeaturizer(
         f"undecodable images: one of {HANDLE_INVALID}",
         typeConverter=TypeConverters.toString,
     )
+    fallbackModel = Param(
+        Params._dummy(),
+        "fallbackModel",
+        "with modelName='dlib-face': a CNN (application name or .keras path) whose features of "
+        "the whole image go alongside the face features; unset: a face-less image gets zeros",
+        typeConverter=TypeConverters.toString,
+    )
     errorCol = Param(
         Params._dummy(),
         "errorCol",
@@ -233,6 +259,7 @@ class DeepImageFeaturizer(
         outputCol: str = "features",
         modelName: str | None = None,
         modelPath: str | None = None,
+        fallbackModel: str | None = None,
         preprocessing: str = "none",
         pooling: str = "avg",
         resize: str = "stretch",
@@ -261,6 +288,7 @@ class DeepImageFeaturizer(
         outputCol: str = "features",
         modelName: str | None = None,
         modelPath: str | None = None,
+        fallbackModel: str | None = None,
         preprocessing: str = "none",
         pooling: str = "avg",
         resize: str = "stretch",
@@ -279,8 +307,15 @@ class DeepImageFeaturizer(
         if self.isDefined(self.modelPath) and self.getOrDefault(self.modelPath):
             return self.getOrDefault(self.modelPath)
         if self.isDefined(self.modelName) and self.getOrDefault(self.modelName):
-            return self.getOrDefault(self.modelName)
+            name = self.getOrDefault(self.modelName)
+            fallback = self._fallback()
+            return f"{name}{FALLBACK_SEP}{fallback}" if fallback else name
         raise ValueError("DeepImageFeaturizer needs modelName or modelPath")
+
+    def _fallback(self) -> str | None:
+        if self.isDefined(self.fallbackModel):
+            return self.getOrDefault(self.fallbackModel) or None
+        return None
 
     def validate(self) -> None:
         """Check every param (like sparkdl checked ``modelName``); raise ``ValueError``."""
@@ -293,6 +328,13 @@ class DeepImageFeaturizer(
             )
         if path:
             check_model(path)
+        fallback = self._fallback()
+        if fallback:
+            if name not in FACE_MODELS or path:
+                raise ValueError(
+                    f"fallbackModel={fallback!r} only goes with modelName in {list(FACE_MODELS)}"
+                )
+            check_model(f"{name}{FALLBACK_SEP}{fallback}")
         choices = {
             "pooling": POOLINGS,
             "resize": RESIZE_MODES,

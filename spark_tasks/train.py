@@ -36,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_featurizer(model: str, pooling: str, preprocessing: str, batch_size: int):
-    from imgclf.models import APPLICATIONS, FACE_MODELS
+    from imgclf.models import APPLICATIONS, FACE_MODELS, split_face_model
     from spark_tasks.featurizer import DeepImageFeaturizer
 
+    model, fallback = split_face_model(model)  # "dlib-face+<CNN>": the CNN goes alongside
     kind = "modelName" if model in APPLICATIONS or model in FACE_MODELS else "modelPath"
     return DeepImageFeaturizer(
         inputCol="content",
@@ -46,6 +47,7 @@ def make_featurizer(model: str, pooling: str, preprocessing: str, batch_size: in
         pooling=pooling,
         preprocessing=preprocessing,
         batchSize=batch_size,
+        fallbackModel=fallback,
         **{kind: model},
     )
 
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace, spark=None) -> dict:
         str(run_dir / "baseline" / "model")
     )
     counts = {r["split"]: r["count"] for r in dataset.groupBy("split").count().collect()}
+    no_face = common.no_face_paths(dataset, args.model)
     metrics = {
         **report,
         "stage": "baseline",
@@ -98,6 +101,7 @@ def run(args: argparse.Namespace, spark=None) -> dict:
         "n_test": counts.get("test", 0),
         "featurized_images": result.featurized,
         "failed_images": result.failed,
+        **({"no_face_images": no_face} if no_face is not None else {}),
         "model_path": str(run_dir / "baseline" / "model"),
         "seconds": round(time.time() - started, 2),
     }

@@ -230,6 +230,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "--images", str(Path(args.images).resolve()),
         "--model", args.model,
         "--splits", str(args.splits),
+        "--miss-faces", str(args.miss_faces),
     ]  # fmt: skip
     return subprocess.run(cmd, env=_spark_env(), check=False).returncode
 
@@ -256,8 +257,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def model_arg(value: str) -> str:
     """``--model``: an application name as is, a model file made absolute (jobs run elsewhere)."""
-    from imgclf.models import is_model_file
+    from imgclf.models import FALLBACK_SEP, is_model_file, split_face_model
 
+    face, fallback = split_face_model(value)
+    if fallback is not None:
+        return f"{face}{FALLBACK_SEP}{model_arg(fallback)}"
     if is_model_file(value):
         return str(Path(value).expanduser().resolve())
     return value
@@ -319,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--images", required=True, help="folder of <class>/<image> files")
     ev.add_argument("--splits", type=int, default=20)
+    ev.add_argument(
+        "--miss-faces",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="dlib-face: simulate a detector missing this fraction of faces",
+    )
     ev.add_argument("--master", default="local[*]")
     ev.set_defaults(fn=cmd_evaluate)
 

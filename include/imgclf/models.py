@@ -48,6 +48,17 @@ APPLICATIONS: dict[str, AppSpec] = {
 
 # Featurizers that are not keras.applications: dlib's 128-D face-identity embedding (+ face_found).
 FACE_MODELS = ("dlib-face",)
+# "dlib-face+<CNN>": the face features, and a generic CNN's features of the whole image alongside
+# (the other no-face fallback; plain "dlib-face" gives a face-less image zeros + face_found 0).
+FALLBACK_SEP = "+"
+
+
+def split_face_model(model: str) -> tuple[str, str | None]:
+    """``"dlib-face+X"`` -> ``("dlib-face", "X")``; anything else -> ``(model, None)``."""
+    for face in FACE_MODELS:
+        if model.startswith(face + FALLBACK_SEP):
+            return face, model[len(face) + len(FALLBACK_SEP) :]
+    return model, None
 
 
 def is_model_file(model: str) -> bool:
@@ -64,6 +75,18 @@ def check_model(model: str) -> str:
         raise ValueError("model is empty: give a Keras application name or a .keras file path")
     if model in APPLICATIONS or model in FACE_MODELS:
         return model
+    face, fallback = split_face_model(model)
+    if fallback is not None:
+        if (
+            not fallback.strip()
+            or split_face_model(fallback)[1] is not None
+            or fallback in FACE_MODELS
+        ):
+            raise ValueError(f"model {model!r}: after {face}+ give a CNN name or .keras file")
+        try:
+            return f"{face}{FALLBACK_SEP}{check_model(fallback)}"
+        except ValueError as exc:
+            raise ValueError(f"model {model!r}: its fallback CNN: {exc}") from None
     if is_model_file(model):
         path = Path(model).expanduser()
         if not path.is_absolute():
@@ -78,7 +101,7 @@ def check_model(model: str) -> str:
     raise ValueError(
         f"unknown model {model!r}{hint}: supported are "
         f"{', '.join(sorted(APPLICATIONS) + list(FACE_MODELS))}, "
-        "or an absolute path to a .keras file"
+        "an absolute path to a .keras file, or dlib-face+<one of those CNNs>"
     )
 
 
@@ -104,6 +127,9 @@ def model_identity(
         raise ValueError(f"resize {resize!r} is not one of {RESIZE_MODES}")
     if model in FACE_MODELS:
         return f"{model}-v1"  # pooling and resizing do not apply: faces are found at full size
+    face, fallback = split_face_model(model)
+    if fallback is not None:
+        return f"{face}-v1+{model_identity(fallback, pooling, preprocessing, resize)}"
     if model in APPLICATIONS:
         base = model
     else:

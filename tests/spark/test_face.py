@@ -110,3 +110,34 @@ def test_parity_with_dlib_called_directly_and_detector_use(spark, football):
         assert got[str(f)][128] == 1.0
     assert sum(used.values()) == 60
     assert used.get("hog1", 0) >= 40 and used.get("hog2", 0) >= 1  # upsampling finds more
+
+
+def test_cnn_fallback_puts_the_cnn_features_alongside_in_a_saved_pipeline(
+    spark, tiny_model, tmp_path
+):
+    from pyspark.ml import Pipeline, PipelineModel
+
+    df = spark.createDataFrame(
+        [("a", bytearray(_jpeg((200, 0, 0)))), ("b", bytearray(_jpeg((0, 0, 200))))],
+        "path string, content binary",
+    )
+    both = DeepImageFeaturizer(modelName="dlib-face", fallbackModel=str(tiny_model))
+    cnn = DeepImageFeaturizer(modelPath=str(tiny_model))
+    assert both.model() == f"dlib-face+{tiny_model}"
+    assert both.identity() == f"dlib-face-v1+{cnn.identity()}"
+    Pipeline(stages=[both]).fit(df).write().overwrite().save(str(tmp_path / "m"))
+    loaded = PipelineModel.load(str(tmp_path / "m"))
+    got = {r["path"]: r["features"].toArray() for r in loaded.transform(df).collect()}
+    alone = {r["path"]: r["features"].toArray() for r in cnn.transform(df).collect()}
+    for path, vec in got.items():
+        assert not vec[: face.DIM].any()  # no face in a flat colour: zeros, face_found 0
+        assert vec.size == face.DIM + alone[path].size
+        assert np.abs(vec[face.DIM :] - alone[path]).max() < 1e-5
+    assert np.abs(got["a"][face.DIM :] - got["b"][face.DIM :]).max() > 0  # really per image
+
+
+def test_fallback_model_is_validated(tiny_model):
+    with pytest.raises(ValueError, match="only goes with modelName"):
+        DeepImageFeaturizer(modelName="InceptionV3", fallbackModel=str(tiny_model))
+    with pytest.raises(ValueError, match=r"fallback CNN.*does not exist"):
+        DeepImageFeaturizer(modelName="dlib-face", fallbackModel="/nope/x.keras")
