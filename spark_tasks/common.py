@@ -219,6 +219,19 @@ def evaluate(model: Transformer, test: DataFrame, labels: list[str]) -> dict[str
     return report
 
 
+def no_face_paths(dataset: DataFrame, model: str) -> list[str] | None:
+    """For a dlib-face model, the images where no face was found (None for other models)."""
+    from pyspark.ml.functions import vector_to_array
+
+    from imgclf.models import FACE_MODELS, split_face_model
+    from spark_tasks.face import FACE_FOUND
+
+    if split_face_model(model)[0] not in FACE_MODELS:
+        return None
+    found = vector_to_array(F.col("features"))[FACE_FOUND]
+    return sorted(r["path"] for r in dataset.filter(found == 0.0).select("path").collect())
+
+
 def full_model(featurizer: Transformer, classifier: PipelineModel) -> PipelineModel:
     """Featurizer + fitted classifier: one model that scores raw image bytes."""
     return PipelineModel(stages=[featurizer, *classifier.stages])

@@ -131,6 +131,15 @@ def _per_class(stage: dict[str, Any]) -> str:
     )
 
 
+def _no_face_item(m: dict[str, Any]) -> str:
+    """dlib-face runs: which images had no face (they were classified by the fallback)."""
+    paths = m.get("no_face_images")
+    if paths is None:
+        return ""
+    names = ", ".join(html.escape("/".join(Path(p).parts[-2:])) for p in paths) or "none"
+    return f"<li>no face found in {len(paths)} images: {names}</li>"
+
+
 def render(metrics: dict[str, Any], history: list[dict[str, Any]]) -> str:
     """The report of one run as an HTML string."""
     import matplotlib
@@ -170,6 +179,7 @@ def render(metrics: dict[str, Any], history: list[dict[str, Any]]) -> str:
         f"(featurizer {html.escape(str(m.get('featurizer')))})</li>",
         f"<li>{m['n_train']} training and {m['n_test']} test images; "
         f"{m['featurized_images']} images through the CNN in this run</li>",
+        _no_face_item(m),
         f"<li>gate <b class='{'pass' if m['passed_gate'] else 'fail'}'>{verdict}</b>: "
         f"{html.escape(m['gate']['reason'])}</li>",
         f"<li>tuning: {'ran' if m.get('tuned') else 'skipped (baseline reached the target)'}</li>",

@@ -68,3 +68,11 @@ def stratified_split(
             else:
                 out.append(Assignment(key, label, "train", (i - n_test) % folds))
     return out
+
+
+def seeded_subset(keys: Iterable[str], fraction: float, seed: int, salt: str = "") -> set[str]:
+    """Exactly ``round(n * fraction)`` of ``keys``, chosen by ``sha256(seed + salt + key)``."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction={fraction} must be between 0 and 1")
+    ordered = sorted(set(keys), key=lambda k: (_rank(seed, salt + k), k))
+    return set(ordered[: int(len(ordered) * fraction + 0.5)])

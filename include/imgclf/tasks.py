@@ -188,6 +188,7 @@ def gate(
         "featurized_images": baseline["featurized_images"]
         + (tuned["featurized_images"] if tuned else 0),
         "failed_images": baseline.get("failed_images", []),
+        **({"no_face_images": baseline["no_face_images"]} if "no_face_images" in baseline else {}),
         "baseline": _summary(baseline),
         "tuned": _summary(tuned),
         "model_path": chosen["model_path"],

@@ -157,6 +157,7 @@ def test_face_identity_features_reach_100_percent(airflow_db, monkeypatch, footb
     assert m["accuracy"] == 1.0 and m["baseline"]["accuracy"] == 1.0
     assert m["tuned"] is None  # 1.0 >= target_accuracy 0.95: no tuning needed
     assert m["featurizer"] == "dlib-face-v1" and m["featurized_images"] == 60
+    assert [Path(p).name for p in m["no_face_images"]] == ["messi20.jpeg"]  # listed, still right
 
 
 def _asset_counts():

@@ -70,3 +70,9 @@ def test_report_of_a_failed_gate_says_so(tmp_path):
     assert "<b class='fail'>FAILED</b>" in page
     assert "not compared (the gate failed)" in page
     assert "no history yet" in page
+
+
+def test_face_runs_list_the_images_without_a_face(tmp_path):
+    page = render(_metrics(tmp_path, no_face_images=["/d/messi/messi20.jpeg"]), [])
+    assert "no face found in 1 images: messi/messi20.jpeg" in page
+    assert "no face found" not in render(_metrics(tmp_path), [])  # not a face model

@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from imgclf.split import holdout_count, stratified_split
+from imgclf.split import holdout_count, seeded_subset, stratified_split
 
 
 def _items(n_per_class=30, labels=("messi", "ronaldo")):
@@ -59,3 +59,14 @@ def test_too_few_training_images_for_folds_names_the_class():
 def test_empty_input_is_an_error():
     with pytest.raises(ValueError, match="no images"):
         stratified_split([], 0.4, 1)
+
+
+def test_seeded_subset_is_exact_deterministic_and_seed_dependent():
+    keys = [f"k{i}" for i in range(40)]
+    a = seeded_subset(keys, 0.25, seed=1, salt="x:")
+    assert len(a) == 10 and a <= set(keys)
+    assert seeded_subset(reversed(keys), 0.25, seed=1, salt="x:") == a  # order does not matter
+    assert seeded_subset(keys, 0.25, seed=2, salt="x:") != a
+    assert seeded_subset(keys, 0.0, seed=1) == set() and seeded_subset(keys, 1.0, 1) == set(keys)
+    with pytest.raises(ValueError, match=r"fraction=1\.5"):
+        seeded_subset(keys, 1.5, seed=1)
