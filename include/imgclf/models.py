@@ -129,7 +129,8 @@ def model_identity(
         return f"{model}-v1"  # pooling and resizing do not apply: faces are found at full size
     face, fallback = split_face_model(model)
     if fallback is not None:
-        return f"{face}-v1+{model_identity(fallback, pooling, preprocessing, resize)}"
+        # a folder name of the feature store: no "+"
+        return f"{face}-v1_with_{model_identity(fallback, pooling, preprocessing, resize)}"
     if model in APPLICATIONS:
         base = model
     else:

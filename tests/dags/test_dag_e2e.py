@@ -160,6 +160,18 @@ def test_face_identity_features_reach_100_percent(airflow_db, monkeypatch, footb
     assert [Path(p).name for p in m["no_face_images"]] == ["messi20.jpeg"]  # listed, still right
 
 
+@pytest.mark.shared
+def test_face_with_a_cnn_alongside_runs_end_to_end(
+    airflow_db, monkeypatch, football_stub, lite0, tmp_path
+):
+    conf = {"model": f"dlib-face+{lite0}", "target_accuracy": 0.0}  # no tuning: one stage
+    state, m = run_dag(monkeypatch, tmp_path / "home", football_stub.url, conf)
+    assert state == "success"
+    assert m["featurizer"].startswith("dlib-face-v1_with_file-") and m["featurized_images"] == 60
+    assert [Path(p).name for p in m["no_face_images"]] == ["messi20.jpeg"]
+    assert m["accuracy"] >= 0.8 and m["tuned"] is None
+
+
 def _asset_counts():
     from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
     from airflow.utils.session import create_session

@@ -39,7 +39,7 @@ def test_dlib_face_counts_the_images_without_a_face(spark, images, tiny_model):
     assert zeros["no_face_test_images"] == 8  # 4 test images x 2 splits
     assert zeros["no_face_test_accuracy"] == pytest.approx(statistics.fmean(zeros["accuracies"]))
     alongside = evaluate.run(_args(images, f"dlib-face+{tiny_model}", splits=2), spark)
-    assert alongside["featurizer"].startswith("dlib-face-v1+file-")
+    assert alongside["featurizer"].startswith("dlib-face-v1_with_file-")
     assert alongside["no_face_test_images"] == 8
 
 

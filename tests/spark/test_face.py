@@ -124,7 +124,7 @@ def test_cnn_fallback_puts_the_cnn_features_alongside_in_a_saved_pipeline(
     both = DeepImageFeaturizer(modelName="dlib-face", fallbackModel=str(tiny_model))
     cnn = DeepImageFeaturizer(modelPath=str(tiny_model))
     assert both.model() == f"dlib-face+{tiny_model}"
-    assert both.identity() == f"dlib-face-v1+{cnn.identity()}"
+    assert both.identity() == f"dlib-face-v1_with_{cnn.identity()}"
     Pipeline(stages=[both]).fit(df).write().overwrite().save(str(tmp_path / "m"))
     loaded = PipelineModel.load(str(tmp_path / "m"))
     got = {r["path"]: r["features"].toArray() for r in loaded.transform(df).collect()}

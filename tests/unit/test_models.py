@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from imgclf.models import check_model, model_identity, split_face_model
@@ -33,5 +35,6 @@ def test_identities_keep_the_two_fallbacks_apart(tmp_path):
     zeros = model_identity("dlib-face")
     alongside = model_identity(f"dlib-face+{cnn}")
     assert zeros == "dlib-face-v1"
-    assert alongside == f"dlib-face-v1+{model_identity(str(cnn))}"
+    assert alongside == f"dlib-face-v1_with_{model_identity(str(cnn))}"
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", alongside)  # a feature-store folder name
     assert model_identity(f"dlib-face+{cnn}", pooling="max") != alongside  # the CNN's pooling
