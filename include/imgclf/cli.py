@@ -247,7 +247,8 @@ def cmd_bench_decode(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "spark_tasks.bench", "--images", str(args.images),
            "--model", args.model, "--batch-size", str(args.batch_size),
-           "--partitions", str(args.partitions), "--master", args.master]  # fmt: skip
+           "--partitions", str(args.partitions), "--master", args.master,
+           "--repeat", str(args.repeat)]  # fmt: skip
     if args.source:
         cmd += ["--source", args.source]
     for kv in args.conf:
@@ -342,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--batch-size", type=int, default=32)
     bf.add_argument("--partitions", type=int, default=0)
     bf.add_argument("--master", default="local[*]")
+    bf.add_argument("--repeat", type=int, default=3, help="steady passes per side (best used)")
     bf.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="Spark conf")
     bf.set_defaults(fn=cmd_bench)
     bd = bsub.add_parser("decode", help="Spark's image source vs binaryFile + Pillow, one JSON")
