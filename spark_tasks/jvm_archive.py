@@ -101,13 +101,15 @@ def check(archive: Path) -> str | None:
         return "no java found (JAVA_HOME or PATH)"
     if not archive.is_file() or archive.stat().st_size == 0:
         return f"{archive} was not written"
-    done = subprocess.run(
-        [java, f"-XX:SharedArchiveFile={archive}", "-version"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="imgclf-jvm-check-") as tmp:
+        done = subprocess.run(  # a crash writes hs_err_pid*.log into cwd: not into the project
+            [java, f"-XX:SharedArchiveFile={archive}", "-version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=tmp,
+        )
     return None if done.returncode == 0 else f"java exited {done.returncode}: {done.stderr[-500:]}"
 
 

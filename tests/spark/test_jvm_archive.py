@@ -67,12 +67,14 @@ def test_spark_submit_with_the_project_conf_loads_spark_from_it(built, monkeypat
     assert len(shared) > 10 * len(from_jars), (len(shared), len(from_jars))
 
 
-def test_a_truncated_archive_is_caught_before_it_is_installed(built, tmp_path):
+def test_a_truncated_archive_is_caught_before_it_is_installed(built, tmp_path, monkeypatch):
     truncated = tmp_path / "bad.jsa"
     with open(built, "rb") as src:
         truncated.write_bytes(src.read(1_000_000))
+    monkeypatch.chdir(tmp_path)
     problem = jvm_archive.check(truncated)
     assert problem is not None and "java exited" in problem  # a JVM mapping it crashes
+    assert not list(tmp_path.glob("hs_err_pid*.log"))  # its crash log is not left in the cwd
 
 
 def test_a_failed_recording_installs_nothing(tmp_path, monkeypatch):
