@@ -89,9 +89,9 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     data = featurized.filter(F.col("featurizer_error") == "").select(
         "path", "label", "sha256", "features"
     )
-    data = spark.createDataFrame(data.collect(), data.schema).cache()  # detach from the CNN
-    featurized.unpersist()
     everything = data.collect()
+    data = spark.createDataFrame(everything, data.schema).cache()  # detach from the CNN
+    featurized.unpersist()
     found = {r["path"] for r in everything if is_face and r["features"][FACE_FOUND] == 1.0}
     no_face = sorted(r["path"] for r in everything if is_face and r["path"] not in found)
     rows = []
