@@ -8,6 +8,9 @@ the executors.
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,31 +22,186 @@ PREPROCESSINGS = ("none", "tf", "torch", "caffe")
 
 @dataclass(frozen=True)
 class AppSpec:
-    """One ``keras.applications`` model: where it lives, its input size, its preprocessing."""
+    """One ``keras.applications`` model: where it lives, its input size, its ImageNet weights.
+
+    ``weights_file`` and ``weights_url`` are the ``include_top=False`` ImageNet weights exactly as
+    the installed Keras names and fetches them (``keras/src/applications/<module>.py``:
+    ``file_utils.get_file(weights_file, weights_url, cache_subdir="models", file_hash=...)``),
+    so that a missing file is found at trigger time instead of on the Spark executors.
+    """
 
     name: str
     module: str  # keras.applications.<module>
     size: int  # square input size in pixels
+    weights_file: str  # the file name in the Keras cache, <keras home>/models/
+    weights_url: str  # where keras.utils.get_file downloads it from
+
+
+_GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+_GCS_EFFICIENTNET = "https://storage.googleapis.com/keras-applications/"  # B0..B7: other bucket
+
+
+def _app(name: str, module: str, size: int, base_url: str, weights_file: str) -> AppSpec:
+    return AppSpec(name, module, size, weights_file, base_url + weights_file)
 
 
 APPLICATIONS: dict[str, AppSpec] = {
     spec.name: spec
     for spec in (
         # sparkdl's five, with the input sizes it used
-        AppSpec("InceptionV3", "inception_v3", 299),
-        AppSpec("Xception", "xception", 299),
-        AppSpec("ResNet50", "resnet50", 224),
-        AppSpec("VGG16", "vgg16", 224),
-        AppSpec("VGG19", "vgg19", 224),
+        _app(
+            "InceptionV3", "inception_v3", 299, _GCS + "inception_v3/",
+            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+        _app(
+            "Xception", "xception", 299, _GCS + "xception/",
+            "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+        _app(
+            "ResNet50", "resnet50", 224, _GCS + "resnet/",
+            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+        _app(
+            "VGG16", "vgg16", 224, _GCS + "vgg16/",
+            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+        _app(
+            "VGG19", "vgg19", 224, _GCS + "vgg19/",
+            "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
         # modern ones (preprocessing is built into these models)
-        AppSpec("EfficientNetB0", "efficientnet", 224),
-        AppSpec("EfficientNetV2B0", "efficientnet_v2", 224),
-        AppSpec("EfficientNetV2S", "efficientnet_v2", 384),
-        AppSpec("MobileNetV3Small", "mobilenet_v3", 224),
-        AppSpec("MobileNetV3Large", "mobilenet_v3", 224),
-        AppSpec("ConvNeXtTiny", "convnext", 224),
+        _app("EfficientNetB0", "efficientnet", 224, _GCS_EFFICIENTNET, "efficientnetb0_notop.h5"),
+        _app(
+            "EfficientNetV2B0", "efficientnet_v2", 224, _GCS + "efficientnet_v2/",
+            "efficientnetv2-b0_notop.h5",
+        ),
+        _app(
+            "EfficientNetV2S", "efficientnet_v2", 384, _GCS + "efficientnet_v2/",
+            "efficientnetv2-s_notop.h5",
+        ),
+        _app(
+            "MobileNetV3Small", "mobilenet_v3", 224, _GCS + "mobilenet_v3/",
+            "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+        ),
+        _app(
+            "MobileNetV3Large", "mobilenet_v3", 224, _GCS + "mobilenet_v3/",
+            "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+        ),
+        _app("ConvNeXtTiny", "convnext", 224, _GCS + "convnext/", "convnext_tiny_notop.h5"),
     )
-}
+}  # fmt: skip
+
+WEIGHTS_TIMEOUT = 5.0  # seconds for the HEAD request that checks the weights can be fetched
+
+
+def _writable_dir(path: str) -> bool:
+    """``os.access(path, W_OK)`` once Keras has tried to create ``path`` (it does on import)."""
+    if not path:
+        return False
+    if os.path.exists(path):
+        return os.path.isdir(path) and os.access(path, os.W_OK)
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    return os.path.isdir(parent) and os.access(parent, os.W_OK)
+
+
+def keras_cache_dir() -> Path:
+    """The folder where Keras keeps application weights: ``<keras home>/models``.
+
+    Keras 3's rules, without importing it: the home is ``$KERAS_HOME`` if that variable is set,
+    else ``~/.keras`` (``/tmp/.keras`` if ``~`` is not writable; ``backend/config.py``);
+    ``get_file`` then falls back to ``/tmp/.keras`` when that home is not writable
+    (``utils/file_utils.py``).
+    """
+    if "KERAS_HOME" in os.environ:
+        base = os.environ["KERAS_HOME"]
+    else:
+        home = os.path.expanduser("~")
+        base = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+    base = os.path.expanduser(base)
+    if not _writable_dir(base):
+        base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return Path(base) / "models"
+
+
+def _root_cause(exc: BaseException) -> str:
+    """``ConnectionRefusedError: Connection refused`` from requests' nest of wrappers."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        err = todo.pop(0)
+        if id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.strerror:
+            return f"{type(err).__name__}: {err.strerror}"
+        reason = getattr(err, "reason", None)
+        nested = [err.__cause__, err.__context__, reason, *err.args]
+        todo.extend(e for e in nested if isinstance(e, BaseException))
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _head_problem(url: str, timeout: float) -> str | None:
+    """``None`` if a HEAD request to ``url`` answers 200 (one try, no retries), else why not."""
+    import requests  # only here: the catalogue itself stays import-light
+
+    try:
+        response = requests.head(url, timeout=timeout, allow_redirects=True)
+    except requests.Timeout:
+        return f"no answer within {timeout:g} s"
+    except requests.RequestException as exc:
+        return _root_cause(exc)
+    if response.status_code == 200:
+        return None
+    return f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+
+
+def require_weights(spec: AppSpec, timeout: float = WEIGHTS_TIMEOUT) -> str:
+    """Check that Keras will find ``spec``'s ImageNet notop weights; say where from.
+
+    In the Keras cache: fine, without any network. Otherwise a HEAD request to the URL Keras
+    downloads from must answer 200. Raises ``ValueError`` naming the model, the cache path, the
+    URL and the cause. (A cached file is not hash-checked: Keras re-downloads a corrupt one.)
+    """
+    cached = keras_cache_dir() / spec.weights_file
+    if cached.is_file() and cached.stat().st_size > 0:
+        return f"cached at {cached}"
+    cause = _head_problem(spec.weights_url, timeout)
+    if cause is None:
+        return f"fetchable from {spec.weights_url}"
+    raise ValueError(
+        f"model {spec.name!r}: its ImageNet weights are not in the Keras cache ({cached}) and "
+        f"could not be fetched from {spec.weights_url} ({cause}): pre-download them, or give "
+        "a .keras file (make run-offline uses one)"
+    )
+
+
+# The members every Keras 3 ``.keras`` archive has (keras/src/saving/saving_lib.py); the weights
+# are ``model.weights.h5`` (the default) or ``model.weights.npz`` (``weights_format="npz"``).
+KERAS_ARCHIVE_MEMBERS = ("metadata.json", "config.json")
+KERAS_WEIGHTS_MEMBERS = ("model.weights.h5", "model.weights.npz")
+
+
+def check_keras_archive(path: Path, shown: str) -> None:
+    """Raise ``ValueError`` unless ``path`` is a readable Keras 3 archive (zip directory only)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except zipfile.BadZipFile:
+        raise ValueError(
+            f"model file {shown!r} is not a Keras 3 .keras archive (not a zip file)"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"model file {shown!r} cannot be read: {exc.strerror or exc}") from None
+    missing = [m for m in KERAS_ARCHIVE_MEMBERS if m not in names]
+    if not names & set(KERAS_WEIGHTS_MEMBERS):
+        missing.append(KERAS_WEIGHTS_MEMBERS[0])
+    if missing:
+        raise ValueError(
+            f"model file {shown!r} is not a Keras 3 .keras archive: it has no {', '.join(missing)}"
+        )
 
 
 # Featurizers that are not keras.applications: dlib's 128-D face-identity embedding (+ face_found).
@@ -65,15 +223,22 @@ def is_model_file(model: str) -> bool:
     return model.endswith(".keras") or "/" in model or model.startswith(".")
 
 
-def check_model(model: str) -> str:
-    """Return ``model`` if it names a supported application or an existing ``.keras`` file.
+def check_model(model: str, *, check_weights: bool = False) -> str:
+    """Return ``model``, normalised, if it names a usable application or ``.keras`` file.
 
-    Raises ``ValueError`` naming the input and what is accepted.
+    A ``.keras`` path (``~`` expanded) must be absolute and a Keras 3 archive (checked from the
+    zip directory, without Keras). With ``check_weights`` an application's ImageNet weights must
+    be in the Keras cache or fetchable (``require_weights``, a HEAD request); this applies to the
+    CNN of ``dlib-face+<CNN>`` too. Raises ``ValueError`` naming the input and what is accepted.
     """
     model = (model or "").strip()
     if not model:
         raise ValueError("model is empty: give a Keras application name or a .keras file path")
-    if model in APPLICATIONS or model in FACE_MODELS:
+    if model in APPLICATIONS:
+        if check_weights:
+            require_weights(APPLICATIONS[model])  # looked up at call time: tests replace it
+        return model
+    if model in FACE_MODELS:
         return model
     face, fallback = split_face_model(model)
     if fallback is not None:
@@ -84,7 +249,7 @@ def check_model(model: str) -> str:
         ):
             raise ValueError(f"model {model!r}: after {face}+ give a CNN name or .keras file")
         try:
-            return f"{face}{FALLBACK_SEP}{check_model(fallback)}"
+            return f"{face}{FALLBACK_SEP}{check_model(fallback, check_weights=check_weights)}"
         except ValueError as exc:
             raise ValueError(f"model {model!r}: its fallback CNN: {exc}") from None
     if is_model_file(model):
@@ -93,8 +258,11 @@ def check_model(model: str) -> str:
             raise ValueError(f"model file {model!r} must be an absolute path")
         if path.suffix != ".keras":
             raise ValueError(f"model file {model!r} must end in .keras (Keras 3 format)")
-        if not path.is_file():
+        if not path.exists():
             raise ValueError(f"model file {model!r} does not exist")
+        if not path.is_file():
+            raise ValueError(f"model file {model!r} is not a file")
+        check_keras_archive(path, model)
         return str(path)
     close = [n for n in (*APPLICATIONS, *FACE_MODELS) if n.lower() == model.lower()]
     hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,13 +1,86 @@
+import dataclasses
 import re
+import socket
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from imgclf.models import check_model, model_identity, split_face_model
+import imgclf.models as models
+from imgclf.models import (
+    APPLICATIONS,
+    check_model,
+    keras_cache_dir,
+    model_identity,
+    require_weights,
+    split_face_model,
+)
+
+REAL_MODEL = "/work/shared/models/efficientnet_lite0_imagenet_notop.keras"
+
+
+def keras_archive(path, members=("metadata.json", "config.json", "model.weights.h5")):
+    """A zip with the members of a Keras 3 .keras file (content irrelevant to check_model)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name in members:
+            zf.writestr(name, "{}")
+    return path
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any HEAD request fails the test: the cache must be enough."""
+
+    def boom(url, timeout):
+        raise AssertionError(f"unexpected network access to {url}")
+
+    monkeypatch.setattr(models, "_head_problem", boom)
+
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch):
+    home = tmp_path / "keras-home"
+    home.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
+    return home
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def head_server():
+    """A local HTTP server answering 200 to HEAD; yields its base URL and the paths asked."""
+    asked = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "123")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_face_model_with_a_cnn_fallback_is_split_and_checked(tmp_path):
-    cnn = tmp_path / "lite.keras"
-    cnn.write_bytes(b"not really a model, but a file")
+    cnn = keras_archive(tmp_path / "lite.keras")
     assert split_face_model("dlib-face") == ("dlib-face", None)
     assert split_face_model(f"dlib-face+{cnn}") == ("dlib-face", str(cnn))
     assert split_face_model("InceptionV3") == ("InceptionV3", None)
@@ -38,3 +111,144 @@ def test_identities_keep_the_two_fallbacks_apart(tmp_path):
     assert alongside == f"dlib-face-v1_with_{model_identity(str(cnn))}"
     assert re.fullmatch(r"[A-Za-z0-9._-]+", alongside)  # a feature-store folder name
     assert model_identity(f"dlib-face+{cnn}", pooling="max") != alongside  # the CNN's pooling
+
+
+# --- .keras files: a Keras 3 archive, told from its zip directory alone ----------------------
+
+
+def test_the_real_model_file_is_a_keras_3_archive():
+    import os
+
+    if not os.path.isfile(REAL_MODEL):
+        pytest.skip(f"needs {REAL_MODEL}")
+    with zipfile.ZipFile(REAL_MODEL) as zf:
+        assert {"metadata.json", "config.json", "model.weights.h5"} <= set(zf.namelist())
+    assert check_model(REAL_MODEL) == REAL_MODEL
+
+
+def test_an_npz_weights_archive_is_a_keras_3_archive_too(tmp_path):
+    path = keras_archive(
+        tmp_path / "m.keras", ("metadata.json", "config.json", "model.weights.npz")
+    )
+    assert check_model(str(path)) == str(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not a zip at all", r"is not a Keras 3 \.keras archive \(not a zip file\)"),
+        (b"", r"not a zip file"),
+        (("config.json", "model.weights.h5"), r"archive: it has no metadata\.json$"),
+        (("metadata.json", "config.json"), r"archive: it has no model\.weights\.h5$"),
+        (("weights.bin",), r"it has no metadata\.json, config\.json, model\.weights\.h5$"),
+    ],
+)
+def test_a_keras_file_that_is_not_a_keras_3_archive_is_refused(tmp_path, content, message):
+    path = tmp_path / "m.keras"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        keras_archive(path, content)
+    with pytest.raises(ValueError, match=f"model file '{re.escape(str(path))}' .*{message}"):
+        check_model(str(path))
+    with pytest.raises(ValueError, match=f"its fallback CNN: model file '{re.escape(str(path))}'"):
+        check_model(f"dlib-face+{path}")
+
+
+def test_an_unreadable_keras_file_is_refused(tmp_path, monkeypatch):
+    path = keras_archive(tmp_path / "m.keras")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(models.zipfile, "ZipFile", denied)
+    with pytest.raises(ValueError, match=r"model file '.*m\.keras' cannot be read: Permission"):
+        check_model(str(path))
+
+
+def test_a_folder_named_keras_is_not_a_model_file(tmp_path):
+    (tmp_path / "d.keras").mkdir()
+    with pytest.raises(ValueError, match=r"'.*d\.keras' is not a file"):
+        check_model(str(tmp_path / "d.keras"))
+
+
+def test_a_home_relative_path_comes_back_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    keras_archive(tmp_path / "m.keras")
+    assert check_model("~/m.keras") == str(tmp_path / "m.keras")
+    assert check_model("dlib-face+~/m.keras") == f"dlib-face+{tmp_path / 'm.keras'}"
+    with pytest.raises(ValueError, match=r"model file '~/nope\.keras' does not exist"):
+        check_model("~/nope.keras")
+
+
+# --- named models: their ImageNet weights must be cached or fetchable -------------------------
+
+
+def test_the_catalogue_names_every_notop_weights_file_and_its_url():
+    for spec in APPLICATIONS.values():
+        assert spec.weights_file.endswith(".h5") and "top" in spec.weights_file
+        assert spec.weights_url.startswith("https://storage.googleapis.com/")
+        assert spec.weights_url.endswith("/" + spec.weights_file)
+    assert APPLICATIONS["InceptionV3"].weights_url == (
+        "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
+        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    )
+
+
+def test_the_cache_is_keras_home_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    assert keras_cache_dir() == tmp_path / "kh" / "models"  # created by Keras on import
+    monkeypatch.delenv("KERAS_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert keras_cache_dir() == tmp_path / ".keras" / "models"
+
+
+def test_the_weights_check_is_off_unless_asked(no_network, keras_home):
+    assert check_model("InceptionV3") == "InceptionV3"  # no cache file, no network: not checked
+
+
+def test_cached_weights_are_enough_without_any_network(no_network, keras_home):
+    spec = APPLICATIONS["InceptionV3"]
+    (keras_home / "models").mkdir()
+    (keras_home / "models" / spec.weights_file).write_bytes(b"weights")
+    assert require_weights(spec).startswith("cached at ")
+    assert check_model("InceptionV3", check_weights=True) == "InceptionV3"
+
+
+def test_absent_and_unreachable_weights_are_refused(keras_home, monkeypatch):
+    url = f"http://127.0.0.1:{closed_port()}/inception_v3_notop.h5"
+    spec = dataclasses.replace(APPLICATIONS["InceptionV3"], weights_url=url)
+    monkeypatch.setitem(APPLICATIONS, "InceptionV3", spec)
+    cached = keras_home / "models" / spec.weights_file
+    expected = (
+        f"model 'InceptionV3': its ImageNet weights are not in the Keras cache ({cached}) and "
+        f"could not be fetched from {url} (ConnectionRefusedError: Connection refused): "
+        "pre-download them, or give a .keras file (make run-offline uses one)"
+    )
+    with pytest.raises(ValueError, match="not in the Keras cache") as err:
+        check_model("InceptionV3", check_weights=True)
+    assert str(err.value) == expected
+    with pytest.raises(ValueError, match="fallback CNN") as err:  # the same check for its CNN
+        check_model("dlib-face+InceptionV3", check_weights=True)
+    assert str(err.value) == f"model 'dlib-face+InceptionV3': its fallback CNN: {expected}"
+
+
+def test_absent_weights_that_answer_head_with_200_are_accepted(
+    keras_home, head_server, monkeypatch
+):
+    base, asked = head_server
+    spec = APPLICATIONS["EfficientNetV2B0"]
+    monkeypatch.setitem(
+        APPLICATIONS,
+        spec.name,
+        dataclasses.replace(spec, weights_url=f"{base}/w/{spec.weights_file}"),
+    )
+    assert check_model("EfficientNetV2B0", check_weights=True) == "EfficientNetV2B0"
+    assert check_model("dlib-face+EfficientNetV2B0", check_weights=True)
+    assert asked == [f"/w/{spec.weights_file}"] * 2
+
+
+def test_a_non_200_answer_is_named(keras_home, monkeypatch):
+    monkeypatch.setattr(models, "_head_problem", lambda url, timeout: "HTTP 404 Not Found")
+    with pytest.raises(ValueError, match=r"could not be fetched from https://\S+ \(HTTP 404 Not"):
+        check_model("VGG16", check_weights=True)
