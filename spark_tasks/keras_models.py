@@ -70,7 +70,8 @@ def load(model: str, pooling: str = "avg", preprocessing: str = "none") -> Loade
     if model in APPLICATIONS:
         spec = APPLICATIONS[model]
         module = importlib.import_module(f"keras.applications.{spec.module}")
-        ctor = getattr(module, model)
+        # MobileNetV3Small/Large live on keras.applications only, not in their module
+        ctor = getattr(module, model, None) or getattr(keras.applications, model)
         try:
             base = ctor(
                 include_top=False, weights="imagenet", input_shape=(spec.size, spec.size, 3)
