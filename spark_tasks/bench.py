@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from imgclf.config import PROJECT_ROOT, Settings
-from imgclf.download import IMAGE_EXTENSIONS
+from imgclf.github import IMAGE_EXTENSIONS
 
 
 def _source_files(source: Path | None) -> list[Path]:

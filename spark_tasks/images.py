@@ -7,13 +7,10 @@ pads with black (letterbox). Models' own scaling is applied after this, by the m
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from PIL import Image, ImageOps
 
-# Decompression-bomb guard: refuse images over 64 megapixels instead of allocating gigabytes.
-Image.MAX_IMAGE_PIXELS = 64_000_000
+from imgclf.images import open_image
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -33,9 +30,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def decode(data: bytes, size: tuple[int, int], resize: str = "stretch") -> np.ndarray:
     """Encoded image bytes -> float32 array of shape (height, width, 3), RGB, 0..255.
 
-    ``size`` is (width, height). Raises on bytes Pillow cannot decode.
+    ``size`` is (width, height). Raises ``ImageRejectedError`` on bytes the downloader would
+    refuse too (empty, undecodable, over ``IMGCLF_MAX_IMAGE_PIXELS``): one rule for both.
     """
-    with Image.open(io.BytesIO(bytes(data))) as img:
+    with open_image(data) as img:
         img.load()
         img = ImageOps.exif_transpose(img)
         img = to_rgb(img)

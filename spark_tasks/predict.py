@@ -1,8 +1,8 @@
 """spark-submit entry point: score a folder of images with a saved model (batch prediction).
 
 Writes ``--out`` as CSV, one row per image file: ``path``, ``predicted_label``, ``probability``
-(of the predicted class) and ``error`` (why an unreadable file got no prediction; such files are
-listed, never fatal). Prints a JSON summary last.
+(of the predicted class) and ``error`` (why an unreadable file, a 0-byte one too, got no
+prediction; such files are listed, never fatal). Prints a JSON summary last.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ from imgclf import config
 
 
 def _classes(values: list[str] | None) -> dict[str, str]:
+    """``--class NAME=PATH`` options -> ``{name: folder}``, checked like the DAG's ``classes``."""
+    from imgclf.params import check_classes
+
     if not values:
         return dict(config.DEFAULT_CLASSES)
     out = {}
@@ -23,8 +26,17 @@ def _classes(values: list[str] | None) -> dict[str, str]:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise SystemExit(f"imgclf: --class {item!r} must be NAME=PATH")
+        if name in out:
+            raise SystemExit(f"imgclf: --class {item!r}: class {name!r} is given twice")
+        try:
+            check_classes({name: path})
+        except ValueError as exc:
+            raise SystemExit(f"imgclf: --class {item!r}: {exc}") from None
         out[name] = path
-    return out
+    try:
+        return check_classes(out)
+    except ValueError as exc:
+        raise SystemExit(f"imgclf: --class: {exc}") from None
 
 
 def _github_from_env() -> tuple[str, str | None]:
@@ -49,14 +61,20 @@ def _github_from_env() -> tuple[str, str | None]:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from imgclf.download import DownloadError, GitHubClient, download_dataset
+    from imgclf.dataset import sync_dataset
+    from imgclf.github import DownloadError, GitHubClient
 
+    classes = _classes(args.classes)
     api_url, token = _github_from_env()
-    client = GitHubClient(args.api_url or api_url, token)
+    settings = config.Settings.from_env()
     try:
-        result = download_dataset(
-            client, args.repo, args.ref, _classes(args.classes), Path(args.dest),
+        client = GitHubClient(
+            args.api_url or api_url, token, max_file_bytes=settings.max_file_bytes
+        )
+        result = sync_dataset(
+            client, args.repo, args.ref, classes, Path(args.dest),
             min_images_per_class=args.min_images_per_class, workers=args.workers,
+            max_image_pixels=settings.max_image_pixels,
         )  # fmt: skip
     except DownloadError as exc:
         print(f"imgclf download: {exc}", file=sys.stderr)
@@ -95,7 +113,19 @@ def cmd_summary(args: argparse.Namespace) -> int:
         key=lambda p: p.stat().st_mtime,
     )
     if not runs:
-        print(f"no run metrics under {settings.runs_dir} since {time.ctime(args.since)}")
+        failures = sorted(
+            (
+                p
+                for p in settings.runs_dir.glob("*/failure.json")
+                if p.stat().st_mtime >= args.since
+            ),
+            key=lambda p: p.stat().st_mtime,
+        )
+        if failures:
+            failure = json.loads(failures[-1].read_text())
+            print(f"run {failure['run_id']} failed at {failure['task']}: {failure['error']}")
+        else:
+            print(f"no run metrics under {settings.runs_dir} since {time.ctime(args.since)}")
         return 1
     path = runs[-1]
     m = json.loads(path.read_text())

@@ -123,6 +123,10 @@ class Settings:
     python: str
     spark_driver_memory: str = "4g"
     download_workers: int = 4
+    # Bounds on what the remote may send: bytes per file, pixels per image (the same limit for
+    # the downloader, the featurizer and prediction: imgclf.images reads the same variable).
+    max_file_bytes: int = 50 * 1024 * 1024
+    max_image_pixels: int = 64_000_000
     extra_spark_conf: dict[str, str] = field(default_factory=dict)
     py_files: str = ""  # comma-separated zips shipped to executors (spark-submit --py-files)
     # The Spark driver's class-data-sharing archive (``imgclf jvm-archive``); None = not used.
@@ -136,6 +140,8 @@ class Settings:
             python=os.environ.get("IMGCLF_PYSPARK_PYTHON", "").strip() or sys.executable,
             spark_driver_memory=os.environ.get("IMGCLF_SPARK_DRIVER_MEMORY", "4g"),
             download_workers=_env_int("IMGCLF_DOWNLOAD_WORKERS", 4),
+            max_file_bytes=_env_int("IMGCLF_MAX_FILE_BYTES", cls.max_file_bytes),
+            max_image_pixels=_env_int("IMGCLF_MAX_IMAGE_PIXELS", cls.max_image_pixels),
             extra_spark_conf=_env_conf("IMGCLF_SPARK_CONF"),
             py_files=os.environ.get("IMGCLF_PY_FILES", "").strip(),
             jvm_archive=_env_archive(),

@@ -53,12 +53,12 @@ def dataset_changed(
     settings: Settings, params: dict[str, Any], api_url: str, token: str | None
 ) -> dict[str, Any]:
     """List the remote folders (no downloads) and compare with the champion's dataset."""
-    from imgclf.download import GitHubClient, fingerprint
+    from imgclf.dataset import fingerprint, list_remote
+    from imgclf.github import GitHubClient
+    from imgclf.params import check_classes
 
-    client = GitHubClient(api_url, token)
-    files = []
-    for label, folder in sorted(params["classes"].items()):
-        files.extend(client.list_folder(params["repo"], params["ref"], folder, label))
+    client = GitHubClient(api_url, token, max_file_bytes=settings.max_file_bytes)
+    files = list_remote(client, params["repo"], params["ref"], check_classes(params["classes"]))
     remote = fingerprint([(f.label, f.sha) for f in files])
     registry = Registry(settings.models_dir)
     champion = registry.champion()
@@ -73,6 +73,15 @@ def dataset_changed(
     log.info("remote dataset %s, champion %s (%s): %s", remote[:12], champion,
              (theirs or "none")[:12], "changed" if result["changed"] else "unchanged")  # fmt: skip
     return result
+
+
+def record_failure(settings: Settings, run_id: str, task_id: str, error: BaseException) -> Path:
+    """Note why a run failed (``runs/<run>/failure.json``), for ``imgclf summary`` to say it."""
+    run_dir = settings.run_dir(run_id)
+    message = " ".join(str(error).split()) or type(error).__name__
+    path = run_dir / "failure.json"
+    atomic_write_json(path, {"run_id": run_id, "task": task_id, "error": message[:2000]})
+    return path
 
 
 def resolve_version(settings: Settings, version: str) -> dict[str, str]:
@@ -92,10 +101,11 @@ def download(
     token: str | None,
 ) -> dict[str, Any]:
     """Sync the raw images with GitHub and pin this run's manifest in its run folder."""
-    from imgclf.download import GitHubClient, download_dataset
+    from imgclf.dataset import sync_dataset
+    from imgclf.github import GitHubClient
 
-    client = GitHubClient(api_url, token)
-    result = download_dataset(
+    client = GitHubClient(api_url, token, max_file_bytes=settings.max_file_bytes)
+    result = sync_dataset(
         client,
         params["repo"],
         params["ref"],
@@ -103,6 +113,7 @@ def download(
         settings.raw_dir,
         min_images_per_class=params["min_images_per_class"],
         workers=settings.download_workers,
+        max_image_pixels=settings.max_image_pixels,
     )
     run_dir = settings.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)

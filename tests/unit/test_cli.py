@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from imgclf.cli import _github_from_env, build_parser, main
+from imgclf.cli import _classes, _github_from_env, build_parser, main
 from imgclf.testing.github_stub import GitHubStub
 from tests.fixtures_images import make_images
 
@@ -44,7 +45,7 @@ def test_unverifiable_file_fails_the_command_naming_it(stub, tmp_path, capsys):
 
 def test_wrong_folder_fails_with_the_repo_ref_and_path(stub, tmp_path, capsys):
     classes = ["--class", "red=CH13/football/nope", "--class", "blue=CH13/football/blue"]
-    code = main(["download", "--dest", str(tmp_path), "--api-url", stub.url, *classes])
+    code = main(["download", "--dest", str(tmp_path / "d"), "--api-url", stub.url, *classes])
     assert code == 1
     assert "'CH13/football/nope'" in capsys.readouterr().err
 
@@ -71,3 +72,50 @@ def test_model_files_given_relative_become_absolute_names_stay(tmp_path, monkeyp
     for name in ("InceptionV3", "dlib-face"):
         parsed = build_parser().parse_args(["evaluate", "--images", "x", "--model", name])
         assert parsed.model == name
+
+
+@pytest.mark.parametrize(
+    ("item", "why"),
+    [
+        ("..=CH13/football/messi", r"class name '\.\.' must not start with '\.'"),
+        ("/tmp/x=CH13/football/messi", r"class name '/tmp/x' must be letters, digits"),
+        (".hidden=CH13/football/messi", r"class name '\.hidden' must not start with '\.'"),
+        ("a b=CH13/football/messi", r"class name 'a b' must be letters, digits"),
+        ("messi=/etc", r"classes\.messi folder '/etc' must be relative"),
+        ("messi=CH13/../../etc", r"classes\.messi folder 'CH13/\.\./\.\./etc' must not contain"),
+        ("messi=CH13\\football", r"classes\.messi folder .* not a backslash"),
+    ],
+)
+def test_bad_class_options_exit_naming_the_option(item, why):
+    with pytest.raises(SystemExit, match=rf"^imgclf: --class {re.escape(repr(item))}: {why}"):
+        _classes([item, "ronaldo=CH13/football/ronaldo"])
+
+
+def test_clashing_class_options_exit():
+    with pytest.raises(SystemExit, match=r"^imgclf: --class 'a=y': class 'a' is given twice"):
+        _classes(["a=x", "a=y"])
+    with pytest.raises(
+        SystemExit, match=r"^imgclf: --class: class names 'Messi' and 'messi' differ only in case"
+    ):
+        _classes(["Messi=CH13/football/messi", "messi=CH13/football/messi2"])
+    with pytest.raises(SystemExit, match=r"^imgclf: --class 'nope' must be NAME=PATH"):
+        _classes(["nope"])
+
+
+def test_good_class_options_and_the_default():
+    assert _classes(["red=CH13/football/red", "blue=CH13/football/blue"]) == {
+        "red": "CH13/football/red",
+        "blue": "CH13/football/blue",
+    }
+    assert _classes(None) == {
+        "messi": "CH13/football/messi",
+        "ronaldo": "CH13/football/ronaldo",
+    }
+
+
+def test_download_refuses_a_bad_class_before_any_request(tmp_path):
+    dead = "http://127.0.0.1:9"  # nothing listens: a request would fail differently
+    argv = ["download", "--dest", str(tmp_path / "d"), "--api-url", dead]
+    with pytest.raises(SystemExit, match=r"^imgclf: --class '\.\.=CH13/football/messi': "):
+        main([*argv, "--class", "..=CH13/football/messi", "--class", "b=CH13/football/b"])
+    assert not (tmp_path / "d").exists()

@@ -1,4 +1,4 @@
-"""The downloader against the local GitHub stand-in (real HTTP on 127.0.0.1)."""
+"""Dataset sync against the local GitHub stand-in (real HTTP on 127.0.0.1): stage, verify, swap."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ import time
 import pytest
 from PIL import Image
 
-from imgclf.download import (
+from imgclf.dataset import fingerprint, snapshots_dir, sync_dataset
+from imgclf.github import (
     DownloadError,
     GitHubClient,
     NotFoundError,
     RateLimitError,
-    download_dataset,
-    fingerprint,
     git_blob_sha,
 )
 from imgclf.testing.github_stub import GitHubStub
@@ -61,7 +60,7 @@ def _client(stub, **kw):
 
 def _download(stub, dest, **kw):
     client = kw.pop("client", None) or _client(stub)
-    return download_dataset(client, REPO, REF, CLASSES, dest, **kw)
+    return sync_dataset(client, REPO, REF, CLASSES, dest, **kw)
 
 
 def test_downloads_only_images_verified_with_manifest(stub, remote, tmp_path, caplog):
@@ -137,15 +136,22 @@ def test_transient_faults_are_retried(stub, tmp_path, faults):
     assert len(fetches) >= len(faults) + 1
 
 
-def test_garbage_that_never_verifies_fails_naming_the_file_and_keeps_the_rest(stub, tmp_path):
-    stub.add_faults(r"/raw/.*/b\.png$", ["garbage"] * 10)
+def test_a_file_that_never_verifies_changes_nothing_and_the_rest_is_kept_for_next_time(
+    stub, tmp_path
+):
+    stub.add_faults(r"/raw/.*/b\.png$", ["garbage"] * 4)  # one per attempt
     dest = tmp_path / "raw"
-    with pytest.raises(DownloadError, match=r"messi/b\.png failed verification.*blob SHA"):
+    with pytest.raises(DownloadError, match=r"messi/b\.png failed verification.*blob SHA") as err:
         _download(stub, dest)
-    assert (dest / "messi" / "a.JPG").exists()  # verified files stay
-    assert not (dest / "messi" / "b.png").exists()
-    manifest = json.loads((dest / "manifest.json").read_text())
-    assert manifest["complete"] is False and len(manifest["files"]) == 5
+    assert err.value.retryable and err.value.result.failed == ["messi/b.png"]
+    assert not dest.exists()  # no half dataset, no manifest saying otherwise
+    n = len(stub.requests)
+    again = _download(stub, dest)  # the fault queue is used up: b.png verifies now
+    assert (again.downloaded, again.unchanged) == (1, 5)
+    assert [q["path"] for q in stub.requests[n:] if "/raw/" in q["path"]] == [
+        "/raw/owner/repo/main/data/messi/b.png"
+    ]
+    assert json.loads((dest / "manifest.json").read_text())["complete"] is True
 
 
 def test_near_rate_limit_reset_is_waited_out(stub, tmp_path):
@@ -168,16 +174,16 @@ def test_far_rate_limit_reset_fails_clearly(stub, tmp_path):
 def test_404_names_repo_ref_and_path(stub, tmp_path):
     client = _client(stub)
     with pytest.raises(NotFoundError, match=r"'data/zidane' of 'owner/repo' at ref 'main'"):
-        download_dataset(client, REPO, REF, {"zidane": "data/zidane", **CLASSES}, tmp_path)
+        sync_dataset(client, REPO, REF, {"zidane": "data/zidane", **CLASSES}, tmp_path / "r")
     with pytest.raises(NotFoundError, match="ref 'nope'"):
-        download_dataset(client, REPO, "nope", CLASSES, tmp_path)
+        sync_dataset(client, REPO, "nope", CLASSES, tmp_path / "r")
 
 
 def test_empty_folder_fails_min_images_with_counts(stub, remote, tmp_path):
     (remote / "empty").mkdir()
     with pytest.raises(DownloadError, match=r"min_images_per_class=1.*zidane=0"):
-        download_dataset(
-            _client(stub), REPO, REF, {**CLASSES, "zidane": "data/empty"}, tmp_path,
+        sync_dataset(
+            _client(stub), REPO, REF, {**CLASSES, "zidane": "data/empty"}, tmp_path / "r",
             min_images_per_class=1,
         )  # fmt: skip
 
@@ -194,9 +200,9 @@ def test_same_content_in_two_classes_is_a_label_conflict(stub, remote, tmp_path)
 
 
 def test_large_folders_are_listed_through_the_trees_api(stub, tmp_path, monkeypatch):
-    import imgclf.download as dl
+    import imgclf.github as gh
 
-    monkeypatch.setattr(dl, "CONTENTS_API_LIMIT", 3)  # our folders have 4-5 entries
+    monkeypatch.setattr(gh, "CONTENTS_API_LIMIT", 3)  # our folders have 4-5 entries
     r = _download(stub, tmp_path / "raw")
     assert r.downloaded == 6
     assert any("/git/trees/" in q["path"] for q in stub.requests)
@@ -213,11 +219,69 @@ def test_token_is_sent_but_never_logged_or_stored(stub, tmp_path, caplog):
     assert secret not in repr(client)
     assert secret not in (tmp_path / "raw" / "manifest.json").read_text()
     with pytest.raises(DownloadError) as err:
-        download_dataset(client, REPO, "nope", CLASSES, tmp_path / "x")
+        sync_dataset(client, REPO, "nope", CLASSES, tmp_path / "x")
     assert secret not in str(err.value)
 
 
-def test_token_is_not_sent_to_third_party_hosts():
-    client = GitHubClient("https://api.github.com", token="t")
-    assert client._trusted("https://raw.githubusercontent.com/a/b/c")
-    assert not client._trusted("https://evil.example.com/a.jpg")
+def _tree(root):
+    """Every file under ``root`` (symlinks followed) as relative path -> bytes."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_dest_is_swapped_atomically_and_an_unchanged_rerun_touches_nothing(stub, remote, tmp_path):
+    dest = tmp_path / "raw"
+    _download(stub, dest)
+    assert dest.is_symlink() and dest.resolve().parent == snapshots_dir(dest)
+    first = dest.resolve()
+    _download(stub, dest)
+    assert dest.resolve() == first  # nothing changed: no new snapshot
+    (remote / "ronaldo" / "h.png").write_bytes(_img("RGB", "PNG", (9, 9, 9)))
+    r = _download(stub, dest)
+    assert (r.downloaded, r.unchanged) == (1, 6)
+    assert dest.resolve() != first and first.is_dir()  # the previous one is kept for readers
+    assert (dest / "ronaldo" / "h.png").stat().st_nlink == 1
+    assert (dest / "messi" / "a.JPG").stat().st_nlink == 2  # reused by hard link, not copied
+    (remote / "ronaldo" / "h.png").unlink()
+    _download(stub, dest)
+    assert not first.exists()  # two back: pruned
+    assert len([p for p in snapshots_dir(dest).iterdir() if p.name != ".lock"]) == 2
+
+
+@pytest.mark.parametrize("kept", [0, 1])
+def test_a_shrunken_listing_below_the_minimum_changes_nothing(stub, remote, tmp_path, kept):
+    dest = tmp_path / "raw"
+    _download(stub, dest, min_images_per_class=3)
+    before = _tree(dest)
+    for p in sorted((remote / "messi").glob("*.*[gG]"))[kept:]:
+        p.unlink()
+    with pytest.raises(DownloadError, match=rf"min_images_per_class=3.*messi={kept}.*nothing was"):
+        _download(stub, dest, min_images_per_class=3)
+    assert _tree(dest) == before
+    assert not any("/raw/" in q["path"] for q in stub.requests[-2:])
+
+
+def test_a_legacy_plain_folder_is_migrated_and_a_foreign_folder_refused(stub, tmp_path):
+    legacy = tmp_path / "legacy"
+    (legacy / "messi").mkdir(parents=True)
+    (legacy / "manifest.json").write_text("{}")
+    r = _download(stub, legacy)
+    assert legacy.is_symlink() and r.downloaded == 6
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(DownloadError, match=r"refusing to replace .*mine.*not a dataset"):
+        _download(stub, foreign)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_a_decompression_bomb_is_refused_at_download_with_the_pixel_limit(stub, remote, tmp_path):
+    bomb = remote / "messi" / "bomb.png"
+    Image.new("1", (9000, 8000)).save(bomb)  # 72 MP in a few KB
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(DownloadError, match=r"messi/bomb\.png: 9000x8000 = 72,000,000 pixels .*"
+                       r"over the limit of 64,000,000"):  # fmt: skip
+        _download(stub, tmp_path / "raw")
+    r = _download(stub, tmp_path / "raw2", max_image_pixels=80_000_000)
+    assert r.counts["messi"] == 4

@@ -1,0 +1,400 @@
+"""Dataset sync: stage, verify, check, then swap. The local copy changes only as a whole.
+
+Layout: ``<dest>`` is a symlink to ``<dest>.snapshots/<id>/``, a complete dataset with
+``<class>/<name>`` files and its ``manifest.json``. A sync
+
+1. lists every class through ``GitHubClient`` (which validates every entry) and checks the
+   listing itself: label conflicts, and ``min_images_per_class`` on what is listed;
+2. stages the new dataset in ``<dest>.snapshots/.staging-*``: files whose blob SHA is unchanged
+   are hard-linked from the current snapshot (or a failed sync's leftovers), the others fetched
+   (size-capped, SHA-verified) and checked by the one image rule (``imgclf.images``);
+3. only when every file passed, writes the manifest (``complete: true``), fsyncs, and swaps the
+   ``<dest>`` symlink atomically (``rename(2)``). Files gone upstream are simply not in the new
+   snapshot. The previous snapshot is kept for a run that may still read it; older ones go.
+
+A crash at any point leaves ``<dest>`` pointing at the old snapshot with its manifest, or at the
+new one with its manifest. A failed sync changes nothing under ``<dest>``. One sync at a time per
+destination (an ``flock``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from imgclf.files import atomic_write_json, fsync_dir
+from imgclf.github import (
+    DownloadError,
+    GitHubClient,
+    RemoteFile,
+    UntrustedListingError,
+    git_blob_sha,
+    shown,
+)
+from imgclf.images import ImageRejectedError, verify_image
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+PROGRESS_SECONDS = 5.0
+
+
+def fingerprint(pairs: list[tuple[str, str]]) -> str:
+    """Dataset fingerprint over sorted ``(class, blob_sha)``: changes exactly with the content."""
+    digest = hashlib.sha256()
+    for label, sha in sorted(pairs):
+        digest.update(f"{label}\t{sha}\n".encode())
+    return digest.hexdigest()
+
+
+def load_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass
+class DownloadResult:
+    downloaded: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: list[str] = field(default_factory=list)
+    bytes: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    fingerprint: str = ""
+    manifest_path: str = ""
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"downloaded={self.downloaded} unchanged={self.unchanged} removed={self.removed} "
+            f"failed={len(self.failed)}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "downloaded": self.downloaded,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "failed": list(self.failed),
+            "bytes": self.bytes,
+            "counts": dict(self.counts),
+            "fingerprint": self.fingerprint,
+            "manifest_path": self.manifest_path,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def snapshots_dir(dest: Path) -> Path:
+    return dest.parent / f"{dest.name}.snapshots"
+
+
+def current_snapshot(dest: Path) -> Path | None:
+    """The folder ``dest`` holds the dataset in: its symlink's target, or ``dest`` itself when it
+    is a folder made by an older version (a real directory with a manifest)."""
+    if dest.is_symlink():
+        target = dest.resolve()
+        return target if target.is_dir() else None
+    if dest.is_dir() and (dest / "manifest.json").is_file():
+        return dest
+    return None
+
+
+def list_remote(
+    client: GitHubClient, repo: str, ref: str, classes: dict[str, str]
+) -> list[RemoteFile]:
+    """Every class's validated image files; ``DownloadError`` on a label conflict."""
+    remote: list[RemoteFile] = []
+    for label, folder in sorted(classes.items()):
+        files = client.list_folder(repo, ref, folder, label)
+        log.info("class %r: %d image files listed in %s", label, len(files), folder)
+        remote.extend(files)
+    by_sha: dict[str, RemoteFile] = {}
+    for f in remote:
+        other = by_sha.setdefault(f.sha, f)
+        if other.label != f.label:
+            raise UntrustedListingError(
+                f"label conflict: {other.label}/{other.name} and {f.label}/{f.name} have the "
+                f"same content (blob {f.sha}); an image cannot be in two classes; "
+                "nothing was changed"
+            )
+    return remote
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """``folder/name``, checked after resolution to lie directly in ``folder`` (second line of
+    defence behind the listing's name check)."""
+    target = (folder / name).resolve()
+    if target.parent != folder.resolve():
+        raise UntrustedListingError(f"{shown(name)} resolves outside {folder}; nothing was changed")
+    return target
+
+
+def _reuse(sources: list[Path], f: RemoteFile, target: Path) -> bool:
+    """Hard-link (or copy) an already-verified local file with ``f``'s blob SHA to ``target``."""
+    for source in sources:
+        path = source / f.label / f.name
+        try:
+            if path.is_symlink() or not path.is_file() or path.stat().st_size != f.size:
+                continue
+            if git_blob_sha(path.read_bytes()) != f.sha:
+                continue
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copy2(path, target)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "xb") as fh:  # "x": never follow or overwrite anything already there
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def _locked(store: Path):
+    store.mkdir(parents=True, exist_ok=True)
+    with open(store / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _swap(dest: Path, snapshot: Path) -> None:
+    """Point ``dest`` at ``snapshot`` with one atomic rename of a symlink."""
+    parent = dest.parent
+    link = parent / f".{dest.name}.swap-{os.getpid()}"
+    link.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(snapshot, parent), link)
+    if dest.is_dir() and not dest.is_symlink():
+        # an older version's plain folder: it becomes a snapshot of its own first
+        if any(dest.iterdir()):
+            os.rename(dest, snapshots_dir(dest) / f"legacy-{int(time.time())}")
+        else:
+            dest.rmdir()
+    os.replace(link, dest)
+    fsync_dir(parent)
+
+
+def sync_dataset(
+    client: GitHubClient,
+    repo: str,
+    ref: str,
+    classes: dict[str, str],
+    dest: Path,
+    *,
+    min_images_per_class: int = 1,
+    workers: int = 4,
+    max_image_pixels: int | None = None,
+) -> DownloadResult:
+    """Make ``dest`` the verified copy of the remote folders, or change nothing and raise.
+
+    Raises ``DownloadError`` naming what is wrong: a bad listing entry, a class below
+    ``min_images_per_class``, the same content in two classes, a file that does not verify.
+    """
+    from imgclf.params import check_classes
+
+    started = time.monotonic()
+    try:
+        classes = check_classes(classes)
+    except ValueError as exc:
+        raise DownloadError(str(exc)) from None
+    dest = Path(dest).absolute()
+    legacy_or_new = dest.is_symlink() or current_snapshot(dest) is not None
+    if dest.exists() and not legacy_or_new and (not dest.is_dir() or any(dest.iterdir())):
+        raise DownloadError(
+            f"refusing to replace {dest}: it is not a dataset made by imgclf download "
+            "(no manifest.json); choose an empty or new folder"
+        )
+    store = snapshots_dir(dest)
+    with _locked(store):
+        remote = list_remote(client, repo, ref, classes)
+        counts = {label: 0 for label in classes}
+        for f in remote:
+            counts[f.label] += 1
+        small = {k: v for k, v in counts.items() if v < min_images_per_class}
+        if small:
+            raise DownloadError(
+                f"classes with fewer than min_images_per_class={min_images_per_class} images in "
+                "the remote listing: "
+                + ", ".join(f"{k}={v}" for k, v in sorted(small.items()))
+                + "; nothing was changed"
+            )
+        return _stage_and_swap(
+            client, repo, ref, classes, dest, store, remote, counts, workers, max_image_pixels,
+            started,
+        )  # fmt: skip
+
+
+def _stage_and_swap(
+    client, repo, ref, classes, dest, store, remote, counts, workers, max_pixels, started
+) -> DownloadResult:
+    result = DownloadResult(counts=counts)
+    current = current_snapshot(dest)
+    partial = store / "partial"  # a failed sync's verified files, reused by blob SHA
+    sources = [p for p in (current, partial) if p is not None and p.is_dir()]
+    staging = store / f".staging-{uuid.uuid4().hex[:12]}"
+    listed = {(f.label, f.name) for f in remote}
+    if current is not None:
+        old = {(p.parent.name, p.name) for p in current.glob("*/*") if p.is_file()}
+        result.removed = len(old - listed)
+    for label in classes:
+        (staging / label).mkdir(parents=True)
+    try:
+        todo = []
+        for f in remote:
+            if _reuse(sources, f, _inside(staging / f.label, f.name)):
+                result.unchanged += 1
+            else:
+                todo.append(f)
+        errors = _fetch_all(client, todo, staging, workers, max_pixels, result)
+        if errors:
+            result.failed = sorted(errors)
+            shown_errors = [str(errors[k]) for k in sorted(errors)][:3]
+            more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+            error = DownloadError(
+                f"{len(errors)} of {len(remote)} files failed, nothing was changed "
+                f"({result.summary()}): " + "; ".join(shown_errors) + more
+            )
+            error.retryable = any(e.retryable for e in errors.values())
+            error.result = result
+            _keep_partial(staging, partial)
+            raise error
+        manifest = _manifest(repo, ref, classes, remote, staging, current)
+        if _same(current, manifest):  # nothing changed: leave the dataset as it is
+            shutil.rmtree(staging, ignore_errors=True)
+            return _done(result, manifest, dest, started)
+        atomic_write_json(staging / "manifest.json", manifest)
+        fsync_dir(staging)
+        snapshot = store / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{manifest['fingerprint'][:12]}"
+        if snapshot.exists():
+            snapshot = snapshot.with_name(snapshot.name + f"-{uuid.uuid4().hex[:6]}")
+        os.rename(staging, snapshot)
+        fsync_dir(store)
+        _swap(dest, snapshot)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _prune(store, keep={snapshot, *([current] if current is not None else [])})
+    return _done(result, manifest, dest, started)
+
+
+def _same(current: Path | None, manifest: dict[str, Any]) -> bool:
+    """Whether ``current`` already is this dataset: complete, same files, same classes."""
+    old = load_manifest(current / "manifest.json") if current is not None else None
+    if not old or old.get("complete") is not True:
+        return False
+    keys = ("version", "repo", "ref", "classes", "fingerprint", "files")
+    return all(old.get(k) == manifest[k] for k in keys)
+
+
+def _done(result: DownloadResult, manifest: dict[str, Any], dest: Path, started: float):
+    result.fingerprint = manifest["fingerprint"]
+    result.manifest_path = str(dest / "manifest.json")
+    result.seconds = time.monotonic() - started
+    log.info("dataset %s: %s in %.2f s", dest, result.summary(), result.seconds)
+    return result
+
+
+def _fetch_all(client, todo, staging, workers, max_pixels, result) -> dict[str, Any]:
+    """Fetch and verify ``todo`` into ``staging``; return ``{class/name: error}``."""
+    errors: dict[str, Any] = {}
+    if not todo:
+        return errors
+    total, done, last = len(todo), 0, time.monotonic()
+
+    def one(f: RemoteFile) -> int:
+        data = client.fetch(f)
+        try:
+            verify_image(data, max_pixels)
+        except ImageRejectedError as exc:
+            raise UntrustedListingError(f"{f.label}/{f.name}: {exc}") from None
+        _write(_inside(staging / f.label, f.name), data)
+        return len(data)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(one, f): f for f in todo}
+        for fut in as_completed(futures):
+            f = futures[fut]
+            try:
+                result.bytes += fut.result()
+                result.downloaded += 1
+            except DownloadError as exc:
+                errors[f"{f.label}/{f.name}"] = exc
+            done += 1
+            if time.monotonic() - last >= PROGRESS_SECONDS or done == total:
+                last = time.monotonic()
+                log.info("%d/%d files (%d%%), %d bytes", done, total, 100 * done // total,
+                         result.bytes)  # fmt: skip
+    return errors
+
+
+def _keep_partial(staging: Path, partial: Path) -> None:
+    """Keep what did verify, so the next try fetches only the rest."""
+    shutil.rmtree(partial, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.rename(staging, partial)
+
+
+def _manifest(repo, ref, classes, remote, staging, current) -> dict[str, Any]:
+    previous = (load_manifest(current / "manifest.json") or {}) if current else {}
+    first_seen = {
+        (e.get("path"), e.get("blob_sha")): e.get("time")
+        for e in previous.get("files", [])
+        if isinstance(e, dict)
+    }
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    files = []
+    for f in sorted(remote, key=lambda f: (f.label, f.name)):
+        data = (staging / f.label / f.name).read_bytes()
+        files.append(
+            {
+                "class": f.label,
+                "name": f.name,
+                "path": f"{f.label}/{f.name}",
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "blob_sha": f.sha,
+                "source_url": f.download_url,
+                "time": first_seen.get((f"{f.label}/{f.name}", f.sha)) or now,
+            }
+        )
+    return {
+        "version": MANIFEST_VERSION,
+        "repo": repo,
+        "ref": ref,
+        "classes": dict(sorted(classes.items())),
+        "fingerprint": fingerprint([(f.label, f.sha) for f in remote]),
+        "complete": True,
+        "files": files,
+    }
+
+
+def _prune(store: Path, keep: set[Path]) -> None:
+    """Remove snapshots other than ``keep`` (the new one and the one it replaced)."""
+    keep = {p.resolve() for p in keep}
+    for child in store.iterdir():
+        if child.name == ".lock" or child.resolve() in keep or not child.is_dir():
+            continue
+        shutil.rmtree(child, ignore_errors=True)
