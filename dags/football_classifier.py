@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import (
     DAG,
@@ -39,9 +38,15 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from imgclf import config, tasks
 from imgclf import params as run_params
+from imgclf.github import DownloadError
 from imgclf.models import APPLICATIONS, FACE_MODELS, POOLINGS
 
 SETTINGS = config.Settings.from_env()  # environment only: no I/O at parse time
+# Unpausing waits for the next cron tick. Airflow 3.3's CronTriggerTimetable with catchup=False
+# picks max(latest past tick, first tick >= start_date) and consults run_immediately only when
+# no start_date is set (neither on the DAG nor on a task); run_immediately=False still takes the
+# past tick if it is less than 10 % of the period old, timedelta(0) never does.
+NOT_THE_PAST_TICK = timedelta(0)
 D = run_params.DEFAULTS
 
 PARAMS = {
@@ -192,21 +197,30 @@ def spark_job(task_id: str, script: str, args: list[str]) -> SparkSubmitOperator
     )
 
 
+def note_failure(context) -> None:
+    """Every failed task leaves one line for `imgclf summary` (and `make run`) to show."""
+    error = context.get("exception") or RuntimeError("failed")
+    tasks.record_failure(SETTINGS, context["run_id"], context["ti"].task_id, error)
+
+
 with DAG(
     dag_id="football_classifier",
     description="Messi vs Ronaldo: GitHub images -> CNN features on Spark -> LogisticRegression",
     doc_md=__doc__,
     # weekly, or as soon as the data watcher reports new images, whichever comes first
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 0 * * 0", timezone="UTC"),
+        timetable=CronTriggerTimetable(
+            "0 0 * * 0", timezone="UTC", run_immediately=NOT_THE_PAST_TICK
+        ),
         assets=[Asset(config.DATASET_ASSET)],
     ),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # No start_date (on purpose): with one, catchup=False schedules the latest past cron tick,
+    # so unpausing would start a run at once; see NOT_THE_PAST_TICK.
     catchup=False,
     max_active_runs=1,
     params=PARAMS,
     tags=["imgclf", "spark", "transfer-learning"],
-    default_args={"owner": "imgclf", "retries": 0},
+    default_args={"owner": "imgclf", "retries": 0, "on_failure_callback": note_failure},
 ) as dag:
 
     @task(retries=0)
@@ -217,11 +231,16 @@ with DAG(
             raise AirflowFailException(str(exc)) from None
         return {"model": checked["model"]}
 
-    @task(retries=2, retry_delay=timedelta(seconds=30), retry_exponential_backoff=True)
+    @task(retries=1, retry_delay=timedelta(seconds=30))
     def download() -> dict:
         ctx = get_current_context()
         api_url, token = tasks.github_endpoint(BaseHook.get_connection)
-        return tasks.download(SETTINGS, ctx["run_id"], dict(ctx["params"]), api_url, token)
+        try:
+            return tasks.download(SETTINGS, ctx["run_id"], dict(ctx["params"]), api_url, token)
+        except DownloadError as exc:
+            if exc.retryable:  # files that broke off after every attempt: worth one more try
+                raise
+            raise AirflowFailException(str(exc)) from None  # a bad listing, no route: fail now
 
     train = spark_job("train", "train.py", TRAIN_ARGS)
 

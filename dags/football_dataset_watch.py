@@ -12,12 +12,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
-from airflow.sdk import DAG, Asset, BaseHook, Param, get_current_context, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk import (
+    DAG,
+    Asset,
+    BaseHook,
+    CronTriggerTimetable,
+    Param,
+    get_current_context,
+    task,
+)
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from imgclf import config, tasks
 from imgclf import params as run_params
+from imgclf.github import DownloadError
 
 SETTINGS = config.Settings.from_env()
 D = run_params.DEFAULTS
@@ -26,8 +34,11 @@ with DAG(
     dag_id="football_dataset_watch",
     description="Trigger football_classifier when the GitHub images change",
     doc_md=__doc__,
-    schedule="0 */6 * * *",  # 4 checks a day: 8 of the 60 unauthenticated requests an hour
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # 4 checks a day: 8 of the 60 unauthenticated requests an hour. A plain "0 */6 * * *" would
+    # become CronTriggerTimetable(run_immediately=False), and with a start_date unpausing would
+    # check at once for the latest past tick: no start_date, and never the past tick (as in
+    # football_classifier).
+    schedule=CronTriggerTimetable("0 */6 * * *", timezone="UTC", run_immediately=timedelta(0)),
     catchup=False,
     max_active_runs=1,
     params={
@@ -48,7 +59,12 @@ with DAG(
     def check_dataset() -> dict:
         ctx = get_current_context()
         api_url, token = tasks.github_endpoint(BaseHook.get_connection)
-        result = tasks.dataset_changed(SETTINGS, dict(ctx["params"]), api_url, token)
+        try:
+            result = tasks.dataset_changed(SETTINGS, dict(ctx["params"]), api_url, token)
+        except DownloadError as exc:
+            if exc.retryable:
+                raise
+            raise AirflowFailException(str(exc)) from None
         if not result["changed"]:
             raise AirflowSkipException(
                 f"dataset unchanged ({result['fingerprint'][:12]}): nothing to retrain"

@@ -49,6 +49,43 @@ def test_schedule_and_concurrency(dag):
     assert dag.doc_md and "football_classifier" in dag.doc_md
 
 
+@pytest.mark.parametrize(
+    ("dag_id", "now", "first_run"),
+    [
+        # mid-week, and 2 h after Sunday's tick (inside run_immediately=False's 10 % window)
+        ("football_classifier", (2026, 3, 4, 12, 0), (2026, 3, 8, 0, 0)),
+        ("football_classifier", (2026, 3, 1, 2, 0), (2026, 3, 8, 0, 0)),
+        ("football_dataset_watch", (2026, 3, 4, 7, 0), (2026, 3, 4, 12, 0)),
+        ("football_dataset_watch", (2026, 3, 4, 6, 10), (2026, 3, 4, 12, 0)),
+    ],
+)  # fmt: skip
+def test_unpausing_waits_for_the_next_cron_tick(monkeypatch, dag_id, now, first_run):
+    """The first scheduled run is the next tick after now, never the latest past tick.
+
+    Computed as the dag processor does on every parse (``DagModel.next_dagrun_create_after``,
+    which the scheduler acts on as soon as the DAG is unpaused): the serialized DAG's timetable,
+    ``next_dagrun_info(last_automated_data_interval=None, restriction=<the DAG's start dates,
+    catchup>)``, at a frozen "now" (``airflow.timetables.trigger.utcnow``).
+    """
+    import pendulum
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+    from airflow.timetables import trigger
+
+    now = pendulum.datetime(*now, tz="UTC")
+    monkeypatch.setattr(trigger, "utcnow", lambda: now)
+    serialized = LazyDeserializedDAG.from_dag(load_dag(dag_id))._real_dag
+    restriction = serialized._time_restriction  # start dates of the DAG and its tasks, catchup
+    assert restriction.catchup is False
+    info = serialized.timetable.next_dagrun_info(
+        last_automated_data_interval=None, restriction=restriction
+    )
+    assert info is not None
+    assert info.run_after == info.logical_date == pendulum.datetime(*first_run, tz="UTC") > now
+    # the same through the method the dag processor calls
+    info = serialized.next_dagrun_info(last_automated_run_info=None)
+    assert info.run_after == pendulum.datetime(*first_run, tz="UTC")
+
+
 def test_retries_where_they_help_and_never_on_the_gate(dag):
     retries = {t.task_id: t.retries for t in dag.tasks}
     assert retries["gate"] == 0 and retries["validate_params"] == 0

@@ -36,11 +36,16 @@ def _read(out: Path):
 
 def test_featurize_drops_and_lists_undecodable_images(tiny_model, images, tmp_path):
     (images / "red" / "broken.jpg").write_bytes(b"definitely not an image")
+    (images / "blue" / "empty.jpg").write_bytes(b"")  # Spark's file scan skips 0-byte files
     summary, output = _featurize(images, tiny_model, tmp_path / "f.parquet")
-    assert summary["images"] == 13 and summary["featurized"] == 12
-    assert [Path(f["path"]).name for f in summary["failed"]] == ["broken.jpg"]
+    assert summary["images"] == 14 and summary["featurized"] == 12
+    failed = {Path(f["path"]).name: f["error"] for f in summary["failed"]}
+    assert sorted(failed) == ["broken.jpg", "empty.jpg"]
+    assert "empty file (0 bytes)" in failed["empty.jpg"]
+    assert "empty file" not in failed["broken.jpg"]
     assert "undecodable, dropped: " in output
     assert "broken.jpg" in output
+    assert f"empty.jpg ({failed['empty.jpg']})" in output
     rows = _read(tmp_path / "f.parquet")
     assert len(rows) == 12
     assert all(Path(p).is_absolute() and Path(p).exists() for p in rows)
