@@ -31,11 +31,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from imgclf.github import git_blob_sha as blob_sha
+
 FAULTS = ("500", "502", "503", "reset", "short", "garbage", "html", "ratelimit", "retry-after")
-
-
-def blob_sha(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\x00" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
 def tree_sha(folder: Path) -> str:
