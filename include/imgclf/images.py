@@ -8,6 +8,7 @@ header, before any pixel is allocated, so a decompression bomb costs nothing.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,12 @@ def open_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
         with warnings.catch_warnings():  # Pillow warns past the limit: we refuse just below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(bytes(data)))
+    except Image.DecompressionBombError as exc:  # past twice the limit Pillow refuses first
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(found.group(1)):,} pixels" if found else "its size"
+        raise ImageRejectedError(
+            f"{pixels} is over the limit of {limit:,} (IMGCLF_MAX_IMAGE_PIXELS)"
+        ) from None
     except Exception as exc:  # any decoder failure of untrusted bytes: reject
         raise ImageRejectedError(_undecodable(exc)) from None
     width, height = img.size

@@ -283,5 +283,9 @@ def test_a_decompression_bomb_is_refused_at_download_with_the_pixel_limit(stub, 
     with pytest.raises(DownloadError, match=r"messi/bomb\.png: 9000x8000 = 72,000,000 pixels .*"
                        r"over the limit of 64,000,000"):  # fmt: skip
         _download(stub, tmp_path / "raw")
+    with pytest.raises(
+        DownloadError, match=r"bomb\.png: 72,000,000 pixels is over the limit of 30,"
+    ):
+        _download(stub, tmp_path / "raw", max_image_pixels=30_000_000)  # Pillow's own guard first
     r = _download(stub, tmp_path / "raw2", max_image_pixels=80_000_000)
     assert r.counts["messi"] == 4
