@@ -8,14 +8,12 @@ or to `IMGCLF_HOME/predictions/<run_id>.csv`.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from imgclf import config, tasks
+from imgclf.operators import spark_job
 
 SETTINGS = config.Settings.from_env()
 
@@ -66,25 +64,15 @@ with DAG(
         return {**found, "out": out}
 
     resolved = resolve()
-    predict = SparkSubmitOperator(
-        task_id="predict",
-        conn_id="spark_default",
-        application=str(config.spark_tasks_dir() / "predict.py"),
-        name="imgclf-predict",
-        conf=SETTINGS.spark_conf(),
-        py_files=SETTINGS.py_files or None,
-        env_vars={"TF_CPP_MIN_LOG_LEVEL": "2"},
-        application_args=[
-            "--images",
-            "{{ params.images_dir }}",
-            "--model-dir",
-            "{{ ti.xcom_pull(task_ids='resolve')['model_dir'] }}",
-            "--version",
-            "{{ ti.xcom_pull(task_ids='resolve')['version'] }}",
-            "--out",
-            "{{ ti.xcom_pull(task_ids='resolve')['out'] }}",
+    predict = spark_job(
+        SETTINGS,
+        "predict",
+        "predict.py",
+        [
+            "--images", "{{ params.images_dir }}",
+            "--model-dir", "{{ ti.xcom_pull(task_ids='resolve')['model_dir'] }}",
+            "--version", "{{ ti.xcom_pull(task_ids='resolve')['version'] }}",
+            "--out", "{{ ti.xcom_pull(task_ids='resolve')['out'] }}",
         ],
-        retries=1,
-        retry_delay=timedelta(seconds=20),
-    )
+    )  # fmt: skip
     resolved >> predict

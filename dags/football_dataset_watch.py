@@ -28,7 +28,7 @@ from imgclf import params as run_params
 from imgclf.github import DownloadError
 
 SETTINGS = config.Settings.from_env()
-D = run_params.DEFAULTS
+WATCHED = ["repo", "ref", "classes"]  # the run parameters that say where the images are
 
 with DAG(
     dag_id="football_dataset_watch",
@@ -41,16 +41,7 @@ with DAG(
     schedule=CronTriggerTimetable("0 */6 * * *", timezone="UTC", run_immediately=timedelta(0)),
     catchup=False,
     max_active_runs=1,
-    params={
-        "repo": Param(D["repo"], type="string", pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"),
-        "ref": Param(D["ref"], type="string", minLength=1),
-        "classes": Param(
-            D["classes"],
-            type="object",
-            minProperties=2,
-            additionalProperties={"type": "string", "minLength": 1},
-        ),
-    },
+    params={name: Param(**spec) for name, spec in run_params.airflow_params(WATCHED).items()},
     tags=["imgclf", "watch"],
     default_args={"owner": "imgclf", "retries": 2, "retry_delay": timedelta(minutes=5)},
 ) as dag:

@@ -8,29 +8,21 @@ Writes ``runs/<run id>/challenge.json``; starts no Spark session when there is n
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 import time
-from pathlib import Path
 
-from imgclf.config import safe_name
-from imgclf.registry import Registry, atomic_write_json
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="spark_tasks/challenge.py", description=__doc__)
-    p.add_argument("--data-root", type=Path, required=True)
-    p.add_argument("--run-id", required=True)
-    return p
+from imgclf.files import atomic_write_json
+from imgclf.registry import Registry
+from spark_tasks.job import JobContext, main
 
 
-def run(args: argparse.Namespace, spark=None) -> dict:
+def run(ctx: JobContext, spark=None) -> dict:
     started = time.time()
-    run_dir = args.data_root / "runs" / safe_name(args.run_id)
+    run_dir = ctx.run_dir
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    registry = Registry(args.data_root / "models")
+    registry = Registry(ctx.settings.models_dir)
     champion = registry.champion()
     out: dict = {"champion": champion, "candidate_accuracy": metrics["accuracy"]}
     if champion is None:
@@ -43,7 +35,7 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     from spark_tasks import common
     from spark_tasks.featurizer import DeepImageFeaturizer
 
-    spark = spark or common.spark_session(f"imgclf-challenge-{safe_name(args.run_id)}")
+    spark = spark or common.spark_session(ctx.app_name("challenge"))
     model = PipelineModel.load(str(registry.model_path(champion)))
     featurizer, classifier = model.stages[0], model.stages[1:]
     labels = list(classifier[0].labels)  # the champion's StringIndexerModel
@@ -82,11 +74,5 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    run(build_parser().parse_args(argv))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(run, __doc__))

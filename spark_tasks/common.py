@@ -268,6 +268,6 @@ def full_model(featurizer: Transformer, classifier: PipelineModel) -> PipelineMo
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    from imgclf.registry import atomic_write_json
+    from imgclf.files import atomic_write_json
 
     atomic_write_json(Path(path), data)

@@ -23,17 +23,18 @@ import sys
 import time
 from pathlib import Path
 
+from imgclf.params import add_argument
+from spark_tasks.train import BATCH_SIZE
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imgclf evaluate", description=__doc__)
     p.add_argument("--images", type=Path, required=True, help="folder of <class>/<image> files")
-    p.add_argument("--model", required=True, help="application name, .keras path or dlib-face")
+    add_argument(p, "model", required=True)
     p.add_argument("--splits", type=int, default=20)
-    p.add_argument("--test-fraction", type=float, default=0.4)
-    p.add_argument("--max-iter", type=int, default=30)
-    p.add_argument("--reg-param", type=float, default=0.0)
-    p.add_argument("--elastic-net-param", type=float, default=0.0)
-    p.add_argument("--batch-size", type=int, default=32)
+    for name in ("test_fraction", "max_iter", "reg_param", "elastic_net_param"):
+        add_argument(p, name)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--miss-faces", type=float, default=0.0, metavar="F",
                    help="dlib-face only: simulate missing this fraction of the faces")  # fmt: skip
     return p

@@ -16,15 +16,19 @@ import sys
 import time
 from pathlib import Path
 
+from imgclf.models import PREPROCESSINGS
+from imgclf.params import add_argument
+from spark_tasks.train import BATCH_SIZE, PREPROCESSING
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imgclf featurize", description=__doc__)
     p.add_argument("--images", type=Path, required=True, help="folder of <class>/<image> files")
-    p.add_argument("--model", required=True, help="keras.applications name or .keras path")
+    add_argument(p, "model", required=True)
     p.add_argument("--out", type=Path, required=True, help="output .parquet (a folder)")
-    p.add_argument("--pooling", default="avg", choices=["avg", "max", "flatten"])
-    p.add_argument("--preprocessing", default="none", choices=["none", "tf", "torch", "caffe"])
-    p.add_argument("--batch-size", type=int, default=32)
+    add_argument(p, "pooling")
+    p.add_argument("--preprocessing", default=PREPROCESSING, choices=list(PREPROCESSINGS))
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     return p
 
 

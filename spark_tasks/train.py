@@ -8,31 +8,15 @@ Writes under ``<data root>/runs/<run id>/``:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
-from imgclf.config import safe_name
+from spark_tasks.job import JobContext, main
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="spark_tasks/train.py", description=__doc__)
-    p.add_argument("--data-root", type=Path, required=True)
-    p.add_argument("--run-id", required=True)
-    p.add_argument("--manifest", type=Path, required=True)
-    p.add_argument("--model", required=True, help="keras.applications name or .keras path")
-    p.add_argument("--pooling", default="avg", choices=["avg", "max", "flatten"])
-    p.add_argument("--preprocessing", default="none", choices=["none", "tf", "torch", "caffe"])
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--test-fraction", type=float, default=0.4)
-    p.add_argument("--seed", type=int, default=12)
-    p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--max-iter", type=int, default=30)
-    p.add_argument("--reg-param", type=float, default=0.0)
-    p.add_argument("--elastic-net-param", type=float, default=0.0)
-    return p
+# Featurizer settings that are not run parameters (the model file decides its own scaling).
+PREPROCESSING = "none"
+BATCH_SIZE = 32
 
 
 def make_featurizer(model: str, pooling: str, preprocessing: str, batch_size: int):
@@ -52,25 +36,27 @@ def make_featurizer(model: str, pooling: str, preprocessing: str, batch_size: in
     )
 
 
-def run(args: argparse.Namespace, spark=None) -> dict:
+def run(ctx: JobContext, spark=None) -> dict:
     from pyspark.ml.classification import LogisticRegression
     from pyspark.sql import functions as F
 
     from spark_tasks import common
 
     started = time.time()
-    run_dir = args.data_root / "runs" / safe_name(args.run_id)
+    p, settings, run_dir = ctx.params, ctx.settings, ctx.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    spark = spark or common.spark_session(f"imgclf-train-{safe_name(args.run_id)}")
-    featurizer = make_featurizer(args.model, args.pooling, args.preprocessing, args.batch_size)
+    spark = spark or common.spark_session(ctx.app_name("train"))
+    featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE)
     identity = featurizer.identity()
 
-    images = common.read_images_from_manifest(spark, args.manifest, args.data_root / "raw")
-    store = common.FeatureStore(spark, args.data_root / "features", identity)
+    images = common.read_images_from_manifest(
+        spark, settings.manifest_copy(ctx.run_id), settings.raw_dir
+    )
+    store = common.FeatureStore(spark, settings.features_dir, identity)
     result = store.featurize_missing(images, featurizer, run_dir / "featurized.parquet")
     features = store.load()
     dataset = images.select("path", "label", "sha256").join(features, "sha256")
-    dataset = common.assign_split(spark, dataset, args.test_fraction, args.seed, args.folds)
+    dataset = common.assign_split(spark, dataset, p["test_fraction"], p["seed"], p["cv_folds"])
     dataset.write.mode("overwrite").parquet(str(run_dir / "dataset.parquet"))
     dataset = spark.read.parquet(str(run_dir / "dataset.parquet")).cache()
 
@@ -78,31 +64,30 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     test = dataset.filter(F.col("split") == "test")
     indexer = common.fit_label_indexer(train)
     lr = LogisticRegression(
-        maxIter=args.max_iter, regParam=args.reg_param, elasticNetParam=args.elastic_net_param
+        maxIter=p["max_iter"], regParam=p["reg_param"], elasticNetParam=p["elastic_net_param"]
     )
     classifier = common.classifier_pipeline(indexer, lr).fit(train)
     report = common.evaluate(classifier, test, list(indexer.labels))
-    common.full_model(featurizer, classifier).write().overwrite().save(
-        str(run_dir / "baseline" / "model")
-    )
+    model_path = settings.stage_dir(ctx.run_id, "baseline") / "model"
+    common.full_model(featurizer, classifier).write().overwrite().save(str(model_path))
     counts = {r["split"]: r["count"] for r in dataset.groupBy("split").count().collect()}
-    no_face = common.no_face_paths(dataset, args.model)
+    no_face = common.no_face_paths(dataset, p["model"])
     metrics = {
         **report,
         "stage": "baseline",
-        "model": args.model,
+        "model": p["model"],
         "featurizer": identity,
         "params": {
-            "maxIter": args.max_iter,
-            "regParam": args.reg_param,
-            "elasticNetParam": args.elastic_net_param,
+            "maxIter": p["max_iter"],
+            "regParam": p["reg_param"],
+            "elasticNetParam": p["elastic_net_param"],
         },
         "n_train": counts.get("train", 0),
         "n_test": counts.get("test", 0),
         "featurized_images": result.featurized,
         "failed_images": result.failed,
         **({"no_face_images": no_face} if no_face is not None else {}),
-        "model_path": str(run_dir / "baseline" / "model"),
+        "model_path": str(model_path),
         "seconds": round(time.time() - started, 2),
     }
     common.write_json(run_dir / "baseline.json", metrics)
@@ -115,12 +100,5 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
-    run(args)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(run, __doc__))

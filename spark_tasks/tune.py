@@ -9,52 +9,29 @@ Writes ``runs/<run id>/tuned/model/`` (featurizer + classifier) and ``tuned.json
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
 import time
-from pathlib import Path
 
-from imgclf.config import safe_name
+from spark_tasks.job import JobContext, main
 
-CV_METRICS = ("accuracy", "logLoss", "f1")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from spark_tasks.train import build_parser as train_parser
-
-    p = argparse.ArgumentParser(
-        prog="spark_tasks/tune.py",
-        description=__doc__,
-        parents=[train_parser()],
-        add_help=False,
-        conflict_handler="resolve",
-    )
-    p.add_argument("--manifest", type=Path, default=None)  # not needed: features are stored
-    p.add_argument(
-        "--grid",
-        type=json.loads,
-        required=True,
-        help='JSON: {"reg_param": [...], "elastic_net_param": [...], "max_iter": [...]}',
-    )
-    p.add_argument("--cv-metric", default="accuracy", choices=CV_METRICS)
-    p.add_argument("--parallelism", type=int, default=2)
-    return p
+CV_METRIC = "accuracy"  # of accuracy, logLoss, f1: the gate judges accuracy
+PARALLELISM = 2
 
 
-def run(args: argparse.Namespace, spark=None) -> dict:
+def run(ctx: JobContext, spark=None) -> dict:
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
     from pyspark.sql import functions as F
 
     from spark_tasks import common
-    from spark_tasks.train import make_featurizer
+    from spark_tasks.train import BATCH_SIZE, PREPROCESSING, make_featurizer
 
     started = time.time()
-    run_dir = args.data_root / "runs" / safe_name(args.run_id)
-    spark = spark or common.spark_session(f"imgclf-tune-{safe_name(args.run_id)}")
+    p, run_dir = ctx.params, ctx.run_dir
+    grid_values, folds = p["tune_grid"], p["cv_folds"]
+    spark = spark or common.spark_session(ctx.app_name("tune"))
     data_path = run_dir / "dataset.parquet"
     if not data_path.exists():
         raise FileNotFoundError(f"{data_path} is missing: the train job writes it first")
@@ -65,22 +42,22 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     lr = LogisticRegression()
     grid = (
         ParamGridBuilder()
-        .addGrid(lr.regParam, [float(v) for v in args.grid["reg_param"]])
-        .addGrid(lr.elasticNetParam, [float(v) for v in args.grid["elastic_net_param"]])
-        .addGrid(lr.maxIter, [int(v) for v in args.grid["max_iter"]])
+        .addGrid(lr.regParam, [float(v) for v in grid_values["reg_param"]])
+        .addGrid(lr.elasticNetParam, [float(v) for v in grid_values["elastic_net_param"]])
+        .addGrid(lr.maxIter, [int(v) for v in grid_values["max_iter"]])
         .build()
     )
     evaluator = MulticlassClassificationEvaluator(
-        labelCol=common.LABEL_INDEX, predictionCol="prediction", metricName=args.cv_metric
+        labelCol=common.LABEL_INDEX, predictionCol="prediction", metricName=CV_METRIC
     )
     cv = CrossValidator(
         estimator=common.classifier_pipeline(indexer, lr),
         estimatorParamMaps=grid,
         evaluator=evaluator,
-        numFolds=args.folds,
+        numFolds=folds,
         foldCol="fold",
-        seed=args.seed,
-        parallelism=args.parallelism,
+        seed=p["seed"],
+        parallelism=PARALLELISM,
     )
     cv_model = cv.fit(train)
     means, stds = list(cv_model.avgMetrics), list(cv_model.stdMetrics)
@@ -89,19 +66,18 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     best_params = {p.name: v for p, v in grid[best].items()}
     classifier = cv_model.bestModel
     report = common.evaluate(classifier, test, list(indexer.labels))
-    featurizer = make_featurizer(args.model, args.pooling, args.preprocessing, args.batch_size)
-    common.full_model(featurizer, classifier).write().overwrite().save(
-        str(run_dir / "tuned" / "model")
-    )
+    featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE)
+    model_path = ctx.settings.stage_dir(ctx.run_id, "tuned") / "model"
+    common.full_model(featurizer, classifier).write().overwrite().save(str(model_path))
     metrics = {
         **report,
         "stage": "tuned",
-        "model": args.model,
+        "model": p["model"],
         "featurizer": featurizer.identity(),
         "params": best_params,
         "cv": {
-            "metric": args.cv_metric,
-            "folds": args.folds,
+            "metric": CV_METRIC,
+            "folds": folds,
             "best_mean": means[best],
             "best_std": stds[best],
             "grid": [
@@ -112,7 +88,7 @@ def run(args: argparse.Namespace, spark=None) -> dict:
         "n_train": train.count(),
         "n_test": test.count(),
         "featurized_images": 0,
-        "model_path": str(run_dir / "tuned" / "model"),
+        "model_path": str(model_path),
         "seconds": round(time.time() - started, 2),
     }
     common.write_json(run_dir / "tuned.json", metrics)
@@ -120,19 +96,12 @@ def run(args: argparse.Namespace, spark=None) -> dict:
         "tuned %s -> test accuracy %.4f (cv %s %.4f +- %.4f)",
         best_params,
         report["accuracy"],
-        args.cv_metric,
+        CV_METRIC,
         means[best],
         stds[best],
     )
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
-    run(args)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(run, __doc__))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 from imgclf import config
+from imgclf.params import model_argument
 
 
 def _classes(values: list[str] | None) -> dict[str, str]:
@@ -240,28 +242,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return subprocess.run(cmd, env=_spark_env(), check=False).returncode
 
 
-def cmd_featurize(args: argparse.Namespace) -> int:
-    """Runs spark_tasks/featurize.py through spark-submit, as the DAG runs its jobs."""
-    cmd = [
-        *_spark_submit("featurize.py", args.master),
-        "--images", str(Path(args.images).resolve()),
-        "--model", args.model,
-        "--out", str(Path(args.out).resolve()),
-        "--pooling", args.pooling,
-        "--batch-size", str(args.batch_size),
-    ]  # fmt: skip
-    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Accuracy over K seeded splits on one featurization (spark_tasks/evaluate.py)."""
-    cmd = [
-        *_spark_submit("evaluate.py", args.master),
-        "--images", str(Path(args.images).resolve()),
-        "--model", args.model,
-        "--splits", str(args.splits),
-        "--miss-faces", str(args.miss_faces),
-    ]  # fmt: skip
+def cmd_job(args: argparse.Namespace) -> int:
+    """``featurize`` / ``evaluate``: their job's own options, forwarded to it through
+    spark-submit as the DAG runs its jobs (declared once, in the job's ``build_parser``)."""
+    forwarded, skip = [], False
+    for arg in args.argv:
+        if skip:
+            skip = False
+        elif arg == "--master":
+            skip = True
+        elif not arg.startswith("--master="):
+            forwarded.append(arg)
+    cmd = [*_spark_submit(args.script, args.master), *forwarded]
     return subprocess.run(cmd, env=_spark_env(), check=False).returncode
 
 
@@ -284,18 +276,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for kv in args.conf:
         cmd += ["--conf", kv]
     return subprocess.run(cmd, env=_spark_env(), check=False).returncode
-
-
-def model_arg(value: str) -> str:
-    """``--model``: an application name as is, a model file made absolute (jobs run elsewhere)."""
-    from imgclf.models import FALLBACK_SEP, is_model_file, split_face_model
-
-    face, fallback = split_face_model(value)
-    if fallback is not None:
-        return f"{face}{FALLBACK_SEP}{model_arg(fallback)}"
-    if is_model_file(value):
-        return str(Path(value).expanduser().resolve())
-    return value
 
 
 def cmd_jvm_archive(args: argparse.Namespace) -> int:
@@ -337,38 +317,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--since", type=float, default=0.0, help="only runs written after (epoch s)")
     r.set_defaults(fn=cmd_summary)
 
-    f = sub.add_parser("featurize", help="CNN features of a folder of images, to Parquet")
-    f.add_argument("--images", required=True, help="folder of <class>/<image> files")
-    f.add_argument(
-        "--model", type=model_arg, required=True, help="keras.applications name or .keras path"
-    )
-    f.add_argument("--out", required=True, help="output FILE.parquet")
-    f.add_argument("--pooling", default="avg", choices=["avg", "max", "flatten"])
-    f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--master", default="local[*]")
-    f.set_defaults(fn=cmd_featurize)
-
-    ev = sub.add_parser("evaluate", help="test accuracy over K seeded stratified splits")
-    ev.add_argument(
-        "--model", type=model_arg, required=True, help="application name, .keras path or dlib-face"
-    )
-    ev.add_argument("--images", required=True, help="folder of <class>/<image> files")
-    ev.add_argument("--splits", type=int, default=20)
-    ev.add_argument(
-        "--miss-faces",
-        type=float,
-        default=0.0,
-        metavar="F",
-        help="dlib-face: simulate a detector missing this fraction of faces",
-    )
-    ev.add_argument("--master", default="local[*]")
-    ev.set_defaults(fn=cmd_evaluate)
+    for name, text in (
+        ("featurize", "CNN features of a folder of images, to Parquet"),
+        ("evaluate", "test accuracy over K seeded stratified splits"),
+    ):
+        job = importlib.import_module(f"spark_tasks.{name}")  # light: pyspark only in run()
+        jp = sub.add_parser(name, help=text, parents=[job.build_parser()], add_help=False)
+        jp.add_argument("--master", default="local[*]")
+        jp.set_defaults(fn=cmd_job, script=f"{name}.py")
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", required=True)
     bf = bsub.add_parser("featurize", help="Spark featurizer vs plain Keras, one JSON line")
     bf.add_argument("--images", type=int, default=600)
-    bf.add_argument("--model", type=model_arg, required=True)
+    bf.add_argument("--model", type=model_argument, required=True)
     bf.add_argument("--source", help="folder of images to cycle (default ../shared football)")
     bf.add_argument("--batch-size", type=int, default=32)
     bf.add_argument("--partitions", type=int, default=0)
@@ -378,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     bf.set_defaults(fn=cmd_bench)
     bd = bsub.add_parser("decode", help="Spark's image source vs binaryFile + Pillow, one JSON")
     bd.add_argument("--images", type=int, default=600)
-    bd.add_argument("--model", type=model_arg, help="also compare this model's features")
+    bd.add_argument("--model", type=model_argument, help="also compare this model's features")
     bd.add_argument("--source", help="folder of images to cycle (default ../shared football)")
     bd.set_defaults(fn=cmd_bench_decode)
 
@@ -406,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv[1:]  # a job's own options, for cmd_job to forward
     return args.fn(args)
 
 

@@ -168,6 +168,7 @@ class Settings:
             # Executors run the project's interpreter, with TensorFlow and the project installed.
             "spark.pyspark.python": self.python,
             "spark.pyspark.driver.python": self.python,
+            "spark.driver.memory": self.spark_driver_memory,
             "spark.ui.showConsoleProgress": "false",
             "spark.sql.execution.arrow.maxRecordsPerBatch": "64",
             **self.extra_spark_conf,
@@ -200,6 +201,18 @@ class Settings:
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / safe_name(run_id)
+
+    def params_path(self, run_id: str) -> Path:
+        """The run's validated, normalised parameters, written once by its first task."""
+        return self.run_dir(run_id) / "params.json"
+
+    def manifest_copy(self, run_id: str) -> Path:
+        """The dataset manifest pinned for the run (what the train job reads)."""
+        return self.run_dir(run_id) / "manifest.json"
+
+    def stage_dir(self, run_id: str, stage: str) -> Path:
+        """``baseline`` or ``tuned``: its metrics beside it (``<stage>.json``), model inside."""
+        return self.run_dir(run_id) / stage
 
 
 def spark_tasks_dir() -> Path:

@@ -1,42 +1,184 @@
-"""The run parameters of ``football_classifier``: defaults and cross-field validation.
+"""The run parameters of ``football_classifier``: ONE JSON schema, and the cross-field checks.
 
-The DAG's ``Param`` schemas check each value's type and bounds in the trigger form; this module
-checks what a JSON schema cannot (a model file is a Keras archive, a named model's weights can be
-had, a grid is usable, the split leaves enough images for cross-validation, class names are safe)
-and is called by the first task, before any download or Spark job.
+``SCHEMA`` is the single definition of every run parameter: type, bounds, default, title,
+description and form section. Everything else derives from it: the DAGs' ``Param``s
+(``airflow_params``), the trigger form's labels and sections, ``validate`` (``jsonschema``), and
+command-line options of the same name (``add_argument``). Only what a schema cannot express is
+written by hand below: a model file is a Keras archive and a named model's weights can be had,
+the split leaves enough training images for the folds, class names and folders are safe and
+distinct. ``validate`` returns the normalised values, which flow downstream unchanged.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 from typing import Any
 
 from imgclf import config
-from imgclf.models import POOLINGS, check_model
+from imgclf.models import APPLICATIONS, FACE_MODELS, POOLINGS, check_model
 from imgclf.split import holdout_count
 
-_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _CLASS_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
 CLASS_NAME_MAX = 64
-
-DEFAULTS: dict[str, Any] = {
-    "model": config.DEFAULT_MODEL,
-    "pooling": "avg",
-    "min_accuracy": 0.80,
-    "target_accuracy": 0.95,
-    "test_fraction": 0.4,
-    "seed": 12,
-    **config.DEFAULT_LR,
-    "tune_grid": config.DEFAULT_GRID,
-    "cv_folds": 3,
-    "repo": config.DEFAULT_REPO,
-    "ref": config.DEFAULT_REF,
-    "classes": config.DEFAULT_CLASSES,
-    "min_images_per_class": 30,
-    "max_regression": 0.0,
+GRID_KEYS = ("reg_param", "elastic_net_param", "max_iter")
+_LR_BOUNDS = {
+    "reg_param": {"type": "number", "minimum": 0, "maximum": 1e6},
+    "elastic_net_param": {"type": "number", "minimum": 0, "maximum": 1},
+    "max_iter": {"type": "integer", "minimum": 1, "maximum": 10_000},
 }
 
-GRID_KEYS = {"reg_param", "elastic_net_param", "max_iter"}
+MODEL, DATA, SPLIT, LR, TUNING, GATES = (
+    "Model", "Data from GitHub", "Split", "Logistic regression (baseline)", "Tuning branch",
+    "Gates and promotion",
+)  # fmt: skip
+
+PROPERTIES: dict[str, dict[str, Any]] = {
+    "model": {
+        "type": "string", "minLength": 1, "default": config.DEFAULT_MODEL, "section": MODEL,
+        "title": "Pretrained CNN",
+        "description": "A keras.applications name (ImageNet weights), 'dlib-face' (a "
+        "face-identity embedding: the right features for telling two players apart; "
+        "'dlib-face+<CNN>' adds that CNN's features alongside) or an absolute path to a "
+        ".keras model file.",
+        "examples": [*sorted(APPLICATIONS), *FACE_MODELS],
+    },
+    "pooling": {
+        "type": "string", "enum": list(POOLINGS), "default": "avg", "section": MODEL,
+        "title": "Pooling", "description": "How the CNN's feature maps become a vector.",
+    },
+    "repo": {
+        "type": "string", "pattern": r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", "maxLength": 200,
+        "default": config.DEFAULT_REPO, "section": DATA,
+        "title": "GitHub repository", "description": "owner/name of the repository.",
+    },
+    "ref": {
+        "type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[^\s\x00-\x1f]+$",
+        "default": config.DEFAULT_REF, "section": DATA,
+        "title": "Branch, tag or commit", "description": "The git ref to read the folders at.",
+    },
+    "classes": {
+        "type": "object", "minProperties": 2,
+        "propertyNames": {"pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", "maxLength": 64},
+        "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 500},
+        "default": config.DEFAULT_CLASSES, "section": DATA,
+        "title": "Classes", "description": "Class name -> image folder in the repository.",
+    },
+    "min_images_per_class": {
+        "type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 30, "section": DATA,
+        "title": "Minimum images per class",
+        "description": "A listing with fewer images in a class fails the run and changes "
+        "nothing locally.",
+    },
+    "test_fraction": {
+        "type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.4,
+        "section": SPLIT, "title": "Test fraction",
+        "description": "Share of each class held out for test (0.4: 18 train + 12 test).",
+    },
+    "seed": {
+        "type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 12, "section": SPLIT,
+        "title": "Split seed", "description": "Seed of the deterministic stratified split.",
+    },
+    "max_iter": {
+        **_LR_BOUNDS["max_iter"], "default": config.DEFAULT_LR["max_iter"], "section": LR,
+        "title": "maxIter", "description": "Baseline LogisticRegression maxIter (reference: 30).",
+    },
+    "reg_param": {
+        **_LR_BOUNDS["reg_param"], "default": config.DEFAULT_LR["reg_param"], "section": LR,
+        "title": "regParam", "description": "Baseline LogisticRegression regParam.",
+    },
+    "elastic_net_param": {
+        **_LR_BOUNDS["elastic_net_param"], "default": config.DEFAULT_LR["elastic_net_param"],
+        "section": LR, "title": "elasticNetParam",
+        "description": "Baseline LogisticRegression elasticNetParam (0 = L2, 1 = L1).",
+    },
+    "target_accuracy": {
+        "type": "number", "minimum": 0, "maximum": 1, "default": 0.95, "section": TUNING,
+        "title": "Target accuracy",
+        "description": "A baseline at or above this test accuracy (0..1) skips tuning.",
+    },
+    "tune_grid": {
+        "type": "object", "default": config.DEFAULT_GRID, "section": TUNING,
+        "title": "Tuning grid",
+        "description": "LogisticRegression params searched by cross-validation on the "
+        "training split only.",
+        "properties": {
+            k: {"type": "array", "minItems": 1, "maxItems": 50, "items": _LR_BOUNDS[k]}
+            for k in GRID_KEYS
+        },
+        "required": list(GRID_KEYS), "additionalProperties": False,
+    },
+    "cv_folds": {
+        "type": "integer", "minimum": 2, "maximum": 20, "default": 3, "section": TUNING,
+        "title": "Cross-validation folds", "description": "Folds in the tuning branch.",
+    },
+    "min_accuracy": {
+        "type": "number", "minimum": 0, "maximum": 1, "default": 0.80, "section": GATES,
+        "title": "Minimum accuracy",
+        "description": "The run fails below this test accuracy (0..1); nothing is promoted.",
+    },
+    "max_regression": {
+        "type": "number", "minimum": 0, "maximum": 1, "default": 0.0, "section": GATES,
+        "title": "Maximum regression",
+        "description": "Promote only if the candidate is not worse than the champion by more "
+        "than this (test accuracy, on the same test images).",
+    },
+}  # fmt: skip
+
+# Keys that are the form's, not JSON schema's: kept out of the schema validated against.
+_FORM_KEYS = ("section", "title", "description", "examples", "default")
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        name: {k: v for k, v in prop.items() if k not in ("section", "examples")}
+        for name, prop in PROPERTIES.items()
+    },
+}
+DEFAULTS: dict[str, Any] = {name: prop["default"] for name, prop in PROPERTIES.items()}
+
+
+def airflow_params(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Keyword arguments for ``airflow.sdk.Param`` per parameter (``Param(**kwargs)``)."""
+    import copy
+
+    return {name: copy.deepcopy(PROPERTIES[name]) for name in (names or list(PROPERTIES))}
+
+
+def model_argument(value: str) -> str:
+    """``--model`` on a command line: like the DAG's, but a relative model file is taken from
+    the current folder (the jobs run elsewhere), then checked (``ArgumentTypeError``)."""
+    from pathlib import Path
+
+    from imgclf.models import FALLBACK_SEP, is_model_file, split_face_model
+
+    face, fallback = split_face_model(value)
+    if fallback is not None:
+        return f"{face}{FALLBACK_SEP}{model_argument(fallback)}"
+    if is_model_file(value):
+        value = str(Path(value).expanduser().resolve())
+    try:
+        return check_model(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_argument(parser: argparse.ArgumentParser, name: str, **overrides: Any) -> None:
+    """``--<name>`` on a command line, with the schema's type, default, choices and help."""
+    prop = PROPERTIES[name]
+    kind = {"integer": int, "number": float, "string": str}[prop["type"]]
+    if name == "model":
+        kind = model_argument  # type: ignore[assignment]
+    options: dict[str, Any] = {
+        "type": kind,
+        "default": prop["default"],
+        "help": f"{prop['description']} (default: {prop['default']})",
+    }
+    if "enum" in prop:
+        options["choices"] = prop["enum"]
+    options.update(overrides)
+    parser.add_argument("--" + name.replace("_", "-"), dest=name, **options)
 
 
 def _number(name: str, value: Any, lo: float, hi: float, *, lo_open=False, hi_open=False):
@@ -163,78 +305,55 @@ def _split_problem(count: int, test_fraction: float, folds: int) -> str | None:
     )
 
 
+def _schema_problems(merged: dict[str, Any]) -> tuple[list[str], set[str]]:
+    """Every schema violation as ``"<param>=<value>: <why>"``, and the parameters with one."""
+    from jsonschema import Draft202012Validator
+
+    problems, bad = [], set()
+    validator = Draft202012Validator(SCHEMA)
+    for error in sorted(validator.iter_errors(merged), key=lambda e: list(map(str, e.path))):
+        path = ".".join(map(str, error.absolute_path))
+        top = str(error.absolute_path[0]) if error.absolute_path else ""
+        if top:
+            bad.add(top)
+            value = repr(error.instance)
+            value = value if len(value) <= 60 else value[:56] + "..."
+            problems.append(f"{path}={value}: {error.message}")
+        else:
+            problems.append(error.message)
+    return problems, bad
+
+
 def validate(params: dict[str, Any], *, check_weights: bool = True) -> dict[str, Any]:
     """Return the full, checked parameter set (defaults filled in) or raise ``ValueError``.
 
-    Every problem found is listed in one message, each naming the parameter. ``model`` comes
-    back normalised (``~`` expanded). ``check_weights=False`` skips the one check that may use
-    the network: a named model's ImageNet weights in the Keras cache, or a HEAD request to them.
+    First ``SCHEMA`` (types, bounds, enums, patterns), then the cross-field checks on values the
+    schema passed. Every problem is listed in one message, each naming the parameter.
+    ``model`` comes back normalised (``~`` expanded, canonical form). ``check_weights=False``
+    skips the one check that may use the network (a named model's ImageNet weights).
     """
     merged = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-    problems: list[str] = []
-
-    def check(fn, *args, **kwargs):
+    unknown = sorted(set(params) - set(PROPERTIES))
+    problems, bad = _schema_problems(merged)
+    if unknown:
+        problems = [f"unknown parameters {unknown}; known are {sorted(PROPERTIES)}"] + [
+            p for p in problems if "Additional properties" not in p
+        ]
+    if "model" not in bad:
         try:
-            return fn(*args, **kwargs)
+            merged["model"] = check_model(merged["model"], check_weights=check_weights)
         except ValueError as exc:
             problems.append(str(exc))
-
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        problems.append(f"unknown parameters {unknown}; known are {sorted(DEFAULTS)}")
-    checked = check(check_model, str(merged["model"]), check_weights=check_weights)
-    if checked:
-        merged["model"] = checked
-    if merged["pooling"] not in POOLINGS:
-        problems.append(f"pooling={merged['pooling']!r} is not one of {list(POOLINGS)}")
-    check(_number, "min_accuracy", merged["min_accuracy"], 0, 1)
-    check(_number, "target_accuracy", merged["target_accuracy"], 0, 1)
-    fraction_ok = (
-        check(_number, "test_fraction", merged["test_fraction"], 0, 1, lo_open=True, hi_open=True)
-        is not None
-    )
-    check(_number, "reg_param", merged["reg_param"], 0, 1e6)
-    check(_number, "max_regression", merged["max_regression"], 0, 1)
-    check(_number, "elastic_net_param", merged["elastic_net_param"], 0, 1)
-    integers_ok = {}
-    for name, lo, hi in (("seed", 0, 2**31 - 1), ("max_iter", 1, 10_000), ("cv_folds", 2, 20)):
-        value = merged[name]
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{name}={value!r} is not an integer")
-        else:
-            integers_ok[name] = check(_number, name, value, lo, hi) is not None
-    count = merged["min_images_per_class"]
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        problems.append(f"min_images_per_class={count!r} must be an integer >= 1")
-    elif fraction_ok and integers_ok.get("cv_folds"):
-        split = _split_problem(count, merged["test_fraction"], merged["cv_folds"])
+    if not {"min_images_per_class", "test_fraction", "cv_folds"} & bad:
+        split = _split_problem(
+            merged["min_images_per_class"], merged["test_fraction"], merged["cv_folds"]
+        )
         if split:
             problems.append(split)
-
-    grid = merged["tune_grid"]
-    if not isinstance(grid, dict) or set(grid) != GRID_KEYS:
-        problems.append(f"tune_grid must be an object with exactly the keys {sorted(GRID_KEYS)}")
-    else:
-        for key, values in grid.items():
-            if not isinstance(values, list) or not values:
-                problems.append(f"tune_grid.{key} must be a non-empty list")
-                continue
-            hi = 1 if key == "elastic_net_param" else 1e6
-            for v in values:
-                if key == "max_iter" and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                    problems.append(f"tune_grid.max_iter value {v!r} must be an integer >= 1")
-                else:
-                    check(_number, f"tune_grid.{key} value", v, 0, hi)
-
-    if not isinstance(merged["repo"], str) or not _REPO.match(merged["repo"]):
-        problems.append(f"repo={merged['repo']!r} is not of the form owner/name")
-    if not isinstance(merged["ref"], str) or not merged["ref"].strip():
-        problems.append("ref is empty")
-    classes = merged["classes"]
-    if not isinstance(classes, dict) or len(classes) < 2:
-        problems.append("classes must map at least two class names to repository folders")
-    else:
-        problems.extend(_class_problems(classes))
+    if isinstance(merged["classes"], dict):  # the hand check names the class and says why
+        named = _class_problems(merged["classes"])
+        if named:
+            problems = [p for p in problems if not p.startswith("classes")] + named
     if problems:
         raise ValueError("invalid run parameters:\n- " + "\n- ".join(problems))
     return merged

@@ -75,6 +75,24 @@ def dataset_changed(
     return result
 
 
+def save_params(settings: Settings, run_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate the run's parameters once and pin the normalised values for every later task
+    and job (``runs/<run>/params.json``); ``ValueError`` lists every problem."""
+    from imgclf.params import validate
+
+    checked = validate(params)
+    atomic_write_json(settings.params_path(run_id), checked)
+    return checked
+
+
+def load_params(settings: Settings, run_id: str) -> dict[str, Any]:
+    """The run's normalised parameters, as ``save_params`` pinned them."""
+    path = settings.params_path(run_id)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the validate_params task writes it first")
+    return json.loads(path.read_text())
+
+
 def record_failure(settings: Settings, run_id: str, task_id: str, error: BaseException) -> Path:
     """Note why a run failed (``runs/<run>/failure.json``), for ``imgclf summary`` to say it."""
     run_dir = settings.run_dir(run_id)
@@ -115,9 +133,8 @@ def download(
         workers=settings.download_workers,
         max_image_pixels=settings.max_image_pixels,
     )
-    run_dir = settings.run_dir(run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = run_dir / "manifest.json"
+    manifest = settings.manifest_copy(run_id)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(result.manifest_path, manifest)
     log.info("download: %s; fingerprint %s", result.summary(), result.fingerprint)
     return {

@@ -122,15 +122,31 @@ def test_bad_param_values_are_rejected_by_the_form(dag, name, bad):
         dag.params.get_param(name).resolve(bad)
 
 
-def test_templated_spark_args_carry_the_run_settings(dag):
-    train = dag.get_task("train")
-    assert "{{ run_id }}" in train.application_args
-    assert "{{ params.model }}" in train.application_args
-    assert any("xcom_pull(task_ids='download')" in a for a in train.application_args)
-    assert train.application.endswith("spark_tasks/train.py")
-    assert "{{ params.tune_grid | tojson }}" in dag.get_task("tune").application_args
-    assert train._conn_id == "spark_default"
-    assert train.conf["spark.pyspark.python"] == sys.executable
+def test_jobs_get_only_the_run_id_and_read_the_pinned_params(dag):
+    """The validated, normalised params flow downstream: no job re-reads the raw template."""
+    for task_id, script in (
+        ("train", "train.py"),
+        ("tune", "tune.py"),
+        ("challenge", "challenge.py"),
+    ):
+        job = dag.get_task(task_id)
+        assert job.application.endswith(f"spark_tasks/{script}")
+        assert "{{ run_id }}" in job.application_args
+        assert not any("params." in a for a in job.application_args)
+        assert job._conn_id == "spark_default"
+        assert job.conf["spark.pyspark.python"] == sys.executable
+
+
+def test_the_form_is_the_schema_with_titles_and_sections(dag):
+    from imgclf.params import PROPERTIES
+
+    assert set(dag.params) == set(PROPERTIES)
+    for name, prop in PROPERTIES.items():
+        schema = dag.params.get_param(name).schema
+        assert schema["title"] == prop["title"] and schema["section"] == prop["section"]
+        for bound in ("minimum", "maximum", "exclusiveMinimum", "enum", "pattern"):
+            assert schema.get(bound) == prop.get(bound), (name, bound)
+    assert len({p["section"] for p in PROPERTIES.values()}) >= 5
 
 
 def test_the_watch_and_predict_dags():

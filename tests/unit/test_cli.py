@@ -64,11 +64,21 @@ def test_connection_from_airflow_env_json_and_uri(monkeypatch):
 
 
 def test_model_files_given_relative_become_absolute_names_stay(tmp_path, monkeypatch):
+    import zipfile
+
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").mkdir()
+    with zipfile.ZipFile(tmp_path / "m" / "lite.keras", "w") as zf:
+        for member in ("metadata.json", "config.json", "model.weights.h5"):
+            zf.writestr(member, "{}")
     parsed = build_parser().parse_args(
         ["featurize", "--images", "x", "--model", "m/lite.keras", "--out", "o"]
     )
     assert parsed.model == str(tmp_path / "m" / "lite.keras")
+    with pytest.raises(SystemExit):  # checked where it is typed, not minutes later in a job
+        build_parser().parse_args(
+            ["featurize", "--images", "x", "--model", "no.keras", "--out", "o"]
+        )
     for name in ("InceptionV3", "dlib-face"):
         parsed = build_parser().parse_args(["evaluate", "--images", "x", "--model", name])
         assert parsed.model == name

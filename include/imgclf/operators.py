@@ -1,0 +1,38 @@
+"""The one spark-submit operator factory, for every DAG (Airflow-only; DAG files import it).
+
+Every job runs on the ``spark_default`` master with the project's Spark conf (its interpreter
+on the executors, the driver's class-data archive, ``IMGCLF_SPARK_CONF``), the data root in its
+environment, and the project's code shipped as ``--py-files`` when ``IMGCLF_PY_FILES`` is set.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+from imgclf.config import Settings, spark_tasks_dir
+
+
+def spark_job(
+    settings: Settings, task_id: str, script: str, args: list[str], **kwargs
+) -> SparkSubmitOperator:
+    """One spark-submit of ``spark_tasks/<script>`` with ``args`` (templated)."""
+    options = {"retries": 1, "retry_delay": timedelta(seconds=20), **kwargs}  # a lost executor
+    return SparkSubmitOperator(
+        task_id=task_id,
+        conn_id="spark_default",
+        application=str(spark_tasks_dir() / script),
+        name=f"imgclf-{task_id}",
+        conf=settings.spark_conf(),
+        env_vars={"TF_CPP_MIN_LOG_LEVEL": "2", "IMGCLF_HOME": str(settings.home)},
+        py_files=settings.py_files or None,
+        application_args=args,
+        **options,
+    )
+
+
+def run_job(settings: Settings, task_id: str, script: str, **kwargs) -> SparkSubmitOperator:
+    """A job of the running DAG run (``spark_tasks/job.py``): it gets the run id, nothing else."""
+    args = ["--data-root", str(settings.home), "--run-id", "{{ run_id }}"]
+    return spark_job(settings, task_id, script, args, **kwargs)
