@@ -48,8 +48,11 @@ run-offline: install ## `make run` against a local GitHub stand-in serving ../sh
 	AIRFLOW_CONN_GITHUB_DEFAULT="{\"conn_type\": \"http\", \"host\": \"$$(cat $(IMGCLF_HOME)/.stub-url)\"}" \
 	$(MAKE) --no-print-directory run CONF='$(if $(filter {},$(CONF)),{"model": "$(LITE0)"},$(CONF))'
 
+# LocalExecutor forks `parallelism` workers up front (32 by default: 4.7 GB idle on 2 cores)
+AIRFLOW_PARALLELISM ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 2 ? 2 : n )))
+
 airflow: install $(AIRFLOW_HOME)/airflow.db ## Airflow UI + scheduler (airflow standalone) on localhost:8080
-	$(BIN)/airflow standalone
+	AIRFLOW__CORE__PARALLELISM=$(AIRFLOW_PARALLELISM) exec $(BIN)/airflow standalone
 
 test: install ## the whole test suite (unit, Spark, DAG integrity, end to end)
 	$(BIN)/pytest -q

@@ -35,7 +35,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
-from imgclf import config, tasks
+from imgclf import config, runs, tasks
 from imgclf import params as run_params
 from imgclf.github import DownloadError
 from imgclf.operators import run_job
@@ -53,7 +53,7 @@ PARAMS = {name: Param(**spec) for name, spec in run_params.airflow_params().item
 def note_failure(context) -> None:
     """Every failed task leaves one line for `imgclf summary` (and `make run`) to show."""
     error = context.get("exception") or RuntimeError("failed")
-    tasks.record_failure(SETTINGS, context["run_id"], context["ti"].task_id, error)
+    runs.record_failure(SETTINGS, context["run_id"], context["ti"].task_id, error)
 
 
 with DAG(
@@ -80,7 +80,7 @@ with DAG(
     def validate_params() -> dict:
         ctx = get_current_context()
         try:  # pinned for every later task and job: runs/<run>/params.json
-            return tasks.save_params(SETTINGS, ctx["run_id"], dict(ctx["params"]))
+            return runs.save_params(SETTINGS, ctx["run_id"], dict(ctx["params"]))
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from None
 
@@ -89,7 +89,7 @@ with DAG(
         ctx = get_current_context()
         api_url, token = tasks.github_endpoint(BaseHook.get_connection)
         try:
-            params = tasks.load_params(SETTINGS, ctx["run_id"])
+            params = runs.load_params(SETTINGS, ctx["run_id"])
             return tasks.download(SETTINGS, ctx["run_id"], params, api_url, token)
         except DownloadError as exc:
             if exc.retryable:  # files that broke off after every attempt: worth one more try
@@ -101,7 +101,7 @@ with DAG(
     @task.branch(retries=0)
     def choose_branch() -> str:
         ctx = get_current_context()
-        target = tasks.load_params(SETTINGS, ctx["run_id"])["target_accuracy"]
+        target = runs.load_params(SETTINGS, ctx["run_id"])["target_accuracy"]
         tune_needed = tasks.branch(SETTINGS, ctx["run_id"], target)
         return "tune" if tune_needed else "gate"
 
@@ -111,7 +111,7 @@ with DAG(
     def gate(dataset: dict) -> dict:
         ctx = get_current_context()
         try:
-            params = tasks.load_params(SETTINGS, ctx["run_id"])
+            params = runs.load_params(SETTINGS, ctx["run_id"])
             return tasks.gate(SETTINGS, ctx["run_id"], params, dataset)
         except tasks.GateFailedError as exc:
             raise AirflowFailException(str(exc)) from None  # never retried
@@ -121,12 +121,20 @@ with DAG(
     @task(retries=1, retry_delay=timedelta(seconds=10))
     def promote() -> dict:
         ctx = get_current_context()
-        max_regression = tasks.load_params(SETTINGS, ctx["run_id"])["max_regression"]
+        max_regression = runs.load_params(SETTINGS, ctx["run_id"])["max_regression"]
         return tasks.promote(SETTINGS, ctx["run_id"], max_regression)
+
+    @task(retries=0)
+    def record() -> dict:
+        """The run's history line and report, whatever happened before (a teardown)."""
+        return runs.record(SETTINGS, get_current_context()["run_id"])
 
     checked = validate_params()
     fetched = download()
     branch = choose_branch()
     gated = gate(fetched)
     checked >> fetched >> train >> branch >> [tune, gated]
-    tune >> gated >> challenge >> promote()
+    promoted = promote()
+    tune >> gated >> challenge >> promoted
+    # last, whatever the outcome; a teardown, so the run's state stays that of the work
+    [checked, fetched, train, branch, tune, gated, challenge, promoted] >> record().as_teardown()

@@ -41,33 +41,12 @@ def _classes(values: list[str] | None) -> dict[str, str]:
         raise SystemExit(f"imgclf: --class: {exc}") from None
 
 
-def _github_from_env() -> tuple[str, str | None]:
-    """API URL and token from AIRFLOW_CONN_GITHUB_DEFAULT (JSON or URI), else the defaults."""
-    from imgclf.tasks import api_url_from_connection
-
-    token = os.environ.get("GITHUB_TOKEN") or None
-    raw = os.environ.get("AIRFLOW_CONN_GITHUB_DEFAULT", "").strip()
-    if not raw:
-        return config.DEFAULT_API_URL, token
-    if raw.startswith("{"):
-        conn = json.loads(raw)
-        url = api_url_from_connection(conn.get("host"), conn.get("schema"), conn.get("port"))
-        return url, conn.get("password") or token
-    from urllib.parse import unquote, urlsplit
-
-    parts = urlsplit(raw)
-    scheme = parts.scheme if parts.scheme in ("http", "https") else "https"
-    host = unquote(parts.hostname or "")
-    url = api_url_from_connection(host, scheme, parts.port) + parts.path.rstrip("/")
-    return url, (unquote(parts.password) if parts.password else None) or token
-
-
 def cmd_download(args: argparse.Namespace) -> int:
     from imgclf.dataset import sync_dataset
-    from imgclf.github import DownloadError, GitHubClient
+    from imgclf.github import DownloadError, GitHubClient, endpoint_from_env
 
     classes = _classes(args.classes)
-    api_url, token = _github_from_env()
+    api_url, token = endpoint_from_env(dict(os.environ))
     settings = config.Settings.from_env()
     try:
         client = GitHubClient(

@@ -213,6 +213,52 @@ def describe_connection_error(exc: BaseException) -> str:
     return f"the connection failed ({type(exc).__name__})"
 
 
+def endpoint(conn: Any) -> tuple[str, str | None]:
+    """API base URL and token that an Airflow connection (``github_default``) describes.
+
+    The one reading of the connection, for the DAGs (``BaseHook.get_connection``) and the
+    command line (``AIRFLOW_CONN_GITHUB_DEFAULT`` parsed by Airflow's own ``Connection``):
+    ``host`` is a full URL or a host name; ``schema`` is the scheme (``http``/``https``, as
+    Airflow's HTTP connections use it) or, for a connection given as a URI, the URL's path
+    (``https://:TOKEN@ghe.example.com/api/v3``). No host: public GitHub.
+    """
+    token = getattr(conn, "password", None) or None
+    host = (getattr(conn, "host", None) or "").strip()
+    if not host:
+        return PUBLIC_API_URL, token
+    schema = (getattr(conn, "schema", None) or "").strip()
+    if "://" in host:
+        url = host
+    else:
+        kind = (getattr(conn, "conn_type", None) or "").lower()
+        scheme = next((s for s in (schema, kind) if s in _DEFAULT_PORTS), "https")
+        url = f"{scheme}://{host}"
+    port = getattr(conn, "port", None)
+    if port and urlsplit(url).port is None:
+        parts = urlsplit(url)
+        url = parts._replace(netloc=f"{parts.netloc}:{port}").geturl()
+    if schema and schema not in _DEFAULT_PORTS and "://" not in host:
+        url = f"{url.rstrip('/')}/{schema.strip('/')}"
+    return url.rstrip("/"), token
+
+
+def endpoint_from_env(environ: dict[str, str]) -> tuple[str, str | None]:
+    """``endpoint`` of ``AIRFLOW_CONN_GITHUB_DEFAULT`` (JSON or URI); ``GITHUB_TOKEN`` when the
+    connection has no password; public GitHub when it is not set."""
+    raw = environ.get("AIRFLOW_CONN_GITHUB_DEFAULT", "").strip()
+    fallback = environ.get("GITHUB_TOKEN") or None
+    if not raw:
+        return PUBLIC_API_URL, fallback
+    from airflow.sdk import Connection
+
+    if raw.startswith("{"):
+        conn = Connection.from_json(raw, conn_id="github_default")
+    else:
+        conn = Connection.from_uri(raw, conn_id="github_default")
+    url, token = endpoint(conn)
+    return url, token or fallback
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One image of a listing, every field validated by ``GitHubClient``."""

@@ -1,4 +1,6 @@
-"""The work of the DAG's Python tasks, as plain functions (no Airflow import here).
+"""The work of the DAG's Python tasks, as plain functions (no Airflow import here): the
+download, the branch, the gate, the promotion, the data watcher's check. The run record lives
+in ``runs``, the GitHub connection in ``github``.
 
 Each takes and returns small values (paths, counts, dicts), so the DAG's XComs stay small and
 the same functions run from the ``imgclf`` command line and in unit tests.
@@ -6,19 +8,17 @@ the same functions run from the ``imgclf`` command line and in unit tests.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from imgclf import gate as gates
-from imgclf.config import DEFAULT_API_URL, PROJECT_ROOT, Settings
-from imgclf.registry import Registry, atomic_write_json
+from imgclf import runs
+from imgclf.config import Settings
+from imgclf.files import atomic_write_json
+from imgclf.registry import Registry
+from imgclf.runs import read_json
 
 log = logging.getLogger(__name__)
 
@@ -27,32 +27,24 @@ class GateFailedError(RuntimeError):
     """The candidate model is below ``min_accuracy``: nothing is promoted."""
 
 
-def api_url_from_connection(host: str | None, schema: str | None, port: int | None) -> str:
-    """The API base URL an HTTP connection describes (``host`` may be a full URL)."""
-    host = (host or "").strip()
-    if not host:
-        return DEFAULT_API_URL
-    if "://" not in host:
-        host = f"{schema or 'https'}://{host}"
-    if port and not urlsplit(host).port:
-        host = f"{host.rstrip('/')}:{port}"
-    return host.rstrip("/")
-
-
 def github_endpoint(get_connection) -> tuple[str, str | None]:
-    """API URL and token from the ``github_default`` connection (``get_connection(conn_id)``);
+    """API URL and token of the ``github_default`` connection (``get_connection(conn_id)``);
     public GitHub without a token when there is no such connection."""
+    from imgclf.github import PUBLIC_API_URL, endpoint
+
     try:
         conn = get_connection("github_default")
     except Exception:  # Airflow raises its own not-found error types
-        return DEFAULT_API_URL, None
-    return api_url_from_connection(conn.host, conn.schema, conn.port), conn.password or None
+        return PUBLIC_API_URL, None
+    return endpoint(conn)
 
 
 def dataset_changed(
     settings: Settings, params: dict[str, Any], api_url: str, token: str | None
 ) -> dict[str, Any]:
-    """List the remote folders (no downloads) and compare with the champion's dataset."""
+    """List the remote folders (no downloads) and compare with the dataset of the newest run
+    that got one (not the champion's: a run that failed the gate or the challenge on new data
+    must not be retriggered every check, forever)."""
     from imgclf.dataset import fingerprint, list_remote
     from imgclf.github import GitHubClient
     from imgclf.params import check_classes
@@ -60,46 +52,17 @@ def dataset_changed(
     client = GitHubClient(api_url, token, max_file_bytes=settings.max_file_bytes)
     files = list_remote(client, params["repo"], params["ref"], check_classes(params["classes"]))
     remote = fingerprint([(f.label, f.sha) for f in files])
-    registry = Registry(settings.models_dir)
-    champion = registry.champion()
-    theirs = (registry.info(champion).get("dataset") or {}).get("fingerprint") if champion else None
+    theirs, run_id = runs.last_fingerprint(settings)
     result = {
         "fingerprint": remote,
-        "champion": champion,
-        "champion_fingerprint": theirs,
+        "last_run": run_id,
+        "last_fingerprint": theirs,
         "files": len(files),
         "changed": remote != theirs,
     }
-    log.info("remote dataset %s, champion %s (%s): %s", remote[:12], champion,
+    log.info("remote dataset %s, last run %s (%s): %s", remote[:12], run_id,
              (theirs or "none")[:12], "changed" if result["changed"] else "unchanged")  # fmt: skip
     return result
-
-
-def save_params(settings: Settings, run_id: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Validate the run's parameters once and pin the normalised values for every later task
-    and job (``runs/<run>/params.json``); ``ValueError`` lists every problem."""
-    from imgclf.params import validate
-
-    checked = validate(params)
-    atomic_write_json(settings.params_path(run_id), checked)
-    return checked
-
-
-def load_params(settings: Settings, run_id: str) -> dict[str, Any]:
-    """The run's normalised parameters, as ``save_params`` pinned them."""
-    path = settings.params_path(run_id)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the validate_params task writes it first")
-    return json.loads(path.read_text())
-
-
-def record_failure(settings: Settings, run_id: str, task_id: str, error: BaseException) -> Path:
-    """Note why a run failed (``runs/<run>/failure.json``), for ``imgclf summary`` to say it."""
-    run_dir = settings.run_dir(run_id)
-    message = " ".join(str(error).split()) or type(error).__name__
-    path = run_dir / "failure.json"
-    atomic_write_json(path, {"run_id": run_id, "task": task_id, "error": message[:2000]})
-    return path
 
 
 def resolve_version(settings: Settings, version: str) -> dict[str, str]:
@@ -146,13 +109,9 @@ def download(
     }
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def branch(settings: Settings, run_id: str, target_accuracy: float) -> bool:
     """True when the baseline falls short of ``target_accuracy`` and tuning should run."""
-    baseline = _read(settings.run_dir(run_id) / "baseline.json")
+    baseline = read_json(settings.run_dir(run_id) / "baseline.json")
     if baseline is None:
         raise FileNotFoundError(f"no baseline metrics for run {run_id}: did the train job run?")
     tune = gates.needs_tuning(baseline["accuracy"], target_accuracy)
@@ -197,10 +156,10 @@ def gate(
 ) -> dict[str, Any]:
     """Write the run's ``metrics.json``; raise ``GateFailedError`` below ``min_accuracy``."""
     run_dir = settings.run_dir(run_id)
-    baseline = _read(run_dir / "baseline.json")
+    baseline = read_json(run_dir / "baseline.json")
     if baseline is None:
         raise FileNotFoundError(f"no baseline metrics in {run_dir}")
-    tuned = _read(run_dir / "tuned.json")
+    tuned = read_json(run_dir / "tuned.json")
     decision = gates.decide(baseline, tuned, params["min_accuracy"])
     chosen = tuned if decision.candidate == "tuned" else baseline
     metrics = {
@@ -226,57 +185,8 @@ def gate(
     atomic_write_json(run_dir / "metrics.json", metrics)
     log.info("%s; metrics in %s", decision.reason, run_dir / "metrics.json")
     if not decision.passed:
-        finish(settings, run_dir, metrics)
         raise GateFailedError(f"{decision.reason}; report: {run_dir / 'report.html'}")
     return {"metrics": str(run_dir / "metrics.json"), "accuracy": decision.accuracy}
-
-
-def history(settings: Settings) -> list[dict[str, Any]]:
-    """One line per finished run, oldest first (``runs/history.jsonl``)."""
-    path = settings.runs_dir / "history.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def finish(settings: Settings, run_dir: Path, metrics: dict[str, Any]) -> Path:
-    """Append the run to the history and write its report; return the report's path."""
-    from imgclf.report import render
-
-    entry = {
-        "run_id": metrics["run_id"],
-        "time": time.time(),
-        "accuracy": metrics["accuracy"],
-        "candidate": metrics["candidate"],
-        "passed_gate": metrics["passed_gate"],
-        "promoted_version": metrics.get("promoted_version"),
-        "model": metrics["model"],
-        "fingerprint": (metrics.get("dataset") or {}).get("fingerprint"),
-    }
-    settings.runs_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.runs_dir / "history.jsonl", "a") as fh:  # one short line: one write
-        fh.write(json.dumps(entry, sort_keys=True) + "\n")
-    report = run_dir / "report.html"
-    tmp = report.with_suffix(".html.tmp")
-    tmp.write_text(render(metrics, history(settings)))
-    os.replace(tmp, report)
-    log.info("report: %s", report)
-    return report
-
-
-def code_version() -> str:
-    """The package version and, in a git checkout, the commit."""
-    from imgclf import __version__
-
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
-        commit = out.stdout.strip() if out.returncode == 0 else ""
-    except OSError:
-        commit = ""
-    return f"{__version__}+{commit}" if commit else __version__
 
 
 def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str, Any]:
@@ -286,10 +196,10 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
     Either way the decision lands in ``metrics.json``, the history and the report.
     """
     run_dir = settings.run_dir(run_id)
-    metrics = _read(run_dir / "metrics.json")
+    metrics = read_json(run_dir / "metrics.json")
     if metrics is None or not metrics.get("passed_gate"):
         raise RuntimeError(f"run {run_id} has no passing metrics.json: nothing to promote")
-    comparison = _read(run_dir / "challenge.json")
+    comparison = read_json(run_dir / "challenge.json")
     decision = gates.challenge(metrics["accuracy"], comparison, max_regression)
     metrics["champion_comparison"] = {
         **(comparison or {}),
@@ -309,7 +219,7 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
             "featurizer": metrics["featurizer"],
             "dataset": metrics.get("dataset", {}),
             "params": metrics["params"],
-            "code_version": code_version(),
+            "code_version": runs.code_version(),
             "metrics_path": str(run_dir / "metrics.json"),
         }
         extra = {
@@ -320,7 +230,7 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
         registry.set_champion(version, reason=f"run {run_id}: {decision.reason}")
     metrics["promoted_version"] = version
     atomic_write_json(run_dir / "metrics.json", metrics)
-    report = finish(settings, run_dir, metrics)
+    report = run_dir / "report.html"  # written by the run's last task (runs.record)
     summary = (
         f"{decision.reason}"
         + (

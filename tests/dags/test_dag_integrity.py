@@ -19,7 +19,9 @@ EXPECTED = {
     "gate": {"challenge"},
     "challenge": {"promote"},
     "promote": set(),
+    "record": set(),
 }
+WORK = set(EXPECTED) - {"record"}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,12 @@ def dag():
 
 
 def test_structure_is_exact(dag):
-    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == EXPECTED
+    work = {t.task_id: set(t.downstream_task_ids) - {"record"} for t in dag.tasks}
+    assert work == EXPECTED
+    record = dag.get_task("record")  # the run record: last, whatever the outcome
+    assert record.is_teardown and record.trigger_rule == "all_done_setup_success"
+    assert set(record.upstream_task_ids) == WORK - {"record"}
+    assert not record.on_failure_fail_dagrun  # the run's state stays that of the work
     assert dag.get_task("gate").trigger_rule == "none_failed_min_one_success"
     assert type(dag.get_task("train")).__name__ == "SparkSubmitOperator"
     assert type(dag.get_task("tune")).__name__ == "SparkSubmitOperator"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
 
-from imgclf.cli import _classes, _github_from_env, build_parser, main
+from imgclf.cli import _classes, build_parser, main
+from imgclf.github import endpoint_from_env
 from imgclf.testing.github_stub import GitHubStub
 from tests.fixtures_images import make_images
 
@@ -56,11 +58,11 @@ def test_connection_from_airflow_env_json_and_uri(monkeypatch):
         "AIRFLOW_CONN_GITHUB_DEFAULT",
         json.dumps({"conn_type": "http", "host": "http://127.0.0.1:9", "password": "tok"}),
     )
-    assert _github_from_env() == ("http://127.0.0.1:9", "tok")
+    assert endpoint_from_env(dict(os.environ)) == ("http://127.0.0.1:9", "tok")
     monkeypatch.setenv("AIRFLOW_CONN_GITHUB_DEFAULT", "https://:tok2@ghe.example.com/api/v3")
-    assert _github_from_env() == ("https://ghe.example.com/api/v3", "tok2")
+    assert endpoint_from_env(dict(os.environ)) == ("https://ghe.example.com/api/v3", "tok2")
     monkeypatch.delenv("AIRFLOW_CONN_GITHUB_DEFAULT")
-    assert _github_from_env() == ("https://api.github.com", None)
+    assert endpoint_from_env(dict(os.environ)) == ("https://api.github.com", None)
 
 
 def test_model_files_given_relative_become_absolute_names_stay(tmp_path, monkeypatch):

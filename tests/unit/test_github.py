@@ -119,3 +119,24 @@ def test_a_listing_entry_with_another_folders_path_is_refused(tmp_path):
             client._entry(wrong, "o/r", "main", "data/messi", "messi")
         assert client._entry(entries[0], "o/r", "main", "data/messi", "messi").name == "a.jpg"
     assert issubclass(UntrustedListingError, Exception)
+
+
+@pytest.mark.parametrize(
+    ("conn", "url"),
+    [
+        ({}, "https://api.github.com"),
+        ({"conn_type": "http", "host": "http://127.0.0.1:9"}, "http://127.0.0.1:9"),
+        ({"conn_type": "http", "host": "127.0.0.1", "schema": "http", "port": 9},
+         "http://127.0.0.1:9"),
+        ({"conn_type": "https", "host": "ghe.example.com", "schema": "api/v3"},
+         "https://ghe.example.com/api/v3"),  # Airflow's reading of a URI connection
+        ({"conn_type": "http", "host": "api.github.com"}, "http://api.github.com"),
+    ],
+)  # fmt: skip
+def test_one_reading_of_the_github_connection(conn, url):
+    from types import SimpleNamespace
+
+    from imgclf.github import endpoint
+
+    fields = {"conn_type": None, "host": None, "schema": None, "port": None, "password": "t"}
+    assert endpoint(SimpleNamespace(**{**fields, **conn})) == (url, "t")

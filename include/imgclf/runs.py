@@ -1,0 +1,120 @@
+"""The run record: parameters pinned at the start, one history line and the report at the end.
+
+Written in two places only: ``save_params`` by the run's first task, and ``record`` by its last
+(an Airflow teardown, so it runs whatever the outcome: promoted, not promoted, failed at the
+gate or earlier). A failing task notes its reason (``record_failure``) for both to show.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from imgclf.config import PROJECT_ROOT, Settings
+from imgclf.files import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def save_params(settings: Settings, run_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate the run's parameters once and pin the normalised values for every later task
+    and job (``runs/<run>/params.json``); ``ValueError`` lists every problem."""
+    from imgclf.params import validate
+
+    checked = validate(params)
+    atomic_write_json(settings.params_path(run_id), checked)
+    return checked
+
+
+def load_params(settings: Settings, run_id: str) -> dict[str, Any]:
+    """The run's normalised parameters, as ``save_params`` pinned them."""
+    params = read_json(settings.params_path(run_id))
+    if params is None:
+        raise FileNotFoundError(
+            f"{settings.params_path(run_id)} is missing: the validate_params task writes it first"
+        )
+    return params
+
+
+def record_failure(settings: Settings, run_id: str, task_id: str, error: BaseException) -> Path:
+    """Note why a run failed (``runs/<run>/failure.json``): for the record, ``imgclf summary``."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    path = settings.run_dir(run_id) / "failure.json"
+    atomic_write_json(path, {"run_id": run_id, "task": task_id, "error": message[:2000]})
+    return path
+
+
+def history(settings: Settings) -> list[dict[str, Any]]:
+    """One line per run that ended, oldest first (``runs/history.jsonl``)."""
+    path = settings.runs_dir / "history.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def last_fingerprint(settings: Settings) -> tuple[str | None, str | None]:
+    """``(fingerprint, run_id)`` of the dataset the newest run that got one ran on."""
+    for entry in reversed(history(settings)):
+        if entry.get("fingerprint"):
+            return entry["fingerprint"], entry.get("run_id")
+    return None, None
+
+
+def record(settings: Settings, run_id: str) -> dict[str, Any]:
+    """End the run's record: one history line (once, however often this runs) and, when the
+    run got as far as metrics, its report. Returns what was written."""
+    run_dir = settings.run_dir(run_id)
+    metrics = read_json(run_dir / "metrics.json")
+    failure = read_json(run_dir / "failure.json")
+    manifest = read_json(settings.manifest_copy(run_id)) or {}
+    entry = {
+        "run_id": run_id,
+        "time": time.time(),
+        "fingerprint": manifest.get("fingerprint"),
+        "passed_gate": bool(metrics and metrics.get("passed_gate")),
+        "accuracy": metrics.get("accuracy") if metrics else None,
+        "candidate": metrics.get("candidate") if metrics else None,
+        "promoted_version": metrics.get("promoted_version") if metrics else None,
+        "model": (metrics or load_params_or_empty(settings, run_id)).get("model"),
+        "failed_at": failure["task"] if failure else None,
+    }
+    if not any(e.get("run_id") == run_id for e in history(settings)):
+        settings.runs_dir.mkdir(parents=True, exist_ok=True)
+        with open(settings.runs_dir / "history.jsonl", "a") as fh:  # one short line: one write
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+    out: dict[str, Any] = {"history": str(settings.runs_dir / "history.jsonl")}
+    if metrics is not None:
+        from imgclf.report import render
+
+        report = run_dir / "report.html"
+        atomic_write_text(report, render(metrics, history(settings)))
+        log.info("report: %s", report)
+        out["report"] = str(report)
+    return out
+
+
+def load_params_or_empty(settings: Settings, run_id: str) -> dict[str, Any]:
+    return read_json(settings.params_path(run_id)) or {}
+
+
+def code_version() -> str:
+    """The package version and, in a git checkout, the commit."""
+    from imgclf import __version__
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        commit = out.stdout.strip() if out.returncode == 0 else ""
+    except OSError:
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__

@@ -1,0 +1,76 @@
+"""The run record (params pinned first, one history line and the report last) and the data
+watcher's comparison with the newest run, not the champion."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from imgclf import runs, tasks
+from imgclf.config import Settings
+from imgclf.files import atomic_write_json
+from imgclf.testing.github_stub import GitHubStub
+
+from .test_report import _metrics
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return dataclasses.replace(Settings.from_env(), home=tmp_path / "home")
+
+
+def test_params_are_validated_once_and_pinned_normalised(settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(ValueError, match="min_accuracy=2"):
+        runs.save_params(settings, "r1", {"min_accuracy": 2})
+    assert not settings.params_path("r1").exists()
+    with pytest.raises(FileNotFoundError, match="validate_params"):
+        runs.load_params(settings, "r1")
+    pinned = runs.save_params(settings, "r1", {"model": "dlib-face", "seed": 3})
+    assert runs.load_params(settings, "r1") == pinned
+    assert pinned["seed"] == 3 and pinned["cv_folds"] == 3  # defaults filled in
+
+
+def test_record_writes_one_history_line_and_the_report_however_often_it_runs(settings, tmp_path):
+    run_dir = settings.run_dir("manual__1")
+    atomic_write_json(run_dir / "metrics.json", _metrics(tmp_path))
+    atomic_write_json(settings.manifest_copy("manual__1"), {"fingerprint": "f1"})
+    first = runs.record(settings, "manual__1")
+    again = runs.record(settings, "manual__1")  # a retried teardown
+    assert first["report"] == again["report"] == str(run_dir / "report.html")
+    entries = runs.history(settings)
+    assert len(entries) == 1
+    assert entries[0]["fingerprint"] == "f1" and entries[0]["promoted_version"] == "v0002"
+    assert "<html" in (run_dir / "report.html").read_text().lower()
+
+
+def test_a_run_that_failed_early_is_recorded_with_where_and_no_report(settings):
+    runs.record_failure(settings, "r2", "download", RuntimeError("cannot reach\nthe host"))
+    out = runs.record(settings, "r2")
+    assert "report" not in out
+    (entry,) = runs.history(settings)
+    assert entry["failed_at"] == "download" and entry["passed_gate"] is False
+    failure = json.loads((settings.run_dir("r2") / "failure.json").read_text())
+    assert failure["error"] == "cannot reach the host"  # one line
+
+
+def test_the_watcher_compares_with_the_newest_run_not_the_champion(settings, tmp_path):
+    root = tmp_path / "remote"
+    for label in ("messi", "ronaldo"):
+        (root / label).mkdir(parents=True)
+        (root / label / "a.jpg").write_bytes(label.encode() * 10)
+    params = {"repo": "o/r", "ref": "main",
+              "classes": {"messi": "data/messi", "ronaldo": "data/ronaldo"}}  # fmt: skip
+    with GitHubStub(root, repo="o/r", ref="main", prefix="data") as stub:
+        first = tasks.dataset_changed(settings, params, stub.url, None)
+        assert first["changed"] and first["last_run"] is None  # nothing ever ran
+        # a run on that data that failed the gate (so no champion): the data is not new
+        atomic_write_json(settings.manifest_copy("r1"), {"fingerprint": first["fingerprint"]})
+        runs.record_failure(settings, "r1", "gate", RuntimeError("below min_accuracy"))
+        runs.record(settings, "r1")
+        again = tasks.dataset_changed(settings, params, stub.url, None)
+        assert not again["changed"] and again["last_run"] == "r1"
+        (root / "ronaldo" / "b.jpg").write_bytes(b"new" * 10)
+        assert tasks.dataset_changed(settings, params, stub.url, None)["changed"]
