@@ -85,30 +85,6 @@ def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
 
 
 @pytest.mark.shared
-def test_clearly_worse_run_succeeds_but_promotes_nothing(
-    first_run, monkeypatch, football_stub, lite0, real_home
-):
-    state, m = run_dag(monkeypatch, real_home, football_stub.url, {
-        # L1 at this strength zeroes every coefficient: one class for every image. (Pure L2,
-        # reg_param=100 alone, still ranks by the class-mean direction and scored 0.875.)
-        "model": str(lite0), "reg_param": 100, "elastic_net_param": 1.0,
-        "target_accuracy": 0.0, "min_accuracy": 0.0,
-    })  # fmt: skip
-    assert state == "success"
-    assert m["tuned"] is None and m["candidate"] == "baseline"
-    assert m["accuracy"] == 0.5  # 12 of 24: a constant prediction
-    assert m["featurized_images"] == 0  # same images, same featurizer: nothing re-run
-    comparison = m["champion_comparison"]
-    assert comparison["champion"] == "v0001" and comparison["reused_features"] is True
-    assert comparison["champion_accuracy"] == first_run[1]["accuracy"]  # same 24 images
-    assert comparison["promoted"] is False and "not promoted" in comparison["decision"]
-    assert m["promoted_version"] is None
-    assert Registry(real_home / "models").versions() == ["v0001"]
-    assert Registry(real_home / "models").champion() == "v0001"
-    assert "not promoted" in (run_dir(real_home, m["run_id"]) / "report.html").read_text()
-
-
-@pytest.mark.shared
 def test_gate_fails_the_run_below_min_accuracy_and_promotes_nothing(
     first_run, monkeypatch, football_stub, lite0, real_home
 ):
@@ -160,18 +136,6 @@ def test_face_identity_features_reach_100_percent(airflow_db, monkeypatch, footb
     assert [Path(p).name for p in m["no_face_images"]] == ["messi20.jpeg"]  # listed, still right
 
 
-@pytest.mark.shared
-def test_face_with_a_cnn_alongside_runs_end_to_end(
-    airflow_db, monkeypatch, football_stub, lite0, tmp_path
-):
-    conf = {"model": f"dlib-face+{lite0}", "target_accuracy": 0.0}  # no tuning: one stage
-    state, m = run_dag(monkeypatch, tmp_path / "home", football_stub.url, conf)
-    assert state == "success"
-    assert m["featurizer"].startswith("dlib-face-v1_with_file-") and m["featurized_images"] == 60
-    assert [Path(p).name for p in m["no_face_images"]] == ["messi20.jpeg"]
-    assert m["accuracy"] >= 0.8 and m["tuned"] is None
-
-
 def _asset_counts():
     from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
     from airflow.utils.session import create_session
@@ -194,9 +158,9 @@ def _asset_counts():
 
 
 def test_synthetic_lifecycle_without_shared(airflow_db, monkeypatch, tmp_path):
-    """Own images and model: two runs (the equal challenger is promoted), the data watcher
-    (unchanged: nothing; a new image: an Asset event that queues football_classifier), and
-    batch prediction that lists an unreadable file."""
+    """Own images and model: a run (tuned, promoted, recorded), the data watcher (unchanged:
+    nothing; a new image: an Asset event that queues football_classifier), and the prediction
+    DAG listing an unreadable file. The jobs' logic is proven in-session (tests/spark)."""
     remote = make_images(tmp_path / "remote", per_class=8)
     model = make_tiny_model(tmp_path / "tiny.keras")
     home = tmp_path / "home"
@@ -212,13 +176,8 @@ def test_synthetic_lifecycle_without_shared(airflow_db, monkeypatch, tmp_path):
         assert m["featurized_images"] == 16
         assert (m["n_train"], m["n_test"]) == (12, 4)
         assert m["tuned"] is not None and m["promoted_version"] == "v0001"
-        state, m2 = run_dag(monkeypatch, home, stub.url, conf)
-        assert state == "success"
-        assert m2["featurized_images"] == 0
-        assert m2["champion_comparison"]["champion"] == "v0001"
-        assert m2["accuracy"] == m2["champion_comparison"]["champion_accuracy"]
-        assert m2["promoted_version"] == "v0002"  # not worse: promoted
-        assert Registry(home / "models").champion() == "v0002"
+        assert Registry(home / "models").champion() == "v0001"
+        assert (run_dir(home, m["run_id"]) / "report.html").is_file()  # the teardown's
 
         watch_params = {"repo": "acme/pics", "ref": "main", "classes": conf["classes"]}
         events, _ = _asset_counts()
@@ -240,12 +199,6 @@ def test_synthetic_lifecycle_without_shared(airflow_db, monkeypatch, tmp_path):
     folder = tmp_path / "to_score"
     shutil.copytree(remote / "red", folder / "any")
     (folder / "any" / "broken.jpg").write_bytes(b"not an image")
-    proc = imgclf("predict", "--images", str(folder), "--out", str(tmp_path / "p.csv"), home=home)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    rows = {Path(r["path"]).name: r for r in csv.DictReader((tmp_path / "p.csv").open())}
-    assert len(rows) == 10
-    assert rows["broken.jpg"]["predicted_label"] == "" and rows["broken.jpg"]["error"]
-    assert sum(r["predicted_label"] == "red" for r in rows.values()) >= 7
 
     # the same through the manually triggered prediction DAG
     monkeypatch.setenv("IMGCLF_HOME", str(home))
@@ -255,8 +208,9 @@ def test_synthetic_lifecycle_without_shared(airflow_db, monkeypatch, tmp_path):
     )
     assert str(dr.state) == "success"
     dag_rows = {Path(r["path"]).name: r for r in csv.DictReader(out.open())}
-    assert set(dag_rows) == set(rows)
+    assert len(dag_rows) == 10
     assert dag_rows["broken.jpg"]["error"] and not dag_rows["broken.jpg"]["predicted_label"]
+    assert sum(r["predicted_label"] == "red" for r in dag_rows.values()) >= 7
     dr = load_dag("football_classifier_predict").test(
         run_conf={"images_dir": str(folder), "version": "v0042"}
     )

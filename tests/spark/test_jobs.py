@@ -1,0 +1,101 @@
+"""The run's Spark jobs in-session (train, tune, challenge): the logic the DAG tests need not
+re-prove. One local session, a tiny real Keras model, images made here; the data root and the
+pinned params are exactly what the DAG's tasks leave for the jobs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from imgclf import runs, tasks
+from imgclf.config import Settings
+from imgclf.files import atomic_write_json
+from imgclf.registry import Registry
+from spark_tasks import challenge, train, tune
+from spark_tasks.job import JobContext, context
+from tests.fixtures_images import make_images
+
+pytestmark = pytest.mark.spark
+
+CLASSES = {"red": "data/red", "blue": "data/blue"}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, tiny_model):
+    """A data root with 8+8 images in raw/ and their manifest, as the download leaves it."""
+    home = tmp_path_factory.mktemp("home")
+    raw = make_images(home / "raw", per_class=8)
+    files = [{"path": f"{p.parent.name}/{p.name}"} for p in sorted(raw.glob("*/*"))]
+    atomic_write_json(raw / "manifest.json", {"files": files, "fingerprint": "f"})
+    return home
+
+
+def start(home, run_id: str, tiny_model, **params) -> JobContext:
+    settings = dataclasses.replace(Settings.from_env(), home=home)
+    conf = {
+        "model": str(tiny_model), "classes": CLASSES, "min_images_per_class": 8,
+        "test_fraction": 0.25, "cv_folds": 2, "min_accuracy": 0.5,
+        "tune_grid": {"reg_param": [0.0, 0.5], "elastic_net_param": [0.0, 1.0], "max_iter": [20]},
+        **params,
+    }  # fmt: skip
+    runs.save_params(settings, run_id, conf)
+    manifest = settings.manifest_copy(run_id)
+    manifest.write_bytes((settings.raw_dir / "manifest.json").read_bytes())
+    return context(run_id, home)
+
+
+def test_train_featurizes_each_image_once_per_featurizer_and_fits(spark, home, tiny_model):
+    ctx = start(home, "r1", tiny_model)
+    m = train.run(ctx, spark)
+    assert m["featurized_images"] == 16 and (m["n_train"], m["n_test"]) == (12, 4)
+    assert m["params"] == {"maxIter": 30, "regParam": 0.0, "elasticNetParam": 0.0}
+    assert m["accuracy"] >= 0.75  # red vs blue: better than chance even for a tiny random CNN
+    assert json.loads((ctx.run_dir / "baseline.json").read_text())["model"] == str(tiny_model)
+    assert (ctx.run_dir / "baseline" / "model" / "metadata").is_dir()
+    again = train.run(start(home, "r2", tiny_model, seed=5), spark)
+    assert again["featurized_images"] == 0  # the store had them: the CNN does not run again
+    assert again["featurizer"] == m["featurizer"]
+    assert {p["path"] for p in again["predictions"]} != {p["path"] for p in m["predictions"]}
+
+
+def test_tune_reuses_features_and_picks_deterministically(spark, home, tiny_model):
+    ctx = start(home, "r3", tiny_model)
+    train.run(ctx, spark)
+    first = tune.run(ctx, spark)
+    assert first["featurized_images"] == 0 and len(first["cv"]["grid"]) == 4
+    assert first["cv"]["folds"] == 2 and first["cv"]["metric"] == "accuracy"
+    best = first["cv"]["best_mean"]
+    assert best == max(g["mean"] for g in first["cv"]["grid"])
+    assert tune.run(ctx, spark)["params"] == first["params"]  # same seed, data: same choice
+
+
+def test_challenge_scores_the_champion_on_the_same_test_images(spark, home, tiny_model):
+    ctx = start(home, "r4", tiny_model)
+    first = train.run(ctx, spark)
+    tasks.gate(ctx.settings, "r4", ctx.params, {"fingerprint": "f"})
+    assert challenge.run(ctx, spark) == {"champion": None, "candidate_accuracy": first["accuracy"]}
+    assert tasks.promote(ctx.settings, "r4", 0.0)["version"] == "v0001"
+
+    worse = start(home, "r5", tiny_model, reg_param=100, elastic_net_param=1.0, min_accuracy=0)
+    m = train.run(worse, spark)
+    assert m["accuracy"] == 0.5  # every coefficient zero: one class for all
+    tasks.gate(worse.settings, "r5", worse.params, {"fingerprint": "f"})
+    out = challenge.run(worse, spark)
+    assert out["comparable"] and out["reused_features"]  # same featurizer: stored features
+    assert out["champion_accuracy"] == first["accuracy"] and out["n_test"] == 4
+    decision = tasks.promote(worse.settings, "r5", 0.0)
+    assert decision["version"] is None
+    assert Registry(worse.settings.models_dir).champion() == "v0001"
+
+
+def test_every_featurizer_identity_is_a_feature_store_folder(tiny_model, tmp_path):
+    """dlib-face+<CNN> once made a '+' identity that the store refused, mid-run."""
+    from imgclf.models import model_identity
+    from spark_tasks.common import FeatureStore
+
+    for model in ("InceptionV3", "dlib-face", f"dlib-face+{tiny_model}", str(tiny_model)):
+        for pooling in ("avg", "max", "flatten"):
+            identity = model_identity(model, pooling)
+            assert FeatureStore(None, tmp_path, identity).path.name == identity
