@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from pyspark.ml import Pipeline, PipelineModel, Transformer
@@ -25,7 +25,11 @@ from pyspark.sql import functions as F
 from imgclf.config import Settings
 from imgclf.github import IMAGE_EXTENSIONS
 from imgclf.metrics import classification_report
+from imgclf.models import ModelSpec
 from imgclf.split import stratified_split
+
+if TYPE_CHECKING:
+    from spark_tasks.featurizer import DeepImageFeaturizer
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +154,7 @@ class FeatureStore:
         return self.spark.read.parquet(str(self.path)).dropDuplicates(["sha256"])
 
     def featurize_missing(
-        self, images: DataFrame, featurizer: Transformer, staging: Path
+        self, images: DataFrame, featurizer: DeepImageFeaturizer, staging: Path
     ) -> FeaturizeResult:
         """Run the CNN on images whose content is not in the store yet; append their features.
 
@@ -164,10 +168,9 @@ class FeatureStore:
         n_todo = todo.count()  # reads no pixels through the CNN
         if n_todo == 0:
             return FeaturizeResult(0, [])
-        batch = featurizer.getOrDefault("batchSize")
-        parts = featurize_partitions(self.spark, n_todo, batch)
-        keep = featurizer.copy({featurizer.getParam("handleInvalid"): "keep"})
-        err_col = keep.getOrDefault("errorCol")
+        parts = featurize_partitions(self.spark, n_todo, featurizer.getBatchSize())
+        keep = featurizer.copy().setHandleInvalid("keep")
+        err_col = keep.getErrorCol()
         out_col = keep.getOutputCol()
         (
             keep.transform(todo.repartition(parts, "sha256"))
@@ -249,14 +252,13 @@ def evaluate(model: Transformer, test: DataFrame, labels: list[str]) -> dict[str
     return report
 
 
-def no_face_paths(dataset: DataFrame, model: str) -> list[str] | None:
+def no_face_paths(dataset: DataFrame, model: str | ModelSpec) -> list[str] | None:
     """For a dlib-face model, the images where no face was found (None for other models)."""
     from pyspark.ml.functions import vector_to_array
 
-    from imgclf.models import FACE_MODELS, split_face_model
     from spark_tasks.face import FACE_FOUND
 
-    if split_face_model(model)[0] not in FACE_MODELS:
+    if not (model if isinstance(model, ModelSpec) else ModelSpec.parse(model)).is_face:
         return None
     found = vector_to_array(F.col("features"))[FACE_FOUND]
     return sorted(r["path"] for r in dataset.filter(found == 0.0).select("path").collect())

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     from pyspark.ml.classification import LogisticRegression
     from pyspark.sql import functions as F
 
-    from imgclf.models import FACE_MODELS, split_face_model
+    from imgclf.models import ModelSpec
     from imgclf.split import seeded_subset
     from spark_tasks import common
     from spark_tasks.face import FACE_FOUND
@@ -70,14 +70,15 @@ def run(args: argparse.Namespace, spark=None) -> dict:
 
     if args.splits < 1:
         raise ValueError(f"--splits {args.splits} must be >= 1")
-    is_face = split_face_model(args.model)[0] in FACE_MODELS
+    is_face = ModelSpec.parse(args.model).is_face
     if args.miss_faces and not is_face:
         raise ValueError(f"--miss-faces applies to dlib-face models, not {args.model!r}")
     if not 0.0 <= args.miss_faces <= 1.0:
         raise ValueError(f"--miss-faces {args.miss_faces} must be between 0 and 1")
     spark = spark or common.spark_session("imgclf-evaluate")
     featurizer = make_featurizer(args.model, "avg", "none", args.batch_size)
-    featurizer.set(featurizer.handleInvalid, "keep")
+    featurizer.setHandleInvalid("keep")
+    err_col = featurizer.getErrorCol()
     images = common.read_images_dir(spark, args.images)
     n = images.count()
     started = time.time()
@@ -85,11 +86,9 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     featurized = featurizer.transform(images.repartition(parts)).persist(
         StorageLevel.MEMORY_AND_DISK
     )
-    failed = [r["path"] for r in featurized.filter(F.col("featurizer_error") != "").collect()]
+    failed = [r["path"] for r in featurized.filter(F.col(err_col) != "").collect()]
     seconds = time.time() - started
-    data = featurized.filter(F.col("featurizer_error") == "").select(
-        "path", "label", "sha256", "features"
-    )
+    data = featurized.filter(F.col(err_col) == "").select("path", "label", "sha256", "features")
     everything = data.collect()
     data = spark.createDataFrame(everything, data.schema).cache()  # detach from the CNN
     featurized.unpersist()

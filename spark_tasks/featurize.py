@@ -42,7 +42,7 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     started = time.time()
     spark = spark or common.spark_session("imgclf-featurize")
     featurizer = make_featurizer(args.model, args.pooling, args.preprocessing, args.batch_size)
-    featurizer.set(featurizer.handleInvalid, "keep")
+    featurizer.setHandleInvalid("keep")
     images = common.read_images_dir(spark, args.images)
     n = images.count()
     if n == 0:
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, spark=None) -> dict:
             F.when(F.col("features").isNotNull(), vector_to_array("features", "float32")).alias(
                 "features"
             ),
-            F.col("featurizer_error").alias("error"),
+            F.col(featurizer.getErrorCol()).alias("error"),
         )
         .write.mode("overwrite")
         .parquet(str(staging))

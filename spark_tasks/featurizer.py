@@ -26,7 +26,7 @@ from pyspark import keyword_only
 from pyspark.ml import Transformer
 from pyspark.ml.functions import array_to_vector, predict_batch_udf
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasInputCol, HasOutputCol
+from pyspark.ml.param.shared import HasHandleInvalid, HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -35,16 +35,14 @@ from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, Str
 from imgclf.models import (
     APPLICATIONS,
     FACE_MODELS,
-    FALLBACK_SEP,
     POOLINGS,
     PREPROCESSINGS,
     RESIZE_MODES,
-    check_model,
-    model_identity,
-    split_face_model,
+    ModelSpec,
 )
 
 HANDLE_INVALID = ("skip", "keep", "error")
+ERROR_COL = "featurizer_error"  # errorCol's default
 
 
 # Models loaded in this Python worker, by (model, pooling, preprocessing). predict_batch_udf's own
@@ -108,13 +106,15 @@ def cached_model(model: str, pooling: str, preprocessing: str):
 
 
 def make_predict_fn(
-    model: str, pooling: str, preprocessing: str, resize: str
+    model: ModelSpec | str, pooling: str, preprocessing: str, resize: str
 ):  # -> Callable[[], Callable[[np.ndarray], dict]]
     """``make_predict_fn`` for ``predict_batch_udf``: the model is loaded once per worker."""
 
-    face, fallback = split_face_model(model)
-    if face in FACE_MODELS:
+    spec = model if isinstance(model, ModelSpec) else ModelSpec.parse(model)
+    if spec.is_face:
+        fallback = str(spec.fallback) if spec.fallback is not None else None
         return make_face_predict_fn(fallback, pooling, preprocessing, resize)
+    model = str(spec)  # what the workers get: a plain string
 
     def make():
         import numpy as np
@@ -190,7 +190,12 @@ def make_face_predict_fn(
 
 
 class DeepImageFeaturizer(
-    Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable
+    Transformer,
+    HasInputCol,
+    HasOutputCol,
+    HasHandleInvalid,
+    DefaultParamsReadable,
+    DefaultParamsWritable,
 ):
     """Features of a pretrained CNN for each encoded image in ``inputCol``, as an ML vector."""
 
@@ -231,12 +236,6 @@ class DeepImageFeaturizer(
         "images per model call (bounds memory per Python worker)",
         typeConverter=TypeConverters.toInt,
     )
-    handleInvalid = Param(
-        Params._dummy(),
-        "handleInvalid",
-        f"undecodable images: one of {HANDLE_INVALID}",
-        typeConverter=TypeConverters.toString,
-    )
     fallbackModel = Param(
         Params._dummy(),
         "fallbackModel",
@@ -265,7 +264,7 @@ class DeepImageFeaturizer(
         resize: str = "stretch",
         batchSize: int = 32,
         handleInvalid: str = "skip",
-        errorCol: str = "featurizer_error",
+        errorCol: str = ERROR_COL,
     ):
         super().__init__()
         self._setDefault(
@@ -276,7 +275,7 @@ class DeepImageFeaturizer(
             resize="stretch",
             batchSize=32,
             handleInvalid="skip",
-            errorCol="featurizer_error",
+            errorCol=ERROR_COL,
         )
         self.setParams(**self._input_kwargs)
 
@@ -294,80 +293,138 @@ class DeepImageFeaturizer(
         resize: str = "stretch",
         batchSize: int = 32,
         handleInvalid: str = "skip",
-        errorCol: str = "featurizer_error",
+        errorCol: str = ERROR_COL,
     ) -> DeepImageFeaturizer:
         kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
         self._set(**kwargs)
         self.validate()
         return self
 
-    # --- helpers --------------------------------------------------------------------------
-    def model(self) -> str:
-        """The model this featurizer runs: the file path if set, else the application name."""
-        if self.isDefined(self.modelPath) and self.getOrDefault(self.modelPath):
-            return self.getOrDefault(self.modelPath)
-        if self.isDefined(self.modelName) and self.getOrDefault(self.modelName):
-            name = self.getOrDefault(self.modelName)
-            fallback = self._fallback()
-            return f"{name}{FALLBACK_SEP}{fallback}" if fallback else name
-        raise ValueError("DeepImageFeaturizer needs modelName or modelPath")
+    # --- getters and setters (pyspark.ml style) -----------------------------------------
+    # modelName, modelPath and fallbackModel have no default: their getters give None if unset.
+    # Setters of the choice params check the value at once; validate() checks the whole.
+    def setInputCol(self, value: str) -> DeepImageFeaturizer:
+        return self._set(inputCol=value)
 
-    def _fallback(self) -> str | None:
+    def setOutputCol(self, value: str) -> DeepImageFeaturizer:
+        return self._set(outputCol=value)
+
+    def getModelName(self) -> str | None:
+        return self.getOrDefault(self.modelName) if self.isDefined(self.modelName) else None
+
+    def setModelName(self, value: str) -> DeepImageFeaturizer:
+        return self._set(modelName=value)
+
+    def getModelPath(self) -> str | None:
+        return self.getOrDefault(self.modelPath) if self.isDefined(self.modelPath) else None
+
+    def setModelPath(self, value: str) -> DeepImageFeaturizer:
+        return self._set(modelPath=value)
+
+    def getFallbackModel(self) -> str | None:
         if self.isDefined(self.fallbackModel):
-            return self.getOrDefault(self.fallbackModel) or None
+            return self.getOrDefault(self.fallbackModel)
         return None
 
-    def validate(self) -> None:
-        """Check every param (like sparkdl checked ``modelName``); raise ``ValueError``."""
-        name = self.getOrDefault(self.modelName) if self.isDefined(self.modelName) else None
-        path = self.getOrDefault(self.modelPath) if self.isDefined(self.modelPath) else None
-        if name and name not in APPLICATIONS and name not in FACE_MODELS:
-            raise ValueError(
-                f"modelName {name!r} is not supported; choose one of "
-                f"{sorted(APPLICATIONS) + list(FACE_MODELS)} or give a .keras file as modelPath"
-            )
-        if path:
-            check_model(path)
-        fallback = self._fallback()
+    def setFallbackModel(self, value: str) -> DeepImageFeaturizer:
+        return self._set(fallbackModel=value)
+
+    def getPreprocessing(self) -> str:
+        return self.getOrDefault(self.preprocessing)
+
+    def setPreprocessing(self, value: str) -> DeepImageFeaturizer:
+        return self._set(preprocessing=_choice("preprocessing", value, PREPROCESSINGS))
+
+    def getPooling(self) -> str:
+        return self.getOrDefault(self.pooling)
+
+    def setPooling(self, value: str) -> DeepImageFeaturizer:
+        return self._set(pooling=_choice("pooling", value, POOLINGS))
+
+    def getResize(self) -> str:
+        return self.getOrDefault(self.resize)
+
+    def setResize(self, value: str) -> DeepImageFeaturizer:
+        return self._set(resize=_choice("resize", value, RESIZE_MODES))
+
+    def getBatchSize(self) -> int:
+        return self.getOrDefault(self.batchSize)
+
+    def setBatchSize(self, value: int) -> DeepImageFeaturizer:
+        return self._set(batchSize=_batch_size(value))
+
+    # getHandleInvalid comes with HasHandleInvalid
+    def setHandleInvalid(self, value: str) -> DeepImageFeaturizer:
+        return self._set(handleInvalid=_choice("handleInvalid", value, HANDLE_INVALID))
+
+    def getErrorCol(self) -> str:
+        return self.getOrDefault(self.errorCol)
+
+    def setErrorCol(self, value: str) -> DeepImageFeaturizer:
+        return self._set(errorCol=value)
+
+    # --- helpers --------------------------------------------------------------------------
+    def modelSpec(self) -> ModelSpec:
+        """The model this featurizer runs: modelPath if set, else modelName (+ fallbackModel)."""
+        spec = self._model_spec()
+        if spec is None:
+            raise ValueError("DeepImageFeaturizer needs modelName or modelPath")
+        return spec
+
+    def model(self) -> str:
+        """The model this featurizer runs as a model string (``str(self.modelSpec())``)."""
+        return str(self.modelSpec())
+
+    def _model_spec(self) -> ModelSpec | None:
+        name, path, fallback = self.getModelName(), self.getModelPath(), self.getFallbackModel()
+        named = None
+        if name:
+            try:
+                named = ModelSpec.parse(name)
+            except ValueError:
+                named = None
+            if named is None or named.is_file or named.fallback is not None:
+                raise ValueError(
+                    f"modelName {name!r} is not supported; choose one of "
+                    f"{sorted(APPLICATIONS) + list(FACE_MODELS)} or give a .keras file as "
+                    "modelPath"
+                )
+        from_path = ModelSpec.parse(path) if path else None
         if fallback:
-            if name not in FACE_MODELS or path:
+            if named is None or not named.is_face or from_path is not None:
                 raise ValueError(
                     f"fallbackModel={fallback!r} only goes with modelName in {list(FACE_MODELS)}"
                 )
-            check_model(f"{name}{FALLBACK_SEP}{fallback}")
-        choices = {
-            "pooling": POOLINGS,
-            "resize": RESIZE_MODES,
-            "preprocessing": PREPROCESSINGS,
-            "handleInvalid": HANDLE_INVALID,
-        }
-        for pname, allowed in choices.items():
-            value = self.getOrDefault(getattr(self, pname))
-            if value not in allowed:
-                raise ValueError(f"{pname}={value!r} is not one of {allowed}")
-        if self.getOrDefault(self.batchSize) < 1:
-            raise ValueError(f"batchSize={self.getOrDefault(self.batchSize)} must be >= 1")
+            named = named.with_fallback(fallback)
+        return from_path or named
+
+    def validate(self) -> ModelSpec | None:
+        """Check every param (like sparkdl checked ``modelName``); raise ``ValueError``.
+
+        Returns the model spec, ``None`` while neither modelName nor modelPath is set.
+        """
+        spec = self._model_spec()
+        _choice("pooling", self.getPooling(), POOLINGS)
+        _choice("resize", self.getResize(), RESIZE_MODES)
+        _choice("preprocessing", self.getPreprocessing(), PREPROCESSINGS)
+        _choice("handleInvalid", self.getHandleInvalid(), HANDLE_INVALID)
+        _batch_size(self.getBatchSize())
+        return spec
 
     def identity(self) -> str:
-        """Key of the exact features this featurizer produces (see ``imgclf.models``)."""
-        return model_identity(
-            self.model(),
-            self.getOrDefault(self.pooling),
-            self.getOrDefault(self.preprocessing),
-            self.getOrDefault(self.resize),
+        """Key of the exact features this featurizer produces (``ModelSpec.identity``)."""
+        return self.modelSpec().identity(
+            self.getPooling(), self.getPreprocessing(), self.getResize()
         )
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         self.validate()
         in_col, out_col = self.getInputCol(), self.getOutputCol()
-        err_col = self.getOrDefault(self.errorCol)
-        handle = self.getOrDefault(self.handleInvalid)
+        err_col = self.getErrorCol()
+        handle = self.getHandleInvalid()
         udf = predict_batch_udf(
             make_predict_fn(
-                self.model(),
-                self.getOrDefault(self.pooling),
-                self.getOrDefault(self.preprocessing),
-                self.getOrDefault(self.resize),
+                self.modelSpec(), self.getPooling(), self.getPreprocessing(), self.getResize()
             ),
             return_type=StructType(
                 [
@@ -375,7 +432,7 @@ class DeepImageFeaturizer(
                     StructField("error", StringType()),
                 ]
             ),
-            batch_size=self.getOrDefault(self.batchSize),
+            batch_size=self.getBatchSize(),
         ).asNondeterministic()  # never duplicated by the optimizer: each image runs once
         tmp = f"__{out_col}_struct"
         df = dataset.withColumn(tmp, udf(F.col(in_col)))
@@ -393,3 +450,16 @@ class DeepImageFeaturizer(
                 err_col
             )
         return df
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not one of {allowed}")
+    return value
+
+
+def _batch_size(value: int) -> int:
+    value = TypeConverters.toInt(value)
+    if value < 1:
+        raise ValueError(f"batchSize={value} must be >= 1")
+    return value

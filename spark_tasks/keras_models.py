@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf.models import APPLICATIONS, POOLINGS, PREPROCESSINGS, check_model
+from imgclf.models import APPLICATIONS, POOLINGS, PREPROCESSINGS, ModelSpec
 
 
 @dataclass
@@ -64,10 +64,13 @@ def load(model: str, pooling: str = "avg", preprocessing: str = "none") -> Loade
     """The feature extractor for ``model`` (an application name or a ``.keras`` path)."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
-    model = check_model(model)
+    parsed = ModelSpec.parse(model)
+    if parsed.is_face:
+        raise ValueError(f"model {model!r} is a face model: spark_tasks.face loads it, not this")
+    model = parsed.name
     import keras
 
-    if model in APPLICATIONS:
+    if parsed.is_application:
         spec = APPLICATIONS[model]
         module = importlib.import_module(f"keras.applications.{spec.module}")
         # MobileNetV3Small/Large live on keras.applications only, not in their module

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     featurizer = model.stages[0]
     if not isinstance(featurizer, DeepImageFeaturizer):
         raise ValueError(f"{args.model_dir} does not start with a DeepImageFeaturizer")
-    featurizer.set(featurizer.handleInvalid, "keep")  # list unreadable files, do not fail
-    err_col = featurizer.getOrDefault("errorCol")
+    featurizer.setHandleInvalid("keep")  # list unreadable files, do not fail
+    err_col = featurizer.getErrorCol()
     images = common.read_images_dir(spark, args.images).drop("label")
     n = images.count()
     if n == 0:

@@ -20,19 +20,20 @@ BATCH_SIZE = 32
 
 
 def make_featurizer(model: str, pooling: str, preprocessing: str, batch_size: int):
-    from imgclf.models import APPLICATIONS, FACE_MODELS, split_face_model
+    from imgclf.models import ModelSpec
     from spark_tasks.featurizer import DeepImageFeaturizer
 
-    model, fallback = split_face_model(model)  # "dlib-face+<CNN>": the CNN goes alongside
-    kind = "modelName" if model in APPLICATIONS or model in FACE_MODELS else "modelPath"
+    spec = model if isinstance(model, ModelSpec) else ModelSpec.parse(model)
     return DeepImageFeaturizer(
         inputCol="content",
         outputCol="features",
+        modelName=None if spec.is_file else spec.name,
+        modelPath=spec.name if spec.is_file else None,
+        # "dlib-face+<CNN>": the CNN's features go alongside the face features
+        fallbackModel=str(spec.fallback) if spec.fallback is not None else None,
         pooling=pooling,
         preprocessing=preprocessing,
         batchSize=batch_size,
-        fallbackModel=fallback,
-        **{kind: model},
     )
 
 

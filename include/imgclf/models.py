@@ -223,54 +223,164 @@ def is_model_file(model: str) -> bool:
     return model.endswith(".keras") or "/" in model or model.startswith(".")
 
 
+MODEL_KINDS = ("application", "file", "face")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A ``model`` string, parsed once: the only place that knows its syntax.
+
+    ``kind`` is ``"application"`` (``name`` a ``keras.applications`` name from
+    ``APPLICATIONS``), ``"file"`` (``name`` the absolute path of a ``.keras`` file) or
+    ``"face"`` (``name`` one of ``FACE_MODELS``; ``fallback`` optionally the CNN whose features
+    of the whole image go alongside, written ``dlib-face+<CNN>``). ``str(spec)`` is the
+    canonical string and ``ModelSpec.parse(str(spec)) == spec``.
+    """
+
+    kind: str
+    name: str
+    fallback: ModelSpec | None = None
+
+    def __post_init__(self) -> None:
+        # structure only (no file access): parse() does the checks with the user-facing messages
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"model kind {self.kind!r} is not one of {MODEL_KINDS}")
+        if self.kind == "application" and self.name not in APPLICATIONS:
+            raise ValueError(f"{self.name!r} is not a keras.applications model")
+        if self.kind == "face" and self.name not in FACE_MODELS:
+            raise ValueError(f"{self.name!r} is not one of {FACE_MODELS}")
+        if self.kind == "file" and not (
+            Path(self.name).is_absolute() and self.name.endswith(".keras")
+        ):
+            raise ValueError(f"model file {self.name!r} must be an absolute path to a .keras file")
+        if self.fallback is not None and (self.kind != "face" or self.fallback.is_face):
+            raise ValueError(
+                f"only {list(FACE_MODELS)} take a fallback CNN, and it is no face model"
+            )
+
+    @classmethod
+    def parse(
+        cls, text: str, *, check_weights: bool = False, relative_to: str | Path | None = None
+    ) -> ModelSpec:
+        """Parse and check ``text``: an application name, a ``.keras`` file, ``dlib-face[+CNN]``.
+
+        A ``.keras`` path (``~`` expanded) must be absolute and a Keras 3 archive (checked from
+        the zip directory, without Keras); with ``relative_to`` a relative path is taken from
+        that folder instead (and resolved). With ``check_weights`` an application's ImageNet
+        weights must be in the Keras cache or fetchable (``require_weights``, a HEAD request);
+        this applies to the CNN of ``dlib-face+<CNN>`` too. Raises ``ValueError`` naming the
+        input and what is accepted.
+        """
+        model = (text or "").strip()
+        if not model:
+            raise ValueError("model is empty: give a Keras application name or a .keras file path")
+        if model in APPLICATIONS:
+            if check_weights:
+                require_weights(APPLICATIONS[model])  # looked up at call time: tests replace it
+            return cls("application", model)
+        if model in FACE_MODELS:
+            return cls("face", model)
+        face, fallback = split_face_model(model)
+        if fallback is not None:
+            return cls("face", face).with_fallback(
+                fallback, check_weights=check_weights, relative_to=relative_to
+            )
+        if is_model_file(model):
+            if relative_to is not None:
+                model = str((Path(relative_to) / Path(model).expanduser()).resolve())
+            path = Path(model).expanduser()
+            if not path.is_absolute():
+                raise ValueError(f"model file {model!r} must be an absolute path")
+            if path.suffix != ".keras":
+                raise ValueError(f"model file {model!r} must end in .keras (Keras 3 format)")
+            if not path.exists():
+                raise ValueError(f"model file {model!r} does not exist")
+            if not path.is_file():
+                raise ValueError(f"model file {model!r} is not a file")
+            check_keras_archive(path, model)
+            return cls("file", str(path))
+        close = [n for n in (*APPLICATIONS, *FACE_MODELS) if n.lower() == model.lower()]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"unknown model {model!r}{hint}: supported are "
+            f"{', '.join(sorted(APPLICATIONS) + list(FACE_MODELS))}, "
+            "an absolute path to a .keras file, or dlib-face+<one of those CNNs>"
+        )
+
+    def with_fallback(
+        self, text: str, *, check_weights: bool = False, relative_to: str | Path | None = None
+    ) -> ModelSpec:
+        """This face model with the CNN ``text`` (parsed and checked) alongside."""
+        shown = f"{self.name}{FALLBACK_SEP}{text}"
+        if not self.is_face:
+            raise ValueError(
+                f"model {shown!r}: only {list(FACE_MODELS)} take a fallback CNN, not {self.name!r}"
+            )
+        wrong = ValueError(f"model {shown!r}: after {self.name}+ give a CNN name or .keras file")
+        cnn = (text or "").strip()
+        if not cnn or cnn in FACE_MODELS or split_face_model(cnn)[1] is not None:
+            raise wrong
+        try:
+            spec = ModelSpec.parse(cnn, check_weights=check_weights, relative_to=relative_to)
+        except ValueError as exc:
+            raise ValueError(f"model {shown!r}: its fallback CNN: {exc}") from None
+        if spec.is_face:
+            raise wrong
+        return ModelSpec(self.kind, self.name, spec)
+
+    @property
+    def is_face(self) -> bool:
+        return self.kind == "face"
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == "file"
+
+    @property
+    def is_application(self) -> bool:
+        return self.kind == "application"
+
+    def __str__(self) -> str:
+        if self.fallback is not None:
+            return f"{self.name}{FALLBACK_SEP}{self.fallback}"
+        return self.name
+
+    def identity(
+        self, pooling: str = "avg", preprocessing: str = "none", resize: str = "stretch"
+    ) -> str:
+        """A stable key for "these exact features": model (name or file content), pooling, pixels.
+
+        Two runs with the same identity produce the same features for the same image, so
+        features stored under this key are reused instead of running the CNN again.
+        """
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize {resize!r} is not one of {RESIZE_MODES}")
+        if self.is_face:
+            # pooling and resizing do not apply to faces: they are found at full size
+            key = f"{self.name}-v1"
+            if self.fallback is not None:  # a folder name of the feature store: no "+"
+                key += f"_with_{self.fallback.identity(pooling, preprocessing, resize)}"
+            return key
+        if self.is_application:
+            base = self.name
+        else:
+            base = "file-" + file_sha256(self.name)[:16]
+            if preprocessing not in PREPROCESSINGS:
+                raise ValueError(f"preprocessing {preprocessing!r} is not one of {PREPROCESSINGS}")
+            if preprocessing != "none":
+                base += f"-{preprocessing}"
+        key = f"{base}-{pooling}"
+        return key if resize == "stretch" else f"{key}-{resize}"
+
+
 def check_model(model: str, *, check_weights: bool = False) -> str:
     """Return ``model``, normalised, if it names a usable application or ``.keras`` file.
 
-    A ``.keras`` path (``~`` expanded) must be absolute and a Keras 3 archive (checked from the
-    zip directory, without Keras). With ``check_weights`` an application's ImageNet weights must
-    be in the Keras cache or fetchable (``require_weights``, a HEAD request); this applies to the
-    CNN of ``dlib-face+<CNN>`` too. Raises ``ValueError`` naming the input and what is accepted.
+    ``str(ModelSpec.parse(model, check_weights=check_weights))``: see ``ModelSpec.parse``.
     """
-    model = (model or "").strip()
-    if not model:
-        raise ValueError("model is empty: give a Keras application name or a .keras file path")
-    if model in APPLICATIONS:
-        if check_weights:
-            require_weights(APPLICATIONS[model])  # looked up at call time: tests replace it
-        return model
-    if model in FACE_MODELS:
-        return model
-    face, fallback = split_face_model(model)
-    if fallback is not None:
-        if (
-            not fallback.strip()
-            or split_face_model(fallback)[1] is not None
-            or fallback in FACE_MODELS
-        ):
-            raise ValueError(f"model {model!r}: after {face}+ give a CNN name or .keras file")
-        try:
-            return f"{face}{FALLBACK_SEP}{check_model(fallback, check_weights=check_weights)}"
-        except ValueError as exc:
-            raise ValueError(f"model {model!r}: its fallback CNN: {exc}") from None
-    if is_model_file(model):
-        path = Path(model).expanduser()
-        if not path.is_absolute():
-            raise ValueError(f"model file {model!r} must be an absolute path")
-        if path.suffix != ".keras":
-            raise ValueError(f"model file {model!r} must end in .keras (Keras 3 format)")
-        if not path.exists():
-            raise ValueError(f"model file {model!r} does not exist")
-        if not path.is_file():
-            raise ValueError(f"model file {model!r} is not a file")
-        check_keras_archive(path, model)
-        return str(path)
-    close = [n for n in (*APPLICATIONS, *FACE_MODELS) if n.lower() == model.lower()]
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ValueError(
-        f"unknown model {model!r}{hint}: supported are "
-        f"{', '.join(sorted(APPLICATIONS) + list(FACE_MODELS))}, "
-        "an absolute path to a .keras file, or dlib-face+<one of those CNNs>"
-    )
+    return str(ModelSpec.parse(model, check_weights=check_weights))
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -282,30 +392,11 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def model_identity(
-    model: str, pooling: str = "avg", preprocessing: str = "none", resize: str = "stretch"
+    model: str | ModelSpec,
+    pooling: str = "avg",
+    preprocessing: str = "none",
+    resize: str = "stretch",
 ) -> str:
-    """A stable key for "these exact features": model (name or file content), pooling, pixels.
-
-    Two runs with the same identity produce the same features for the same image, so features
-    stored under this key are reused instead of running the CNN again.
-    """
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"resize {resize!r} is not one of {RESIZE_MODES}")
-    if model in FACE_MODELS:
-        return f"{model}-v1"  # pooling and resizing do not apply: faces are found at full size
-    face, fallback = split_face_model(model)
-    if fallback is not None:
-        # a folder name of the feature store: no "+"
-        return f"{face}-v1_with_{model_identity(fallback, pooling, preprocessing, resize)}"
-    if model in APPLICATIONS:
-        base = model
-    else:
-        base = "file-" + file_sha256(model)[:16]
-        if preprocessing not in PREPROCESSINGS:
-            raise ValueError(f"preprocessing {preprocessing!r} is not one of {PREPROCESSINGS}")
-        if preprocessing != "none":
-            base += f"-{preprocessing}"
-    key = f"{base}-{pooling}"
-    return key if resize == "stretch" else f"{key}-{resize}"
+    """``ModelSpec.identity`` of ``model`` (a model string is parsed and checked first)."""
+    spec = model if isinstance(model, ModelSpec) else ModelSpec.parse(model)
+    return spec.identity(pooling, preprocessing, resize)

@@ -151,15 +151,10 @@ def model_argument(value: str) -> str:
     the current folder (the jobs run elsewhere), then checked (``ArgumentTypeError``)."""
     from pathlib import Path
 
-    from imgclf.models import FALLBACK_SEP, is_model_file, split_face_model
+    from imgclf.models import ModelSpec
 
-    face, fallback = split_face_model(value)
-    if fallback is not None:
-        return f"{face}{FALLBACK_SEP}{model_argument(fallback)}"
-    if is_model_file(value):
-        value = str(Path(value).expanduser().resolve())
     try:
-        return check_model(value)
+        return str(ModelSpec.parse(value, relative_to=Path.cwd()))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

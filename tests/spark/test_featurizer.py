@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from imgclf.models import ModelSpec
 from spark_tasks.featurizer import DeepImageFeaturizer
 
 pytestmark = pytest.mark.spark
@@ -53,10 +55,117 @@ def test_params_are_validated_like_sparkdl():
     with pytest.raises(ValueError, match="batchSize=0"):
         DeepImageFeaturizer(modelName="VGG16", batchSize=0)
     f = DeepImageFeaturizer(modelName="InceptionV3")
-    assert (f.getInputCol(), f.getOutputCol(), f.getOrDefault("pooling")) == (
+    assert (f.getInputCol(), f.getOutputCol(), f.getPooling()) == (
         "content", "features", "avg",
     )  # fmt: skip
     assert f.identity() == "InceptionV3-avg"
+
+
+def test_every_param_has_a_getter_and_a_setter(tiny_model):
+    f = DeepImageFeaturizer(modelName="InceptionV3")
+    assert (f.getModelName(), f.getModelPath(), f.getFallbackModel()) == ("InceptionV3", None, None)
+    assert (f.getPreprocessing(), f.getPooling(), f.getResize()) == ("none", "avg", "stretch")
+    assert (f.getBatchSize(), f.getHandleInvalid()) == (32, "skip")
+    assert f.getErrorCol() == "featurizer_error"
+    same = (
+        f.setInputCol("bytes")
+        .setOutputCol("vec")
+        .setPooling("max")
+        .setResize("pad")
+        .setPreprocessing("tf")
+        .setBatchSize(8)
+        .setHandleInvalid("keep")
+        .setErrorCol("why")
+    )
+    assert same is f
+    assert (f.getInputCol(), f.getOutputCol(), f.getPooling(), f.getResize()) == (
+        "bytes", "vec", "max", "pad",
+    )  # fmt: skip
+    assert (f.getPreprocessing(), f.getBatchSize(), f.getHandleInvalid(), f.getErrorCol()) == (
+        "tf", 8, "keep", "why",
+    )  # fmt: skip
+    assert f.handleInvalid.name == "handleInvalid"  # pyspark's HasHandleInvalid
+    assert f.identity() == "InceptionV3-max-pad"
+    f.setModelName("dlib-face").setFallbackModel(str(tiny_model))
+    assert f.modelSpec() == ModelSpec.parse(f"dlib-face+{tiny_model}")
+    assert f.model() == f"dlib-face+{tiny_model}"
+    g = DeepImageFeaturizer().setModelPath(str(tiny_model))
+    assert g.getModelPath() == str(tiny_model) and g.modelSpec().is_file
+    for setter, bad, message in [
+        (f.setHandleInvalid, "ignore", "handleInvalid='ignore' is not one of"),
+        (f.setPooling, "sum", "pooling='sum' is not one of"),
+        (f.setResize, "crop", "resize='crop' is not one of"),
+        (f.setPreprocessing, "raw", "preprocessing='raw' is not one of"),
+        (f.setBatchSize, 0, "batchSize=0 must be >= 1"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            setter(bad)
+    assert (f.getHandleInvalid(), f.getBatchSize()) == ("keep", 8)  # refused: unchanged
+    with pytest.raises(ValueError, match="handleInvalid='ignore'"):
+        DeepImageFeaturizer(modelName="VGG16", handleInvalid="ignore")
+    with pytest.raises(ValueError, match="modelName 'dlib-face\\+VGG16' is not supported"):
+        DeepImageFeaturizer(modelName="dlib-face+VGG16")  # fallbackModel says that
+    with pytest.raises(ValueError, match="needs modelName or modelPath"):
+        DeepImageFeaturizer().identity()
+
+
+# As DefaultParamsWritable wrote it before the featurizer took HasHandleInvalid (Spark 4.2.0).
+SAVED_BEFORE = {
+    "class": "spark_tasks.featurizer.DeepImageFeaturizer",
+    "timestamp": 1795924809362,
+    "sparkVersion": "4.2.0",
+    "uid": "DeepImageFeaturizer_5524795a1307",
+    "paramMap": {
+        "modelName": "dlib-face",
+        "fallbackModel": "InceptionV3",
+        "pooling": "max",
+        "batchSize": 8,
+        "handleInvalid": "keep",
+        "errorCol": "why",
+    },
+    "defaultParamMap": {
+        "outputCol": "features",
+        "inputCol": "content",
+        "preprocessing": "none",
+        "pooling": "avg",
+        "resize": "stretch",
+        "batchSize": 32,
+        "handleInvalid": "skip",
+        "errorCol": "featurizer_error",
+    },
+}
+
+
+def _check_loaded(g: DeepImageFeaturizer) -> None:
+    assert g.uid == "DeepImageFeaturizer_5524795a1307"
+    assert (g.getModelName(), g.getFallbackModel(), g.getModelPath()) == (
+        "dlib-face", "InceptionV3", None,
+    )  # fmt: skip
+    assert (g.getPooling(), g.getBatchSize(), g.getHandleInvalid(), g.getErrorCol()) == (
+        "max", 8, "keep", "why",
+    )  # fmt: skip
+    assert g.isSet(g.handleInvalid) and g.getOrDefault(g.handleInvalid) == "keep"
+    unset = g.copy()
+    unset.clear(unset.handleInvalid)
+    assert unset.getHandleInvalid() == "skip"  # the default came back too
+    assert g.identity() == "dlib-face-v1_with_InceptionV3-max"
+
+
+def test_a_featurizer_saved_before_and_after_loads_with_its_params(spark, tmp_path):
+    before = tmp_path / "before"
+    (before / "metadata").mkdir(parents=True)
+    (before / "metadata" / "part-00000").write_text(json.dumps(SAVED_BEFORE) + "\n")
+    old = DeepImageFeaturizer.load(str(before))
+    _check_loaded(old)
+    old.write().save(str(tmp_path / "after"))
+    saved = json.loads(spark.sparkContext.textFile(str(tmp_path / "after" / "metadata")).first())
+    assert saved["paramMap"] == SAVED_BEFORE["paramMap"]
+    assert saved["defaultParamMap"] == SAVED_BEFORE["defaultParamMap"]
+    _check_loaded(DeepImageFeaturizer.load(str(tmp_path / "after")))
+    fresh = DeepImageFeaturizer(modelName="VGG16").setHandleInvalid("error")
+    fresh.save(str(tmp_path / "fresh"))
+    loaded = DeepImageFeaturizer.load(str(tmp_path / "fresh"))
+    assert (loaded.getModelName(), loaded.getHandleInvalid()) == ("VGG16", "error")
 
 
 @pytest.mark.parametrize("pooling", ["avg", "max"])

@@ -1,3 +1,4 @@
+import base64
 import dataclasses
 import re
 import socket
@@ -10,6 +11,7 @@ import pytest
 import imgclf.models as models
 from imgclf.models import (
     APPLICATIONS,
+    ModelSpec,
     check_model,
     keras_cache_dir,
     model_identity,
@@ -103,14 +105,179 @@ def test_bad_fallbacks_are_named(model, message):
 
 
 def test_identities_keep_the_two_fallbacks_apart(tmp_path):
-    cnn = tmp_path / "lite.keras"
-    cnn.write_bytes(b"x")
+    cnn = keras_archive(tmp_path / "lite.keras")  # identities parse the model: a real archive
     zeros = model_identity("dlib-face")
     alongside = model_identity(f"dlib-face+{cnn}")
     assert zeros == "dlib-face-v1"
     assert alongside == f"dlib-face-v1_with_{model_identity(str(cnn))}"
     assert re.fullmatch(r"[A-Za-z0-9._-]+", alongside)  # a feature-store folder name
     assert model_identity(f"dlib-face+{cnn}", pooling="max") != alongside  # the CNN's pooling
+
+
+# --- ModelSpec: the model string parsed once ----------------------------------------------
+
+# A .keras-shaped zip with fixed member dates, so its sha256 (and file identities) never change.
+PINNED_ARCHIVE = base64.b64decode(
+    "UEsDBBQAAAAAAAAAIVBDv6ajAgAAAAIAAAANAAAAbWV0YWRhdGEuanNvbnt9UEsDBBQAAAAAAAAAIVBD"
+    "v6ajAgAAAAIAAAALAAAAY29uZmlnLmpzb257fVBLAwQUAAAAAAAAACFQQ7+mowIAAAACAAAAEAAAAG1v"
+    "ZGVsLndlaWdodHMuaDV7fVBLAQIUAxQAAAAAAAAAIVBDv6ajAgAAAAIAAAANAAAAAAAAAAAAAACAAQAA"
+    "AABtZXRhZGF0YS5qc29uUEsBAhQDFAAAAAAAAAAhUEO/pqMCAAAAAgAAAAsAAAAAAAAAAAAAAIABLQAA"
+    "AGNvbmZpZy5qc29uUEsBAhQDFAAAAAAAAAAhUEO/pqMCAAAAAgAAABAAAAAAAAAAAAAAAIABWAAAAG1v"
+    "ZGVsLndlaWdodHMuaDVQSwUGAAAAAAMAAwCyAAAAiAAAAAAA"
+)
+
+
+@pytest.fixture
+def pinned(tmp_path):
+    path = tmp_path / "m.keras"
+    path.write_bytes(PINNED_ARCHIVE)
+    return str(path)
+
+
+def test_model_spec_parses_each_kind(tmp_path, monkeypatch):
+    cnn = str(keras_archive(tmp_path / "lite.keras"))
+    app = ModelSpec.parse("InceptionV3")
+    assert (app.kind, app.name, app.fallback) == ("application", "InceptionV3", None)
+    assert app.is_application and not app.is_face and not app.is_file
+    file = ModelSpec.parse(f"  {cnn} ")
+    assert (file.kind, file.name, file.fallback) == ("file", cnn, None)
+    assert file.is_file and not file.is_face
+    face = ModelSpec.parse("dlib-face")
+    assert (face.kind, face.name, face.fallback) == ("face", "dlib-face", None)
+    assert face.is_face and not face.is_file
+    assert ModelSpec.parse("dlib-face+EfficientNetV2B0") == ModelSpec(
+        "face", "dlib-face", ModelSpec("application", "EfficientNetV2B0")
+    )
+    assert ModelSpec.parse(f"dlib-face+{cnn}").fallback == file
+    assert ModelSpec.parse("dlib-face").with_fallback(cnn) == ModelSpec.parse(f"dlib-face+{cnn}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert ModelSpec.parse("~/lite.keras") == file  # ~ expanded
+    assert ModelSpec.parse("dlib-face+~/lite.keras").fallback == file
+
+
+def test_model_spec_round_trips_through_its_string(tmp_path, monkeypatch):
+    cnn = str(keras_archive(tmp_path / "lite.keras"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for text, canonical in [
+        ("InceptionV3", "InceptionV3"),
+        ("dlib-face", "dlib-face"),
+        (cnn, cnn),
+        ("~/lite.keras", cnn),
+        (" dlib-face+ ~/lite.keras", f"dlib-face+{cnn}"),
+        ("dlib-face+ConvNeXtTiny", "dlib-face+ConvNeXtTiny"),
+    ]:
+        spec = ModelSpec.parse(text)
+        assert str(spec) == canonical == check_model(text)
+        assert ModelSpec.parse(str(spec)) == spec
+        assert hash(ModelSpec.parse(str(spec))) == hash(spec)  # frozen: usable as a key
+
+
+def test_model_spec_takes_a_relative_file_from_a_folder(tmp_path, monkeypatch):
+    cnn = str(keras_archive(tmp_path / "lite.keras"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"model file 'lite\.keras' must be an absolute path"):
+        ModelSpec.parse("lite.keras")
+    assert str(ModelSpec.parse("lite.keras", relative_to=tmp_path)) == cnn
+    assert str(ModelSpec.parse("./lite.keras", relative_to=tmp_path)) == cnn
+    assert str(ModelSpec.parse("dlib-face+lite.keras", relative_to=tmp_path)) == f"dlib-face+{cnn}"
+    assert ModelSpec.parse("InceptionV3", relative_to=tmp_path).is_application
+    with pytest.raises(ValueError, match=f"model file '{re.escape(str(tmp_path))}/no.keras' does"):
+        ModelSpec.parse("no.keras", relative_to=tmp_path)
+
+
+def test_model_spec_identity_is_the_old_model_identity(pinned):
+    # pinned from model_identity as it was before ModelSpec (same inputs, same keys)
+    file = "file-5467d23c72e7fcc2"
+    cases = [
+        (("InceptionV3",), "InceptionV3-avg"),
+        (("InceptionV3", "max"), "InceptionV3-max"),
+        (("VGG16", "flatten", "tf", "pad"), "VGG16-flatten-pad"),
+        (("EfficientNetV2B0", "avg", "caffe"), "EfficientNetV2B0-avg"),
+        ((pinned,), f"{file}-avg"),
+        ((pinned, "max", "tf"), f"{file}-tf-max"),
+        ((pinned, "avg", "caffe", "pad"), f"{file}-caffe-avg-pad"),
+        ((pinned, "flatten", "none", "pad"), f"{file}-flatten-pad"),
+        (("dlib-face",), "dlib-face-v1"),
+        (("dlib-face", "max", "tf", "pad"), "dlib-face-v1"),
+        (("dlib-face+InceptionV3",), "dlib-face-v1_with_InceptionV3-avg"),
+        (("dlib-face+InceptionV3", "max", "none", "pad"), "dlib-face-v1_with_InceptionV3-max-pad"),
+        ((f"dlib-face+{pinned}", "max", "torch"), f"dlib-face-v1_with_{file}-torch-max"),
+    ]
+    for (model, *rest), expected in cases:
+        spec = ModelSpec.parse(model)
+        assert spec.identity(*rest) == expected
+        assert model_identity(model, *rest) == expected
+        assert model_identity(spec, *rest) == expected
+
+
+def test_model_spec_identity_checks_its_settings(pinned):
+    with pytest.raises(ValueError, match="pooling 'sum' is not one of"):
+        ModelSpec.parse("InceptionV3").identity("sum")
+    with pytest.raises(ValueError, match="resize 'crop' is not one of"):
+        ModelSpec.parse("dlib-face").identity(resize="crop")
+    with pytest.raises(ValueError, match="preprocessing 'raw' is not one of"):
+        ModelSpec.parse(pinned).identity(preprocessing="raw")
+    assert ModelSpec.parse("InceptionV3").identity(preprocessing="raw") == "InceptionV3-avg"
+
+
+SUPPORTED = (
+    "supported are ConvNeXtTiny, EfficientNetB0, EfficientNetV2B0, EfficientNetV2S, InceptionV3, "
+    "MobileNetV3Large, MobileNetV3Small, ResNet50, VGG16, VGG19, Xception, dlib-face, an absolute "
+    "path to a .keras file, or dlib-face+<one of those CNNs>"
+)
+AFTER = "after dlib-face+ give a CNN name or .keras file"
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [  # check_model's messages before ModelSpec, verbatim
+        ("", "model is empty: give a Keras application name or a .keras file path"),
+        ("  ", "model is empty: give a Keras application name or a .keras file path"),
+        ("inceptionv3", f"unknown model 'inceptionv3' (did you mean 'InceptionV3'?): {SUPPORTED}"),
+        ("ResNet51", f"unknown model 'ResNet51': {SUPPORTED}"),
+        ("models/m.keras", "model file 'models/m.keras' must be an absolute path"),
+        ("/x/m.h5", "model file '/x/m.h5' must end in .keras (Keras 3 format)"),
+        ("/nope/x.keras", "model file '/nope/x.keras' does not exist"),
+        ("dlib-face+", f"model 'dlib-face+': {AFTER}"),
+        ("dlib-face+dlib-face", f"model 'dlib-face+dlib-face': {AFTER}"),
+        ("dlib-face+ dlib-face", f"model 'dlib-face+ dlib-face': {AFTER}"),  # was let by
+        ("dlib-face+dlib-face+VGG16", f"model 'dlib-face+dlib-face+VGG16': {AFTER}"),
+        (
+            "dlib-face+inceptionv3",
+            "model 'dlib-face+inceptionv3': its fallback CNN: unknown model 'inceptionv3' "
+            f"(did you mean 'InceptionV3'?): {SUPPORTED}",
+        ),
+        (
+            "dlib-face+ /nope/x.keras",
+            "model 'dlib-face+ /nope/x.keras': its fallback CNN: "
+            "model file '/nope/x.keras' does not exist",
+        ),
+    ],
+)
+def test_model_spec_errors_are_check_models(model, message):
+    with pytest.raises(ValueError, match="model") as parsed:
+        ModelSpec.parse(model)
+    assert str(parsed.value) == message
+    with pytest.raises(ValueError, match="model") as checked:
+        check_model(model)
+    assert str(checked.value) == message
+
+
+def test_a_model_spec_cannot_be_built_inconsistent():
+    with pytest.raises(ValueError, match="model kind 'cnn'"):
+        ModelSpec("cnn", "InceptionV3")
+    with pytest.raises(ValueError, match=r"not a keras\.applications model"):
+        ModelSpec("application", "ResNet51")
+    with pytest.raises(ValueError, match=r"absolute path to a \.keras file"):
+        ModelSpec("file", "m.keras")
+    with pytest.raises(ValueError, match="take a fallback CNN"):
+        ModelSpec("application", "VGG16", ModelSpec("application", "VGG19"))
+    with pytest.raises(ValueError, match="take a fallback CNN"):
+        ModelSpec("face", "dlib-face", ModelSpec("face", "dlib-face"))
+    with pytest.raises(ValueError, match="only \\['dlib-face'\\] take a fallback CNN, not 'VGG16'"):
+        ModelSpec.parse("VGG16").with_fallback("VGG19")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ModelSpec.parse("VGG16").name = "VGG19"
 
 
 # --- .keras files: a Keras 3 archive, told from its zip directory alone ----------------------
