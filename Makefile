@@ -16,7 +16,7 @@ SHARED ?= $(abspath $(CURDIR)/../shared)
 LITE0 := $(SHARED)/models/efficientnet_lite0_imagenet_notop.keras
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-offline airflow test test-fast lint fmt clean up down
+.PHONY: help install run run-offline airflow test test-fast lint fmt clean up down bench jvm-archive
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install --python $(BIN)/python -q -c constraints.txt -e '.[dev]'
 	@# Spark drivers start ~2 s sooner with a class-data archive; without one they still work
-	$(BIN)/imgclf jvm-archive || echo "warning: no JVM class archive: Spark jobs start slower"
+	$(BIN)/python -m tools.jvm_archive || echo "warning: no JVM class archive: Spark jobs start slower"
 	@touch $@
 
 install: $(VENV)/.installed ## create .venv and install the pinned dependencies
@@ -74,6 +74,15 @@ up: ## docker compose: Airflow + Spark standalone cluster (needs a Docker engine
 
 down: ## stop the docker compose services (volumes are kept)
 	docker compose down
+
+BENCH_IMAGES ?= 600
+bench: install ## featurizer (Spark vs plain Keras) and decode benchmarks, one JSON line each
+	@test -f $(LITE0) || (echo "no $(LITE0)"; exit 1)
+	$(BIN)/python -m benchmarks.featurize --images $(BENCH_IMAGES) --model $(LITE0)
+	$(BIN)/python -m benchmarks.decode --images $(BENCH_IMAGES) --model $(LITE0)
+
+jvm-archive: install ## rebuild the Spark driver's class-data archive (make install builds it once)
+	$(BIN)/python -m tools.jvm_archive --force
 
 clean: ## remove the data root (var/) and caches, keep .venv
 	rm -rf var .pytest_cache .ruff_cache

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from imgclf.config import Settings
+from tests.fixtures_images import make_images, make_tiny_model
+
 ROOT = Path(__file__).resolve().parents[1]
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="imgclf-tests-"))
 
@@ -61,3 +64,33 @@ def lite0(shared: Path) -> Path:
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     return _SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    from spark_tasks.common import use_this_interpreter_for_workers
+
+    use_this_interpreter_for_workers()  # not left to PATH
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("imgclf-tests")
+        .config(map=Settings.from_env().spark_conf())
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny.keras")
+
+
+@pytest.fixture
+def images(tmp_path):
+    return make_images(tmp_path / "images")

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 from imgclf import config
-from imgclf.params import model_argument
 
 
 def _classes(values: list[str] | None) -> dict[str, str]:
@@ -236,33 +235,6 @@ def cmd_job(args: argparse.Namespace) -> int:
     return subprocess.run(cmd, env=_spark_env(), check=False).returncode
 
 
-def cmd_bench_decode(args: argparse.Namespace) -> int:
-    cmd = [sys.executable, "-m", "spark_tasks.bench_decode", "--images", str(args.images)]
-    if args.model:
-        cmd += ["--model", args.model]
-    if args.source:
-        cmd += ["--source", args.source]
-    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    cmd = [sys.executable, "-m", "spark_tasks.bench", "--images", str(args.images),
-           "--model", args.model, "--batch-size", str(args.batch_size),
-           "--partitions", str(args.partitions), "--master", args.master,
-           "--repeat", str(args.repeat)]  # fmt: skip
-    if args.source:
-        cmd += ["--source", args.source]
-    for kv in args.conf:
-        cmd += ["--conf", kv]
-    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
-
-
-def cmd_jvm_archive(args: argparse.Namespace) -> int:
-    """Build the Spark driver's class-data archive (spark_tasks/jvm_archive.py)."""
-    cmd = [sys.executable, "-m", "spark_tasks.jvm_archive", *(["--force"] if args.force else [])]
-    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imgclf", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -304,28 +276,6 @@ def build_parser() -> argparse.ArgumentParser:
         jp = sub.add_parser(name, help=text, parents=[job.build_parser()], add_help=False)
         jp.add_argument("--master", default="local[*]")
         jp.set_defaults(fn=cmd_job, script=f"{name}.py")
-
-    b = sub.add_parser("bench", help="benchmarks")
-    bsub = b.add_subparsers(dest="bench", required=True)
-    bf = bsub.add_parser("featurize", help="Spark featurizer vs plain Keras, one JSON line")
-    bf.add_argument("--images", type=int, default=600)
-    bf.add_argument("--model", type=model_argument, required=True)
-    bf.add_argument("--source", help="folder of images to cycle (default ../shared football)")
-    bf.add_argument("--batch-size", type=int, default=32)
-    bf.add_argument("--partitions", type=int, default=0)
-    bf.add_argument("--master", default="local[*]")
-    bf.add_argument("--repeat", type=int, default=3, help="steady passes per side (best used)")
-    bf.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="Spark conf")
-    bf.set_defaults(fn=cmd_bench)
-    bd = bsub.add_parser("decode", help="Spark's image source vs binaryFile + Pillow, one JSON")
-    bd.add_argument("--images", type=int, default=600)
-    bd.add_argument("--model", type=model_argument, help="also compare this model's features")
-    bd.add_argument("--source", help="folder of images to cycle (default ../shared football)")
-    bd.set_defaults(fn=cmd_bench_decode)
-
-    j = sub.add_parser("jvm-archive", help="class-data archive: Spark drivers start ~3 s sooner")
-    j.add_argument("--force", action="store_true", help="rebuild it even if it exists")
-    j.set_defaults(fn=cmd_jvm_archive)
 
     pc = sub.add_parser("package-code", help="zip imgclf + spark_tasks for --py-files")
     pc.add_argument("--out", required=True)

@@ -92,7 +92,7 @@ def java_executable() -> str | None:
 
 
 def default_jvm_archive() -> Path | None:
-    """Where ``imgclf jvm-archive`` keeps the Spark driver's class-data archive.
+    """Where ``tools/jvm_archive.py`` (``make install``) keeps the driver's class-data archive.
 
     A dynamic CDS archive is only valid for the JVM and the Spark jars it was made with, so it
     lives in the virtualenv (beside those jars) under a name keyed by both.
@@ -129,7 +129,7 @@ class Settings:
     max_image_pixels: int = 64_000_000
     extra_spark_conf: dict[str, str] = field(default_factory=dict)
     py_files: str = ""  # comma-separated zips shipped to executors (spark-submit --py-files)
-    # The Spark driver's class-data-sharing archive (``imgclf jvm-archive``); None = not used.
+    # The Spark driver's class-data-sharing archive (``make install``); None = not used.
     jvm_archive: Path | None = None
 
     @classmethod

@@ -1,4 +1,5 @@
-"""``imgclf jvm-archive``: a class-data-sharing archive for the Spark driver's JVM.
+"""A class-data-sharing archive for the Spark driver's JVM (``python -m tools.jvm_archive``,
+run by ``make install``).
 
 Every job of the pipeline is a short spark-submit, and a fresh Spark driver spends seconds
 loading and verifying the same ~20,000 classes. Java's dynamic CDS (``-XX:ArchiveClassesAtExit``,
@@ -22,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from imgclf.config import Settings, java_executable
+from imgclf.config import PROJECT_ROOT, Settings, java_executable
 
 EXIT_WAIT_S = 180  # the JVM writes the archive as it exits: ~150 MB, a few seconds
 
@@ -71,7 +72,15 @@ def _workload(spark, workdir: Path) -> None:
     PipelineModel.load(str(workdir / "model")).transform(data).count()
 
 
-def record(out: Path) -> None:
+def _minimal(spark, workdir: Path) -> None:
+    """A session and one job: enough classes for tests of the build itself, in seconds."""
+    spark.range(10).count()
+
+
+WORKLOADS = {"jobs": _workload, "minimal": _minimal}
+
+
+def record(out: Path, workload: str = "jobs") -> None:
     """Run the workload in a JVM that dumps its loaded classes to ``out`` when it exits."""
     from pyspark.sql import SparkSession
 
@@ -88,7 +97,7 @@ def record(out: Path) -> None:
     spark.sparkContext.setLogLevel("ERROR")
     jvm = spark.sparkContext._gateway.proc  # the driver JVM that pyspark started
     with tempfile.TemporaryDirectory(prefix="imgclf-jvm-") as tmp:
-        _workload(spark, Path(tmp))
+        WORKLOADS[workload](spark, Path(tmp))
     spark.stop()
     jvm.stdin.close()  # the gateway exits when its stdin closes, and dumps the archive
     jvm.wait(timeout=EXIT_WAIT_S)
@@ -113,20 +122,33 @@ def check(archive: Path) -> str | None:
     return None if done.returncode == 0 else f"java exited {done.returncode}: {done.stderr[-500:]}"
 
 
-def build(target: Path) -> float:
-    """Write ``target`` atomically; returns the seconds it took. Raises ``RuntimeError``."""
+def build(target: Path, workload: str = "jobs") -> float:
+    """Write ``target`` atomically; returns the seconds it took. Raises ``RuntimeError``.
+
+    ``workload="minimal"`` records a bare session (for tests of the build: seconds, not a
+    minute); the pipeline's archive records ``"jobs"``.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     t0 = time.perf_counter()
     try:
         env = {**os.environ, "IMGCLF_JVM_ARCHIVE": "off", "TF_CPP_MIN_LOG_LEVEL": "2"}
         child = subprocess.run(
-            [sys.executable, "-m", "spark_tasks.jvm_archive", "--record", str(tmp)],
+            [
+                sys.executable,
+                "-m",
+                "tools.jvm_archive",
+                "--record",
+                str(tmp),
+                "--workload",
+                workload,
+            ],
             capture_output=True,
             text=True,
             timeout=600,
             env=env,
             check=False,
+            cwd=PROJECT_ROOT,  # tools/ is run from the checkout
         )
         if child.returncode != 0:
             raise RuntimeError(f"the recording run failed: {child.stderr[-2000:]}")
@@ -140,27 +162,28 @@ def build(target: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="imgclf jvm-archive", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m tools.jvm_archive", description=__doc__)
     p.add_argument("--force", action="store_true", help="rebuild even if the archive exists")
     p.add_argument("--record", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--workload", choices=sorted(WORKLOADS), default="jobs")
     args = p.parse_args(argv)
     if args.record:
-        record(args.record)
+        record(args.record, args.workload)
         return 0
     target = Settings.from_env().jvm_archive
     if target is None:
-        print("imgclf jvm-archive: no archive to build (IMGCLF_JVM_ARCHIVE=off, or no java)")
+        print("jvm-archive: no archive to build (IMGCLF_JVM_ARCHIVE=off, or no java)")
         return 0
     if target.is_file() and not args.force and check(target) is None:
-        print(f"imgclf jvm-archive: {target} exists (--force rebuilds it)")
+        print(f"jvm-archive: {target} exists (--force rebuilds it)")
         return 0
     try:
-        seconds = build(target)
+        seconds = build(target, args.workload)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        print(f"imgclf jvm-archive: not built: {exc}", file=sys.stderr)
+        print(f"jvm-archive: not built: {exc}", file=sys.stderr)
         return 1
     size = target.stat().st_size / 1e6
-    print(f"imgclf jvm-archive: wrote {target} ({size:.0f} MB) in {seconds:.1f} s")
+    print(f"jvm-archive: wrote {target} ({size:.0f} MB) in {seconds:.1f} s")
     return 0
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from imgclf.config import Settings
-from spark_tasks import jvm_archive
+from imgclf.config import PROJECT_ROOT, Settings
+from tools import jvm_archive
 
 BIN = Path(sys.executable).parent
 
@@ -21,12 +21,13 @@ def built(tmp_path_factory):
     target = tmp_path_factory.mktemp("jvm") / "spark.jsa"
     env = {**os.environ, "IMGCLF_JVM_ARCHIVE": str(target)}
     done = subprocess.run(
-        [BIN / "imgclf", "jvm-archive"], env=env, capture_output=True, text=True, timeout=600
-    )
+        [sys.executable, "-m", "tools.jvm_archive", "--workload", "minimal"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"wrote {target}" in done.stdout
     yield target
-    target.unlink()  # 225 MB: not left behind in pytest's kept temp folders
+    target.unlink()  # not left behind in pytest's kept temp folders
 
 
 def test_built_in_place_with_nothing_left_over(built, monkeypatch):
@@ -34,7 +35,8 @@ def test_built_in_place_with_nothing_left_over(built, monkeypatch):
     assert list(built.parent.iterdir()) == [built]  # the temporary file was renamed, not copied
     assert jvm_archive.check(built) is None
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", str(built))
-    again = subprocess.run([BIN / "imgclf", "jvm-archive"], capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "tools.jvm_archive"]
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert again.returncode == 0 and "exists" in again.stdout
 
 

@@ -1,6 +1,7 @@
 """Benchmark: the Spark featurizer against plain Keras on the same images, in one run.
 
-``imgclf bench featurize --images N --model NAME_OR_PATH`` prints one JSON object with
+``make bench`` (``python -m benchmarks.featurize --images N --model NAME_OR_PATH``) prints
+one JSON object with
 ``plain_images_per_s``, ``spark_images_per_s``, ``ratio`` (spark / plain) and each side's fixed
 overhead. Throughput is steady state, decoding and inference included on both sides, the best
 of ``--repeat`` passes over the N images on each side (every pass is printed too); the fixed
@@ -124,7 +125,7 @@ def spark_side(args: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="imgclf bench featurize", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.featurize", description=__doc__)
     p.add_argument("--images", type=int, default=600, help="how many images (N)")
     p.add_argument("--model", required=True, help="keras.applications name or .keras path")
     p.add_argument("--source", type=Path, help="folder of images to cycle (default ../shared)")
@@ -150,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         env = os.environ.copy()
         env.pop("IMGCLF_TF_THREADS", None)  # plain Keras as people run it: TensorFlow's threads
         child = subprocess.run(
-            [sys.executable, "-m", "spark_tasks.bench", "--plain-only", "--dir", tmp,
+            [sys.executable, "-m", "benchmarks.featurize", "--plain-only", "--dir", tmp,
              "--model", args.model, "--batch-size", str(args.batch_size),
              "--repeat", str(args.repeat)],
-            capture_output=True, text=True, check=False, env=env,
+            capture_output=True, text=True, check=False, env=env, cwd=PROJECT_ROOT,
         )  # fmt: skip
         if child.returncode != 0:
             print(child.stderr[-3000:], file=sys.stderr)
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "plain_fixed_overhead_s": round(p["fixed_s"], 2),
         "spark_fixed_overhead_s": round(s["fixed_s"], 2),
         "overhead_difference_s": round(s["fixed_s"] - p["fixed_s"], 2),
-        "spark_jvm_archive": s["jvm_archive"],  # imgclf jvm-archive; IMGCLF_JVM_ARCHIVE=off
+        "spark_jvm_archive": s["jvm_archive"],  # tools/jvm_archive.py; IMGCLF_JVM_ARCHIVE=off
         "spark_overhead_parts_s": {
             "session_start": round(s["session_s"], 2),
             "workers_tensorflow_model_warmup": round(s["workers_s"], 2),

@@ -1,6 +1,7 @@
 """Benchmark: the featurizer's input, Spark's ``image`` data source vs ``binaryFile`` + Pillow.
 
-``imgclf bench decode --images N [--model NAME_OR_PATH]`` reads the same N images both ways in
+``python -m benchmarks.decode --images N [--model NAME_OR_PATH]`` (``make bench``) reads the
+same N images both ways in
 one Spark session and turns each into the model's input in the Python worker (the image
 source's decoded BGR pixels resized by Pillow; binaryFile's bytes decoded by Pillow as the
 featurizer does). It prints one JSON object: steady-state images/s of each, their ratio, and,
@@ -180,9 +181,10 @@ def odd_formats(spark) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spark_tasks import bench, common
+    from benchmarks import featurize as bench
+    from spark_tasks import common
 
-    p = argparse.ArgumentParser(prog="imgclf bench decode", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.decode", description=__doc__)
     p.add_argument("--images", type=int, default=600)
     p.add_argument("--source", type=Path, help="folder of images to cycle (default ../shared)")
     p.add_argument("--model", help="also compare features of this model (name or .keras)")

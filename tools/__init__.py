@@ -1,0 +1,1 @@
+"""Build helpers (`make install` runs them); nothing in the product imports them."""
