@@ -60,9 +60,10 @@ test: install ## the whole test suite (unit, Spark, DAG integrity, end to end)
 test-fast: install ## unit tests only
 	$(BIN)/pytest -q tests/unit
 
-lint: install ## ruff lint + format check
+lint: install ## ruff (lint, format, no heavy import at DAG parse time) + mypy; the pre-commit hooks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 fmt: install ## ruff format + autofix
 	$(BIN)/ruff format .

@@ -108,7 +108,7 @@ with DAG(
     tune = run_job(SETTINGS, "tune", "tune.py")
 
     @task(trigger_rule="none_failed_min_one_success", retries=0)
-    def gate(dataset: dict) -> dict:
+    def gate(dataset: dict | None = None) -> dict:
         ctx = get_current_context()
         try:
             params = runs.load_params(SETTINGS, ctx["run_id"])
@@ -132,7 +132,7 @@ with DAG(
     checked = validate_params()
     fetched = download()
     branch = choose_branch()
-    gated = gate(fetched)
+    gated = gate(fetched)  # type: ignore[arg-type]  # an XComArg: the value at run time
     checked >> fetched >> train >> branch >> [tune, gated]
     promoted = promote()
     tune >> gated >> challenge >> promoted

@@ -30,6 +30,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         return out
 
     from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import StringIndexerModel
     from pyspark.sql import functions as F
 
     from spark_tasks import common
@@ -38,7 +39,9 @@ def run(ctx: JobContext, spark=None) -> dict:
     spark = spark or common.spark_session(ctx.app_name("challenge"))
     model = PipelineModel.load(str(registry.model_path(champion)))
     featurizer, classifier = model.stages[0], model.stages[1:]
-    labels = list(classifier[0].labels)  # the champion's StringIndexerModel
+    indexer = classifier[0]  # the champion's StringIndexerModel
+    assert isinstance(indexer, StringIndexerModel), type(indexer)
+    labels = list(indexer.labels)
     test = spark.read.parquet(str(run_dir / "dataset.parquet")).filter(F.col("split") == "test")
     ours = sorted(metrics["baseline"]["labels"])
     if sorted(labels) != ours:

@@ -55,7 +55,8 @@ def spark_session(app_name: str) -> SparkSession:
     use_this_interpreter_for_workers()
     builder = SparkSession.builder.appName(app_name)
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we start the JVM: the project's conf
-        builder = builder.master("local[*]").config(map=Settings.from_env().spark_conf())
+        conf: dict[str, Any] = dict(Settings.from_env().spark_conf())
+        builder = builder.master("local[*]").config(map=conf)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

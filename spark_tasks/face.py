@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,10 +38,10 @@ def model_files() -> Path:
 
 @dataclass
 class FaceModel:
-    hog: object
-    cnn: object
-    landmarks: object
-    encoder: object
+    hog: Any  # dlib objects: untyped
+    cnn: Any
+    landmarks: Any
+    encoder: Any
     jitters: int = 1
 
     @classmethod

@@ -55,9 +55,9 @@ def run(args: argparse.Namespace, spark=None) -> dict:
             "path",
             "label",
             "sha256",
-            F.when(F.col("features").isNotNull(), vector_to_array("features", "float32")).alias(
-                "features"
-            ),
+            F.when(
+                F.col("features").isNotNull(), vector_to_array(F.col("features"), "float32")
+            ).alias("features"),
             F.col(featurizer.getErrorCol()).alias("error"),
         )
         .write.mode("overwrite")

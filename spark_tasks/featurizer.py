@@ -21,6 +21,7 @@ classifier scores raw images in another process.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from pyspark import keyword_only
 from pyspark.ml import Transformer
@@ -198,6 +199,8 @@ class DeepImageFeaturizer(
     DefaultParamsWritable,
 ):
     """Features of a pretrained CNN for each encoded image in ``inputCol``, as an ML vector."""
+
+    _input_kwargs: dict[str, Any]  # set by @keyword_only
 
     modelName = Param(
         Params._dummy(),

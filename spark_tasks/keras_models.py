@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from imgclf.models import APPLICATIONS, POOLINGS, PREPROCESSINGS, ModelSpec
 
 @dataclass
 class LoadedModel:
-    model: object  # keras.Model: (batch, h, w, 3) float32 RGB 0..255 in, (batch, dim) out
+    model: Any  # keras.Model: (batch, h, w, 3) float32 RGB 0..255 in, (batch, dim) out
     size: tuple[int, int]  # (width, height) the images are resized to
     dim: int
     preprocess: Callable[[np.ndarray], np.ndarray]

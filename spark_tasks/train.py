@@ -56,6 +56,8 @@ def run(ctx: JobContext, spark=None) -> dict:
     store = common.FeatureStore(spark, settings.features_dir, identity)
     result = store.featurize_missing(images, featurizer, run_dir / "featurized.parquet")
     features = store.load()
+    if features is None:
+        raise RuntimeError(f"no features in {store.path}: every image failed to decode")
     dataset = images.select("path", "label", "sha256").join(features, "sha256")
     dataset = common.assign_split(spark, dataset, p["test_fraction"], p["seed"], p["cv_folds"])
     dataset.write.mode("overwrite").parquet(str(run_dir / "dataset.parquet"))

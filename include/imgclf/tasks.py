@@ -161,7 +161,7 @@ def gate(
         raise FileNotFoundError(f"no baseline metrics in {run_dir}")
     tuned = read_json(run_dir / "tuned.json")
     decision = gates.decide(baseline, tuned, params["min_accuracy"])
-    chosen = tuned if decision.candidate == "tuned" else baseline
+    chosen = tuned if decision.candidate == "tuned" and tuned is not None else baseline
     metrics = {
         "run_id": run_id,
         "accuracy": decision.accuracy,

@@ -81,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _base(self) -> str:
-        host, port = self.server.server_address[:2]  # type: ignore[misc]
+        host, port = self.server.server_address[:2]  # type: ignore[index,str-unpack]
         return f"http://{host}:{port}"
 
     def _send(self, status: int, body: bytes, ctype: str, extra: dict | None = None) -> None:
@@ -317,7 +317,7 @@ class GitHubStub:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def add_faults(self, pattern: str, faults: list[str]) -> None:
         bad = [f for f in faults if f not in FAULTS]
