@@ -190,6 +190,11 @@ def make_face_predict_fn(
     return make
 
 
+def _param(name: str, doc: str, converter=TypeConverters.toString) -> Param:
+    """A class-level Param of the featurizer (pyspark's idiom, without the repetition)."""
+    return Param(Params._dummy(), name, doc, typeConverter=converter)
+
+
 class DeepImageFeaturizer(
     Transformer,
     HasInputCol,
@@ -202,55 +207,40 @@ class DeepImageFeaturizer(
 
     _input_kwargs: dict[str, Any]  # set by @keyword_only
 
-    modelName = Param(
-        Params._dummy(),
+    modelName = _param(
         "modelName",
         f"a keras.applications model, one of {sorted(APPLICATIONS)}, or 'dlib-face' "
         "(face-identity embedding); or set modelPath",
-        typeConverter=TypeConverters.toString,
     )
-    modelPath = Param(
-        Params._dummy(),
+    modelPath = _param(
         "modelPath",
         "absolute path of a .keras model file (overrides modelName); input size read from it",
-        typeConverter=TypeConverters.toString,
     )
-    preprocessing = Param(
-        Params._dummy(),
+    preprocessing = _param(
         "preprocessing",
         f"pixel scaling before a model file, one of {PREPROCESSINGS}; 'none' = inside the file",
-        typeConverter=TypeConverters.toString,
     )
-    pooling = Param(
-        Params._dummy(),
+    pooling = _param(
         "pooling",
         f"how spatial features become a vector: one of {POOLINGS}",
-        typeConverter=TypeConverters.toString,
     )
-    resize = Param(
-        Params._dummy(),
+    resize = _param(
         "resize",
         f"resize policy: one of {RESIZE_MODES} (stretch = whole image to the input size)",
-        typeConverter=TypeConverters.toString,
     )
-    batchSize = Param(
-        Params._dummy(),
+    batchSize = _param(
         "batchSize",
         "images per model call (bounds memory per Python worker)",
-        typeConverter=TypeConverters.toInt,
+        TypeConverters.toInt,
     )
-    fallbackModel = Param(
-        Params._dummy(),
+    fallbackModel = _param(
         "fallbackModel",
         "with modelName='dlib-face': a CNN (application name or .keras path) whose features of "
         "the whole image go alongside the face features; unset: a face-less image gets zeros",
-        typeConverter=TypeConverters.toString,
     )
-    errorCol = Param(
-        Params._dummy(),
+    errorCol = _param(
         "errorCol",
         "column for the decode error of each row (empty string when fine)",
-        typeConverter=TypeConverters.toString,
     )
 
     @keyword_only
@@ -283,21 +273,8 @@ class DeepImageFeaturizer(
         self.setParams(**self._input_kwargs)
 
     @keyword_only
-    def setParams(
-        self,
-        *,
-        inputCol: str = "content",
-        outputCol: str = "features",
-        modelName: str | None = None,
-        modelPath: str | None = None,
-        fallbackModel: str | None = None,
-        preprocessing: str = "none",
-        pooling: str = "avg",
-        resize: str = "stretch",
-        batchSize: int = 32,
-        handleInvalid: str = "skip",
-        errorCol: str = ERROR_COL,
-    ) -> DeepImageFeaturizer:
+    def setParams(self, **params: Any) -> DeepImageFeaturizer:
+        """Set any of the constructor's params by keyword (``None`` leaves one as it is)."""
         kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
         self._set(**kwargs)
         self.validate()

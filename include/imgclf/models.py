@@ -13,6 +13,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urljoin
 
 POOLINGS = ("avg", "max", "flatten")
 RESIZE_MODES = ("stretch", "pad")  # stretch = whole image to the input size (sparkdl's choice)
@@ -41,55 +42,29 @@ _GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 _GCS_EFFICIENTNET = "https://storage.googleapis.com/keras-applications/"  # B0..B7: other bucket
 
 
-def _app(name: str, module: str, size: int, base_url: str, weights_file: str) -> AppSpec:
-    return AppSpec(name, module, size, weights_file, base_url + weights_file)
-
-
+# name, keras.applications module, input size, ImageNet "notop" weights (under _GCS unless a URL)
+_CATALOGUE = (
+    # sparkdl's five, with the input sizes it used
+    ("InceptionV3", "inception_v3", 299,
+     "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("Xception", "xception", 299, "xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("ResNet50", "resnet50", 224, "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("VGG16", "vgg16", 224, "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("VGG19", "vgg19", 224, "vgg19/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    # modern ones (preprocessing is built into these models)
+    ("EfficientNetB0", "efficientnet", 224, _GCS_EFFICIENTNET + "efficientnetb0_notop.h5"),
+    ("EfficientNetV2B0", "efficientnet_v2", 224, "efficientnet_v2/efficientnetv2-b0_notop.h5"),
+    ("EfficientNetV2S", "efficientnet_v2", 384, "efficientnet_v2/efficientnetv2-s_notop.h5"),
+    ("MobileNetV3Small", "mobilenet_v3", 224,
+     "mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"),
+    ("MobileNetV3Large", "mobilenet_v3", 224,
+     "mobilenet_v3/weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5"),
+    ("ConvNeXtTiny", "convnext", 224, "convnext/convnext_tiny_notop.h5"),
+)  # fmt: skip
 APPLICATIONS: dict[str, AppSpec] = {
-    spec.name: spec
-    for spec in (
-        # sparkdl's five, with the input sizes it used
-        _app(
-            "InceptionV3", "inception_v3", 299, _GCS + "inception_v3/",
-            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        ),
-        _app(
-            "Xception", "xception", 299, _GCS + "xception/",
-            "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        ),
-        _app(
-            "ResNet50", "resnet50", 224, _GCS + "resnet/",
-            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        ),
-        _app(
-            "VGG16", "vgg16", 224, _GCS + "vgg16/",
-            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        ),
-        _app(
-            "VGG19", "vgg19", 224, _GCS + "vgg19/",
-            "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        ),
-        # modern ones (preprocessing is built into these models)
-        _app("EfficientNetB0", "efficientnet", 224, _GCS_EFFICIENTNET, "efficientnetb0_notop.h5"),
-        _app(
-            "EfficientNetV2B0", "efficientnet_v2", 224, _GCS + "efficientnet_v2/",
-            "efficientnetv2-b0_notop.h5",
-        ),
-        _app(
-            "EfficientNetV2S", "efficientnet_v2", 384, _GCS + "efficientnet_v2/",
-            "efficientnetv2-s_notop.h5",
-        ),
-        _app(
-            "MobileNetV3Small", "mobilenet_v3", 224, _GCS + "mobilenet_v3/",
-            "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
-        ),
-        _app(
-            "MobileNetV3Large", "mobilenet_v3", 224, _GCS + "mobilenet_v3/",
-            "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
-        ),
-        _app("ConvNeXtTiny", "convnext", 224, _GCS + "convnext/", "convnext_tiny_notop.h5"),
-    )
-}  # fmt: skip
+    name: AppSpec(name, module, size, weights.rpartition("/")[2], urljoin(_GCS, weights))
+    for name, module, size, weights in _CATALOGUE
+}
 
 WEIGHTS_TIMEOUT = 5.0  # seconds for the HEAD request that checks the weights can be fetched
 
