@@ -4,24 +4,49 @@ Sections: summary and gate decisions, baseline vs tuned, confusion matrix, ROC c
 predicted probabilities), every misclassified test image with its true label and predicted
 probability, accuracy over past runs, and the champion comparison. Figures are matplotlib PNGs
 and thumbnails are JPEGs, both embedded as base64: the file opens anywhere, offline.
+
+The page is ``templates/report.html.j2`` (Jinja2, autoescaped: run ids, paths, class names and
+messages are escaped there, never by hand). The figures and thumbnails are made here and passed
+in as ``data:`` URIs. ``StrictUndefined``: a required metric that is missing fails the render
+instead of printing a blank; the optional ones are read with ``.get`` in the template.
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgclf.metrics import roc_curve
 
+if TYPE_CHECKING:
+    import jinja2
+    from matplotlib.figure import Figure
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+TEMPLATES = Path(__file__).parent / "templates"  # shipped as package data (pyproject.toml)
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _png(fig: Figure) -> str:
     import matplotlib.pyplot as plt
 
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
@@ -31,19 +56,24 @@ def _thumbnail(path: str, size: int = 160) -> str | None:
 
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img).convert("RGB")
-            img.thumbnail((size, size))
+            rgb = ImageOps.exif_transpose(img).convert("RGB")
+            rgb.thumbnail((size, size))
             buf = io.BytesIO()
-            img.save(buf, format="JPEG", quality=85)
+            rgb.save(buf, format="JPEG", quality=85)
     except OSError:
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def _plain(text: Any) -> str:
+    """``text`` for a matplotlib label: a ``$`` would otherwise start mathtext."""
+    return str(text).replace("$", r"\$")
+
+
 def _confusion_figure(stage: dict[str, Any], title: str) -> str:
     import matplotlib.pyplot as plt
 
-    labels, cm = stage["labels"], stage["confusion_matrix"]
+    labels, cm = [_plain(x) for x in stage["labels"]], stage["confusion_matrix"]
     fig, ax = plt.subplots(figsize=(3.6, 3.2))
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels)
@@ -79,65 +109,57 @@ def _roc_figure(stages: list[tuple[str, dict[str, Any]]]) -> str | None:
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.set_title(f"ROC ({stages[0][1]['labels'][1]} = positive)")
+    ax.set_title(f"ROC ({_plain(stages[0][1]['labels'][1])} = positive)")
     ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
 
 
-def _history_figure(history: list[dict[str, Any]]) -> str | None:
+def history_figure(history: list[dict[str, Any]]) -> Figure | None:
+    """Test accuracy of each run's candidate, run by run (``None`` before any run has one).
+
+    x is the run's number among the runs with an accuracy, oldest first, on integer ticks.
+    Runs that failed the gate (``passed_gate`` false) get a red cross and a legend entry;
+    promoted runs are labelled with their version. The caller closes the figure.
+    """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     points = [h for h in history if h.get("accuracy") is not None]
     if not points:
         return None
+    xs = list(range(1, len(points) + 1))
+    accuracy = [h["accuracy"] for h in points]
+    failed = [not h.get("passed_gate", True) for h in points]
     fig, ax = plt.subplots(figsize=(6, 2.6))
-    xs = range(1, len(points) + 1)
-    ax.plot(xs, [h["accuracy"] for h in points], marker="o")
+    ax.plot(xs, accuracy, color="C0", lw=1, zorder=1)
+    for is_failed, style in (
+        (False, {"marker": "o", "color": "C0", "label": "passed the gate"}),
+        (True, {"marker": "X", "color": "#c00", "s": 60, "label": "failed the gate"}),
+    ):
+        sel = [(x, a) for x, a, f in zip(xs, accuracy, failed, strict=True) if f == is_failed]
+        if sel:
+            ax.scatter(*zip(*sel, strict=True), zorder=2, **style)
     for x, h in zip(xs, points, strict=True):
         if h.get("promoted_version"):
-            ax.annotate(h["promoted_version"], (x, h["accuracy"]), fontsize=7,
+            ax.annotate(_plain(h["promoted_version"]), (x, h["accuracy"]), fontsize=7,
                         textcoords="offset points", xytext=(0, 6), ha="center")  # fmt: skip
+    ax.set_xlim(0.5, len(points) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("run")
     ax.set_ylabel("test accuracy")
     ax.set_title("Accuracy over runs (candidate model of each run)")
-    return _png(fig)
+    ax.legend(loc="best", fontsize=8)
+    return fig
 
 
-def _stage_rows(m: dict[str, Any]) -> str:
-    rows = []
-    for name in ("baseline", "tuned"):
-        s = m.get(name)
-        if not s:
-            rows.append(f"<tr><td>{name}</td><td colspan=5>skipped</td></tr>")
-            continue
-        lo, hi = s["accuracy_ci95"]
-        auc = "n/a" if s.get("roc_auc") is None else f"{s['roc_auc']:.3f}"
-        cv = s.get("cv") or {}
-        cv_txt = (f"{cv['metric']} {cv['best_mean']:.4f} &plusmn; {cv['best_std']:.4f}"
-                  if cv else "")  # fmt: skip
-        rows.append(
-            f"<tr><td>{name}</td><td>{s['accuracy']:.4f}</td><td>[{lo:.3f}, {hi:.3f}]</td>"
-            f"<td>{auc}</td><td>{html.escape(str(s['params']))}</td><td>{cv_txt}</td></tr>"
-        )
-    return "".join(rows)
+def _stage_row(name: str, stage: dict[str, Any] | None) -> dict[str, Any]:
+    return {"name": name, "stage": stage, "cv": (stage or {}).get("cv") or {}}
 
 
-def _per_class(stage: dict[str, Any]) -> str:
-    return "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v['precision']:.3f}</td><td>{v['recall']:.3f}</td>"
-        f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>"
-        for k, v in stage["per_class"].items()
-    )
-
-
-def _no_face_item(m: dict[str, Any]) -> str:
-    """dlib-face runs: which images had no face (they were classified by the fallback)."""
-    paths = m.get("no_face_images")
-    if paths is None:
-        return ""
-    names = ", ".join(html.escape("/".join(Path(p).parts[-2:])) for p in paths) or "none"
-    return f"<li>no face found in {len(paths)} images: {names}</li>"
+def _short(path: str) -> str:
+    """``class/file`` of an image path."""
+    return "/".join(Path(path).parts[-2:])
 
 
 def render(metrics: dict[str, Any], history: list[dict[str, Any]]) -> str:
@@ -148,68 +170,33 @@ def render(metrics: dict[str, Any], history: list[dict[str, Any]]) -> str:
     m = metrics
     chosen = m.get(m["candidate"]) or m["baseline"]
     stages = [(n, m[n]) for n in ("baseline", "tuned") if m.get(n)]
-    figures = [_confusion_figure(chosen, f"{m['candidate']} model")]
+    figures = [("confusion matrix", _confusion_figure(chosen, f"{m['candidate']} model"))]
     roc = _roc_figure(stages)
     if roc:
-        figures.append(roc)
-    hist = _history_figure(history)
-    wrong = [p for p in chosen.get("predictions", []) if p["label"] != p["predicted"]]
-    cards = []
-    for p in wrong:
-        thumb = _thumbnail(p["path"])
-        img = f'<img src="{thumb}" alt="{html.escape(Path(p["path"]).name)}">' if thumb else ""
-        cards.append(
-            f'<div class="card">{img}<div>{html.escape(Path(p["path"]).name)}<br>'
-            f"true <b>{html.escape(p['label'])}</b>, predicted "
-            f"<b>{html.escape(p['predicted'])}</b> (p={p['probability']:.2f})</div></div>"
-        )
-    challenge = m.get("champion_comparison") or {}
-    promoted = m.get("promoted_version")
-    verdict = "PASSED" if m["passed_gate"] else "FAILED"
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>imgclf run {html.escape(m['run_id'])}</title><style>",
-        "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}",
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}",
-        ".card{display:inline-block;width:170px;margin:6px;font-size:12px;vertical-align:top}",
-        ".fail{color:#b00}.pass{color:#070}</style></head><body>",
-        f"<h1>Run {html.escape(m['run_id'])}</h1>",
-        "<h2 id='summary'>Summary and gate decisions</h2><ul>",
-        f"<li>model: <code>{html.escape(str(m['model']))}</code> "
-        f"(featurizer {html.escape(str(m.get('featurizer')))})</li>",
-        f"<li>{m['n_train']} training and {m['n_test']} test images; "
-        f"{m['featurized_images']} images through the CNN in this run</li>",
-        _no_face_item(m),
-        f"<li>gate <b class='{'pass' if m['passed_gate'] else 'fail'}'>{verdict}</b>: "
-        f"{html.escape(m['gate']['reason'])}</li>",
-        f"<li>tuning: {'ran' if m.get('tuned') else 'skipped (baseline reached the target)'}</li>",
-        f"<li>promotion: {html.escape(challenge.get('decision', 'not reached'))}"
-        f"{f' &rarr; <b>{promoted}</b>' if promoted else ''}</li></ul>",
-        "<h2 id='stages'>Baseline vs tuned</h2><table><tr><th>stage</th><th>test accuracy</th>"
-        "<th>95% Wilson</th><th>ROC AUC</th><th>params</th><th>cross-validation</th></tr>",
-        _stage_rows(m),
-        "</table><h3>Per class (candidate)</h3><table><tr><th>class</th><th>precision</th>"
-        f"<th>recall</th><th>F1</th><th>support</th></tr>{_per_class(chosen)}</table>",
-        "<h2 id='figures'>Confusion matrix and ROC curve</h2>",
-        *[f"<img src='{f}'>" for f in figures],
-        f"<h2 id='misclassified'>Misclassified test images ({len(wrong)})</h2>",
-        "".join(cards) or "<p>none</p>",
-        "<h2 id='history'>Accuracy over past runs</h2>",
-        f"<img src='{hist}'>" if hist else "<p>no history yet</p>",
-        "<h2 id='champion'>Champion comparison</h2>",
+        figures.append(("ROC curve", roc))
+    hist = history_figure(history)
+    wrong = [
+        {**p, "name": Path(p["path"]).name, "thumbnail": _thumbnail(p["path"])}
+        for p in chosen.get("predictions", [])
+        if p["label"] != p["predicted"]
     ]
-    if challenge.get("champion"):
-        theirs = challenge.get("champion_accuracy")
-        parts.append(
-            f"<p>champion {html.escape(str(challenge['champion']))}: "
-            + (f"{theirs:.4f}" if theirs is not None else "not comparable")
-            + f" on the same {m['n_test']} test images; candidate {m['accuracy']:.4f}.</p>"
+    no_face = m.get("no_face_images")
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            m=m,
+            chosen=chosen,
+            stage_rows=[_stage_row(n, m.get(n)) for n in ("baseline", "tuned")],
+            figures=figures,
+            history_png=_png(hist) if hist else None,
+            wrong=wrong,
+            no_face=None if no_face is None else [_short(p) for p in no_face],
+            failed_images=[
+                {"name": _short(f["path"]), "error": f.get("error", "")}
+                for f in m.get("failed_images") or []
+            ],
+            challenge=m.get("champion_comparison") or {},
+            promoted=m.get("promoted_version"),
         )
-    else:
-        parts.append(
-            "<p>no champion to compare with</p>"
-            if challenge
-            else "<p>not compared (the gate failed)</p>"
-        )
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    )
