@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install --python $(BIN)/python -q -c constraints.txt -e '.[dev]'
-	@# Spark drivers start ~2 s sooner with a class-data archive; without one they still work
+	@# Spark drivers start ~2 s sooner with a class-data archive (README); without one they still work
 	$(BIN)/python -m tools.jvm_archive || echo "warning: no JVM class archive: Spark jobs start slower"
 	@touch $@
 

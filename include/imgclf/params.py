@@ -146,6 +146,26 @@ def airflow_params(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     return {name: copy.deepcopy(PROPERTIES[name]) for name in (names or list(PROPERTIES))}
 
 
+def markdown_table() -> str:
+    """The parameters as the README's table (a test keeps the README equal to this)."""
+    import json
+
+    rows = ["| section | param | title | default | meaning |", "| --- | --- | --- | --- | --- |"]
+    for name, prop in PROPERTIES.items():
+        default = (
+            json.dumps(prop["default"]) if isinstance(prop["default"], dict) else prop["default"]
+        )
+        bounds = [
+            f"{label} {prop[key]}"
+            for key, label in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                               ("exclusiveMaximum", "<"))
+            if key in prop
+        ]  # fmt: skip
+        meaning = prop["description"] + (f" ({', '.join(bounds)})" if bounds else "")
+        rows.append(f"| {prop['section']} | `{name}` | {prop['title']} | `{default}` | {meaning} |")
+    return "\n".join(rows)
+
+
 def model_argument(value: str) -> str:
     """``--model`` on a command line: like the DAG's, but a relative model file is taken from
     the current folder (the jobs run elsewhere), then checked (``ArgumentTypeError``)."""

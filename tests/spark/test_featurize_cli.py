@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.spark.test_featurizer import plain_keras_features
-
 pytestmark = pytest.mark.spark
 IMGCLF = str(Path(sys.executable).parent / "imgclf")
 
@@ -50,17 +48,3 @@ def test_featurize_drops_and_lists_undecodable_images(tiny_model, images, tmp_pa
     assert len(rows) == 12
     assert all(Path(p).is_absolute() and Path(p).exists() for p in rows)
     assert {label for label, _ in rows.values()} == {"red", "blue"}
-
-
-@pytest.mark.shared
-def test_featurize_the_real_images_matches_plain_keras(lite0, football, tmp_path):
-    summary, _ = _featurize(football, lite0, tmp_path / "f.parquet")
-    assert (summary["images"], summary["featurized"], summary["failed"]) == (60, 60, [])
-    rows = _read(tmp_path / "f.parquet")
-    assert len(rows) == 60
-    paths = sorted(rows)
-    for p in paths:
-        assert rows[p][0] == Path(p).parent.name
-    got = np.stack([rows[p][1] for p in paths])
-    assert got.shape == (60, 1280)
-    assert np.abs(got - plain_keras_features(lite0, paths)).max() < 1e-3

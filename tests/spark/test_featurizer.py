@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -201,42 +198,6 @@ def test_corrupt_images_are_dropped_or_kept_with_the_reason(spark, tiny_model, i
     assert "UnidentifiedImageError" in bad["broken.jpg"]["featurizer_error"]
     with pytest.raises(Exception, match="undecodable image"):
         DeepImageFeaturizer(modelPath=str(tiny_model), handleInvalid="error").transform(df).count()
-
-
-def test_saved_pipeline_scores_raw_images_in_a_fresh_process(spark, tiny_model, images, tmp_path):
-    from pyspark.ml.classification import LogisticRegression
-
-    from spark_tasks import common
-
-    f = DeepImageFeaturizer(modelPath=str(tiny_model))
-    data = f.transform(_rows(spark, images)).cache()
-    indexer = common.fit_label_indexer(data)
-    classifier = common.classifier_pipeline(indexer, LogisticRegression(maxIter=50)).fit(data)
-    model = common.full_model(f, classifier)
-    model.write().overwrite().save(str(tmp_path / "model"))
-    expected = {
-        r["path"]: r[common.PREDICTED] for r in model.transform(_rows(spark, images)).collect()
-    }
-    assert set(expected.values()) == {"red", "blue"}
-    script = textwrap.dedent(f"""
-        import sys
-        from pyspark.ml import PipelineModel
-        from pyspark.sql import SparkSession
-        from spark_tasks.common import read_images_dir
-        spark = (SparkSession.builder.master("local[1]")
-                 .config("spark.pyspark.python", sys.executable)
-                 .config("spark.ui.enabled", "false").getOrCreate())
-        model = PipelineModel.load({str(tmp_path / "model")!r})
-        raw = read_images_dir(spark, {str(images)!r}).drop("label")
-        for r in model.transform(raw).select("path", "predicted_label").collect():
-            print("ROW", r["path"], r["predicted_label"])
-    """)
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    got = dict(line.split()[1:] for line in out.stdout.splitlines() if line.startswith("ROW "))
-    assert got == expected
 
 
 @pytest.mark.shared
