@@ -6,6 +6,7 @@ BIN := $(abspath $(VENV))/bin
 export IMGCLF_HOME ?= $(CURDIR)/var
 export AIRFLOW_HOME ?= $(IMGCLF_HOME)/airflow
 export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER ?= $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= True
 export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
@@ -16,7 +17,7 @@ SHARED ?= $(abspath $(CURDIR)/../shared)
 LITE0 := $(SHARED)/models/efficientnet_lite0_imagenet_notop.keras
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-offline airflow test test-fast lint fmt clean up down bench jvm-archive
+.PHONY: help install run run-offline airflow mlflow test test-fast lint fmt clean up down bench jvm-archive
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +76,13 @@ up: ## docker compose: Airflow + Spark standalone cluster (needs a Docker engine
 
 down: ## stop the docker compose services (volumes are kept)
 	docker compose down
+
+MLFLOW_PORT ?= 5000
+mlflow: install ## the MLflow UI over the embedded store (runs, models, the champion alias) on localhost:5000
+	@mkdir -p $(IMGCLF_HOME)
+	$(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
+		--backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(IMGCLF_HOME)/mlflow.db} \
+		--default-artifact-root $(IMGCLF_HOME)/mlartifacts
 
 BENCH_IMAGES ?= 600
 bench: install ## featurizer (Spark vs plain Keras) and decode benchmarks, one JSON line each

@@ -80,9 +80,11 @@ with DAG(
     def validate_params() -> dict:
         ctx = get_current_context()
         try:  # pinned for every later task and job: runs/<run>/params.json
-            return runs.save_params(SETTINGS, ctx["run_id"], dict(ctx["params"]))
+            checked = runs.save_params(SETTINGS, ctx["run_id"], dict(ctx["params"]))
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from None
+        runs.open_run(SETTINGS, ctx["dag"].dag_id, ctx["run_id"], checked)  # its MLflow run
+        return checked
 
     @task(retries=1, retry_delay=timedelta(seconds=30))
     def download() -> dict:

@@ -34,8 +34,8 @@ with DAG(
         "version": Param(
             "champion",
             type="string",
-            pattern=r"^(champion|v\d{4,})$",
-            description="'champion' or a registry version such as v0001.",
+            pattern=r"^(champion|[1-9][0-9]{0,8})$",
+            description="'champion' (the MLflow registry's alias) or a model version number.",
         ),
         "out": Param(
             "", type="string", description="CSV path; empty: IMGCLF_HOME/predictions/<run_id>.csv"
@@ -70,7 +70,7 @@ with DAG(
         "predict.py",
         [
             "--images", "{{ params.images_dir }}",
-            "--model-dir", "{{ ti.xcom_pull(task_ids='resolve')['model_dir'] }}",
+            "--model-uri", "{{ ti.xcom_pull(task_ids='resolve')['model_uri'] }}",
             "--version", "{{ ti.xcom_pull(task_ids='resolve')['version'] }}",
             "--out", "{{ ti.xcom_pull(task_ids='resolve')['out'] }}",
         ],

@@ -20,7 +20,12 @@ from pathlib import Path
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imgclf predict", description=__doc__)
     p.add_argument("--images", type=Path, required=True)
-    p.add_argument("--model-dir", type=Path, required=True, help="a saved PipelineModel")
+    p.add_argument(
+        "--model-uri",
+        required=True,
+        help="an MLflow model URI (models:/football_classifier@champion, models:/NAME/VERSION, "
+        "runs:/...) or the folder of a saved PipelineModel",
+    )
     p.add_argument("--out", type=Path, required=True, help="FILE.csv")
     p.add_argument("--version", default="", help="registry version, recorded in the summary")
     return p
@@ -36,10 +41,16 @@ def run(args: argparse.Namespace, spark=None) -> dict:
 
     started = time.time()
     spark = spark or common.spark_session("imgclf-predict")
-    model = PipelineModel.load(str(args.model_dir))
+    if "://" in args.model_uri or args.model_uri.startswith("models:/"):
+        from imgclf import tracking
+        from imgclf.config import Settings
+
+        model = tracking.load_model(Settings.from_env(), args.model_uri)
+    else:
+        model = PipelineModel.load(str(Path(args.model_uri).resolve()))
     featurizer = model.stages[0]
     if not isinstance(featurizer, DeepImageFeaturizer):
-        raise ValueError(f"{args.model_dir} does not start with a DeepImageFeaturizer")
+        raise ValueError(f"{args.model_uri} does not start with a DeepImageFeaturizer")
     featurizer.setHandleInvalid("keep")  # list unreadable files, do not fail
     err_col = featurizer.getErrorCol()
     images = common.read_images_dir(spark, args.images).drop("label")

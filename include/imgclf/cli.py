@@ -126,6 +126,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     lines.append(f"metrics {path}")
     if (path.parent / "report.html").is_file():
         lines.append(f"report {path.parent / 'report.html'}")
+    if (path.parent / "mlflow.json").is_file():  # `make mlflow` serves it
+        lines.append(f"mlflow {json.loads((path.parent / 'mlflow.json').read_text())['url']}")
     print("\n".join(lines))
     return 0
 
@@ -149,38 +151,37 @@ def cmd_package_code(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from imgclf.registry import Registry
+    """The MLflow Model Registry: list, show, promote (move ``champion``), rollback."""
+    from imgclf import tracking
 
-    registry = Registry(config.Settings.from_env().models_dir)
+    settings = config.Settings.from_env()
     try:
         if args.action == "promote":
             if not args.version:
                 raise KeyError("imgclf models promote needs a VERSION")
-            registry.set_champion(args.version, reason="promoted by hand (imgclf models promote)")
-            print(f"champion: {args.version}")
-            return 0
-        if args.action == "rollback":
-            print(f"champion: {registry.rollback()}")
-            return 0
-        if args.action == "show":
-            print(json.dumps(registry.info(args.version or registry.champion() or ""), indent=2))
-            return 0
+            done = tracking.promote(settings, args.version, "promoted by hand (imgclf models)")
+            print(f"champion: {done}")
+        elif args.action == "rollback":
+            print(f"champion: {tracking.rollback(settings)}")
+        elif args.action == "show":
+            print(json.dumps(tracking.version(settings, args.version or ""), indent=2))
+        else:
+            found = tracking.versions(settings)
+            champion = (tracking.champion(settings) or {}).get("version")
+            for v in found:
+                tags = v["tags"]
+                print(
+                    f"{'*' if v['version'] == champion else ' '} {v['version']:>4}  accuracy "
+                    f"{tags.get('accuracy', '?')}  {tags.get('model', '?')}  "
+                    f"run {tags.get('airflow_run_id', '?')}"
+                )
+            if not found:
+                where = settings.mlflow_registry_uri
+                print(f"no versions of {settings.registered_model!r} in {where}")
     except KeyError as exc:
         print(f"imgclf models: {exc.args[0]}", file=sys.stderr)
         return 2
-    if args.action == "list":
-        champion = registry.champion()
-        for version in registry.versions():
-            info = registry.info(version)
-            mark = "*" if version == champion else " "
-            print(
-                f"{mark} {version}  accuracy {info['accuracy']:.4f}  {info['model']}  "
-                f"run {info['run_id']}"
-            )
-        if not registry.versions():
-            print(f"no model versions in {registry.root}")
-        return 0
-    return 2
+    return 0
 
 
 def _spark_env() -> dict[str, str]:
@@ -213,7 +214,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     cmd = [
         *_spark_submit("predict.py", args.master),
         "--images", str(Path(args.images).resolve()),
-        "--model-dir", found["model_dir"],
+        "--model-uri", found["model_uri"],
         "--version", found["version"],
         "--out", str(Path(args.out).resolve()),
     ]  # fmt: skip

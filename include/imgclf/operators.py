@@ -25,7 +25,13 @@ def spark_job(
         application=str(spark_tasks_dir() / script),
         name=f"imgclf-{task_id}",
         conf=settings.spark_conf(),
-        env_vars={"TF_CPP_MIN_LOG_LEVEL": "2", "IMGCLF_HOME": str(settings.home)},
+        env_vars={
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "IMGCLF_HOME": str(settings.home),
+            # the jobs log models to, and load them from, the same MLflow as the tasks
+            "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            "MLFLOW_REGISTRY_URI": settings.mlflow_registry_uri,
+        },
         py_files=settings.py_files or None,
         application_args=args,
         **options,

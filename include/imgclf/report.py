@@ -162,18 +162,34 @@ def _short(path: str) -> str:
     return "/".join(Path(path).parts[-2:])
 
 
-def render(metrics: dict[str, Any], history: list[dict[str, Any]]) -> str:
-    """The report of one run as an HTML string."""
+def figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """The run's figures as ``(title, PNG data URI)``: the report embeds them, MLflow keeps them
+    as artifacts (``figure_files``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     m = metrics
     chosen = m.get(m["candidate"]) or m["baseline"]
     stages = [(n, m[n]) for n in ("baseline", "tuned") if m.get(n)]
-    figures = [("confusion matrix", _confusion_figure(chosen, f"{m['candidate']} model"))]
+    out = [("confusion matrix", _confusion_figure(chosen, f"{m['candidate']} model"))]
     roc = _roc_figure(stages)
     if roc:
-        figures.append(("ROC curve", roc))
+        out.append(("ROC curve", roc))
+    return out
+
+
+def figure_files(metrics: dict[str, Any]) -> dict[str, bytes]:
+    """``figures`` as PNG files by name (``confusion_matrix.png``, ``roc_curve.png``)."""
+    return {
+        title.replace(" ", "_").lower() + ".png": base64.b64decode(uri.split(",", 1)[1])
+        for title, uri in figures(metrics)
+    }
+
+
+def render(metrics: dict[str, Any], history: list[dict[str, Any]]) -> str:
+    """The report of one run as an HTML string."""
+    m = metrics
+    chosen = m.get(m["candidate"]) or m["baseline"]
     hist = history_figure(history)
     wrong = [
         {**p, "name": Path(p["path"]).name, "thumbnail": _thumbnail(p["path"])}
@@ -188,7 +204,7 @@ def render(metrics: dict[str, Any], history: list[dict[str, Any]]) -> str:
             m=m,
             chosen=chosen,
             stage_rows=[_stage_row(n, m.get(n)) for n in ("baseline", "tuned")],
-            figures=figures,
+            figures=figures(m),
             history_png=_png(hist) if hist else None,
             wrong=wrong,
             no_face=None if no_face is None else [_short(p) for p in no_face],

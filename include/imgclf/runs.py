@@ -34,6 +34,13 @@ def save_params(settings: Settings, run_id: str, params: dict[str, Any]) -> dict
     return checked
 
 
+def open_run(settings: Settings, dag_id: str, run_id: str, params: dict[str, Any]) -> dict:
+    """The run's MLflow run, with its parameters (``runs/<run>/mlflow.json``)."""
+    from imgclf import tracking
+
+    return tracking.start_run(settings, dag_id, run_id, params)
+
+
 def load_params(settings: Settings, run_id: str) -> dict[str, Any]:
     """The run's normalised parameters, as ``save_params`` pinned them."""
     params = read_json(settings.params_path(run_id))
@@ -91,13 +98,30 @@ def record(settings: Settings, run_id: str) -> dict[str, Any]:
         with open(settings.runs_dir / "history.jsonl", "a") as fh:  # one short line: one write
             fh.write(json.dumps(entry, sort_keys=True) + "\n")
     out: dict[str, Any] = {"history": str(settings.runs_dir / "history.jsonl")}
+    artifacts: list[tuple[Path, str | None]] = [
+        (settings.manifest_copy(run_id), None),
+        (run_dir / "params.json", None),
+    ]
     if metrics is not None:
-        from imgclf.report import render
+        from imgclf.files import atomic_write_bytes
+        from imgclf.report import figure_files, render
 
         report = run_dir / "report.html"
         atomic_write_text(report, render(metrics, history(settings)))
         log.info("report: %s", report)
         out["report"] = str(report)
+        artifacts += [(report, None), (run_dir / "metrics.json", None)]
+        for name, png in figure_files(metrics).items():
+            atomic_write_bytes(run_dir / "figures" / name, png)
+            artifacts.append((run_dir / "figures" / name, "figures"))
+    from imgclf import tracking
+
+    url = tracking.finish_run(
+        settings, run_id, metrics=metrics, failure=failure, artifacts=artifacts
+    )
+    if url:
+        out["mlflow_run_url"] = url
+        log.info("MLflow run: %s", url)
     return out
 
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-from pathlib import Path
 from typing import Any
 
 from imgclf import gate as gates
-from imgclf import runs
+from imgclf import runs, tracking
 from imgclf.config import Settings
 from imgclf.files import atomic_write_json
-from imgclf.registry import Registry
 from imgclf.runs import read_json
 
 log = logging.getLogger(__name__)
@@ -66,12 +64,11 @@ def dataset_changed(
 
 
 def resolve_version(settings: Settings, version: str) -> dict[str, str]:
-    """``champion`` or ``vNNNN`` to the saved model's path (KeyError naming what is missing)."""
-    registry = Registry(settings.models_dir)
-    name = registry.champion() if version in ("", "champion") else version
-    if name is None:
-        raise KeyError(f"no champion model in {settings.models_dir}: train one first")
-    return {"version": name, "model_dir": str(registry.model_path(name))}
+    """``champion`` or a version number to its MLflow model URI (KeyError naming what is
+    missing): ``models:/<name>@champion`` or ``models:/<name>/<version>``."""
+    found = tracking.version(settings, version)
+    uri = tracking.model_uri(settings, version or tracking.CHAMPION)
+    return {"version": found["version"], "model_uri": uri}
 
 
 def download(
@@ -207,39 +204,54 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
         "promoted": decision.promote,
         "decision": decision.reason,
     }
+    code = runs.code_version()
+    key = tracking.candidate_key(metrics, code)
+    mlflow_run = read_json(run_dir / "mlflow.json") or {}
+    tags = {
+        "airflow_run_id": run_id,
+        "accuracy": f"{metrics['accuracy']:.6f}",
+        "candidate": metrics["candidate"],
+        "model": str(metrics["model"]),
+        "featurizer": str(metrics["featurizer"]),
+        "dataset_fingerprint": str((metrics.get("dataset") or {}).get("fingerprint")),
+        "code_version": code,
+        "challenge_decision": decision.reason[:4000],
+        "max_regression": str(max_regression),
+    }
+    source = (comparison or {}).get("candidate_model_uri")
+    if not source:
+        raise RuntimeError(f"run {run_id}: the challenge job logged no candidate model")
+    registered, identical = tracking.register(
+        settings, source, mlflow_run.get("mlflow_run_id"), key, tags
+    )
     version = None
-    registry = Registry(settings.models_dir)
-    if decision.promote:
-        meta = {
-            "run_id": run_id,
-            "accuracy": metrics["accuracy"],
-            "accuracy_ci95": (metrics.get(metrics["candidate"]) or {}).get("accuracy_ci95"),
-            "candidate": metrics["candidate"],
-            "model": metrics["model"],
-            "featurizer": metrics["featurizer"],
-            "dataset": metrics.get("dataset", {}),
-            "params": metrics["params"],
-            "code_version": runs.code_version(),
-            "metrics_path": str(run_dir / "metrics.json"),
-        }
-        extra = {
-            "manifest.json": run_dir / "manifest.json",
-            "metrics.json": run_dir / "metrics.json",
-        }
-        version = registry.register(Path(metrics["model_path"]), meta, extra_files=extra)
-        registry.set_champion(version, reason=f"run {run_id}: {decision.reason}")
+    if identical:
+        outcome = (
+            f"identical to version {identical} (same dataset, featurizer, params and code): "
+            "no new version registered"
+        )
+    elif decision.promote:
+        assert registered is not None
+        version = tracking.promote(settings, registered, f"run {run_id}: {decision.reason}")
+        outcome = f"version {version} registered and made champion"
+    else:
+        outcome = f"version {registered} registered; the champion stays"
+    metrics["registered_version"] = registered
+    metrics["identical_to_version"] = identical
     metrics["promoted_version"] = version
+    metrics["champion_comparison"]["registry"] = outcome
     atomic_write_json(run_dir / "metrics.json", metrics)
     report = run_dir / "report.html"  # written by the run's last task (runs.record)
     summary = (
-        f"{decision.reason}"
-        + (
-            f" -> {version} is the champion"
-            if version
-            else f"; champion stays {registry.champion()}"
-        )
-        + f". {metrics['candidate']} test accuracy {metrics['accuracy']:.4f} on {metrics['n_test']}"
-        f" images. Metrics: {run_dir / 'metrics.json'}. Report: {report}"
+        f"{decision.reason}; {outcome}. {metrics['candidate']} test accuracy "
+        f"{metrics['accuracy']:.4f} on {metrics['n_test']} images. "
+        f"Metrics: {run_dir / 'metrics.json'}. Report: {report}"
     )
     log.info(summary)
-    return {"version": version, "accuracy": metrics["accuracy"], "report": str(report)}
+    return {
+        "version": version,
+        "registered": registered,
+        "identical_to": identical,
+        "accuracy": metrics["accuracy"],
+        "report": str(report),
+    }

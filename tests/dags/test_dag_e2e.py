@@ -8,6 +8,7 @@ always runs.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from imgclf.registry import Registry
+from imgclf import tracking
+from imgclf.config import Settings
 from imgclf.testing.github_stub import GitHubStub
 from tests.dags.conftest import load_dag, run_dag, run_dir
 from tests.fixtures_images import make_images, make_tiny_model
@@ -50,6 +52,28 @@ def first_run(airflow_db, football_stub, lite0, real_home):
         mp.undo()
 
 
+def settings(home: Path) -> Settings:
+    """What the DAG's tasks used: the embedded MLflow store under ``home``."""
+    import dataclasses
+
+    return dataclasses.replace(Settings.from_env(), home=home, tracking_uri="", registry_uri="")
+
+
+def mlflow_run(home: Path, run_id: str):
+    info = json.loads((run_dir(home, run_id) / "mlflow.json").read_text())
+    return tracking.client(settings(home)).get_run(info["mlflow_run_id"])
+
+
+def artifacts(home: Path, run) -> set[str]:
+    found = tracking.client(settings(home)).list_artifacts(run.info.run_id)
+    names = {a.path for a in found}
+    for folder in [a.path for a in found if a.is_dir]:
+        names |= {
+            a.path for a in tracking.client(settings(home)).list_artifacts(run.info.run_id, folder)
+        }
+    return names
+
+
 def imgclf(*args: str, home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "IMGCLF_HOME": str(home)}
     return subprocess.run([IMGCLF, *args], capture_output=True, text=True, env=env,
@@ -72,13 +96,20 @@ def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
     assert len(m["tuned"]["cv"]["grid"]) == 2
     assert 0.0 <= m["accuracy"] <= 1.0 and m["accuracy"] == m["tuned"]["accuracy"]
     assert m["champion_comparison"]["champion"] is None
-    assert m["promoted_version"] == "v0001"
-    registry = Registry(real_home / "models")
-    assert registry.champion() == "v0001"
-    info = registry.info("v0001")
-    assert info["accuracy"] == m["accuracy"]
-    assert info["dataset"]["fingerprint"] == m["dataset"]["fingerprint"]
-    assert (real_home / "models" / "v0001" / "manifest.json").is_file()
+    assert m["promoted_version"] == m["registered_version"] == "1"
+    champion = tracking.champion(settings(real_home))
+    assert champion["version"] == "1"  # the alias, in the MLflow Model Registry
+    assert float(champion["tags"]["accuracy"]) == pytest.approx(m["accuracy"])
+    assert champion["tags"]["dataset_fingerprint"] == m["dataset"]["fingerprint"]
+    run = mlflow_run(real_home, m["run_id"])  # the DAG run is one MLflow run
+    assert run.info.status == "FINISHED" and run.info.run_id == champion["run_id"]
+    assert run.data.params["model"] == str(first_run[1]["model"])
+    assert run.data.metrics["tuned_accuracy"] == pytest.approx(m["accuracy"])
+    assert run.data.metrics["featurized_images"] == 60
+    assert run.data.tags["airflow_run_id"] == m["run_id"] and run.data.tags["featurizer"]
+    logged = artifacts(real_home, run)
+    assert {"report.html", "metrics.json", "manifest.json", "params.json"} <= logged
+    assert {"figures/confusion_matrix.png", "figures/roc_curve.png"} <= logged
     page = (run_dir(real_home, m["run_id"]) / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 3
     assert f"Misclassified test images ({m['n_test'] - m['tuned']['correct']})" in page
@@ -88,16 +119,19 @@ def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
 def test_gate_fails_the_run_below_min_accuracy_and_promotes_nothing(
     first_run, monkeypatch, football_stub, lite0, real_home
 ):
-    before = Registry(real_home / "models").versions()
-    champion = Registry(real_home / "models").champion()
+    before = tracking.versions(settings(real_home))
+    champion = tracking.champion(settings(real_home))
     state, m = run_dag(monkeypatch, real_home, football_stub.url, {
         "model": str(lite0), "target_accuracy": 0.0, "min_accuracy": 0.99,
     })  # fmt: skip
     assert state == "failed"
     assert m["passed_gate"] is False and "fails the gate" in m["gate"]["reason"]
-    assert Registry(real_home / "models").versions() == before
-    assert Registry(real_home / "models").champion() == champion
+    assert tracking.versions(settings(real_home)) == before
+    assert tracking.champion(settings(real_home)) == champion
     assert "FAILED" in (run_dir(real_home, m["run_id"]) / "report.html").read_text()
+    run = mlflow_run(real_home, m["run_id"])  # recorded too, marked failed, with its report
+    assert run.info.status == "FAILED" and run.data.tags["failed_task"] == "gate"
+    assert "report.html" in artifacts(real_home, run)
 
 
 @pytest.mark.shared
@@ -109,7 +143,8 @@ def test_predict_scores_every_image_with_the_champion_in_a_fresh_process(
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 60 and all(r["predicted_label"] in ("messi", "ronaldo") for r in rows)
-    # the saved champion reproduces, in a new process, what it predicted at training time
+    # models:/football_classifier@champion reproduces, in a new process, its training-time
+    # predictions
     tuned = first_run[1]["tuned"]["predictions"]
 
     def key(path: str) -> str:  # class folder / file name: raw/ copy and ../shared original
@@ -123,7 +158,7 @@ def test_predict_scores_every_image_with_the_champion_in_a_fresh_process(
             p["probability"], abs=1e-5
         )
     listing = imgclf("models", "list", home=real_home)
-    assert listing.returncode == 0 and "* v0001" in listing.stdout
+    assert listing.returncode == 0 and "*    1" in listing.stdout
 
 
 @pytest.mark.shared
@@ -175,9 +210,15 @@ def test_synthetic_lifecycle_without_shared(airflow_db, monkeypatch, tmp_path):
         assert state == "success", m
         assert m["featurized_images"] == 16
         assert (m["n_train"], m["n_test"]) == (12, 4)
-        assert m["tuned"] is not None and m["promoted_version"] == "v0001"
-        assert Registry(home / "models").champion() == "v0001"
+        assert m["tuned"] is not None and m["promoted_version"] == "1"
+        assert tracking.champion(settings(home))["version"] == "1"
         assert (run_dir(home, m["run_id"]) / "report.html").is_file()  # the teardown's
+        state, again = run_dag(monkeypatch, home, stub.url, conf)  # same data, params, code
+        assert state == "success" and again["featurized_images"] == 0
+        assert again["registered_version"] is None and again["identical_to_version"] == "1"
+        assert [v["version"] for v in tracking.versions(settings(home))] == ["1"]
+        rollback = imgclf("models", "rollback", home=home)
+        assert rollback.returncode == 2 and "no earlier champion" in rollback.stderr
 
         watch_params = {"repo": "acme/pics", "ref": "main", "classes": conf["classes"]}
         events, _ = _asset_counts()
@@ -204,7 +245,7 @@ def test_synthetic_lifecycle_without_shared(airflow_db, monkeypatch, tmp_path):
     monkeypatch.setenv("IMGCLF_HOME", str(home))
     out = tmp_path / "dag.csv"
     dr = load_dag("football_classifier_predict").test(
-        run_conf={"images_dir": str(folder), "version": "v0001", "out": str(out)}
+        run_conf={"images_dir": str(folder), "version": "1", "out": str(out)}
     )
     assert str(dr.state) == "success"
     dag_rows = {Path(r["path"]).name: r for r in csv.DictReader(out.open())}
@@ -212,7 +253,7 @@ def test_synthetic_lifecycle_without_shared(airflow_db, monkeypatch, tmp_path):
     assert dag_rows["broken.jpg"]["error"] and not dag_rows["broken.jpg"]["predicted_label"]
     assert sum(r["predicted_label"] == "red" for r in dag_rows.values()) >= 7
     dr = load_dag("football_classifier_predict").test(
-        run_conf={"images_dir": str(folder), "version": "v0042"}
+        run_conf={"images_dir": str(folder), "version": "42"}
     )
     assert str(dr.state) == "failed"  # a version that does not exist fails in resolve
 

@@ -116,11 +116,11 @@ def test_dag_runs_on_the_standalone_cluster(airflow_db, cluster, monkeypatch, tm
         })  # fmt: skip
     assert state == "success", m
     assert m["featurized_images"] == 16 and m["tuned"] is not None
-    assert m["promoted_version"] == "v0001"
+    assert m["promoted_version"] == "1"
     run = safe_name(m["run_id"])
     apps = {a["name"]: a for a in _json(cluster["status"])["completedapps"]}
-    # the first run has no champion to challenge: that job starts no Spark application
-    for name in (f"imgclf-train-{run}", f"imgclf-tune-{run}"):
+    # challenge logs the candidate to MLflow with the Spark flavor: a Spark application too
+    for name in (f"imgclf-train-{run}", f"imgclf-tune-{run}", f"imgclf-challenge-{run}"):
         assert name in apps, sorted(apps)
         assert apps[name]["state"] == "FINISHED"
         assert apps[name]["cores"] >= 1  # executors were granted on the worker

@@ -17,6 +17,14 @@ def compose():
     return yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
 
 
+AIRFLOW_SERVICES = (
+    "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+    "airflow-triggerer",
+)  # fmt: skip
+POSTGRES_IMAGE_SERVICES = {"postgres", "mlflow-db-init"}  # the database and its one-shot client
+ONE_SHOT = {"airflow-init", "mlflow-db-init"}
+
+
 def _pinned(name: str) -> str:
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     return next(d.split("==")[1] for d in deps if d.startswith(f"{name}=="))
@@ -27,6 +35,7 @@ def test_services_and_their_commands(compose):
     assert set(services) == {
         "postgres", "airflow-init", "airflow-apiserver", "airflow-scheduler",
         "airflow-dag-processor", "airflow-triggerer", "spark-master", "spark-worker",
+        "mlflow-db-init", "mlflow",
     }  # fmt: skip
     assert services["spark-worker"]["deploy"]["replicas"] == 2
     for name in ("apiserver", "scheduler", "dag-processor", "triggerer"):
@@ -42,13 +51,16 @@ def test_every_service_has_an_image_and_health_checks_where_depended_on(compose)
         for dep, cond in (svc.get("depends_on") or {}).items():
             if cond["condition"] == "service_healthy":
                 assert "healthcheck" in services[dep], f"{name} waits on {dep} without a check"
-    long_running = [n for n in services if n != "airflow-init"]
+    long_running = [n for n in services if n not in ONE_SHOT]
     assert all("healthcheck" in services[n] for n in long_running)
+    assert all(services[n]["restart"] == "no" for n in ONE_SHOT)
 
 
 def test_one_project_image_for_airflow_and_spark(compose):
-    images = {svc.get("image") for n, svc in compose["services"].items() if n != "postgres"}
-    assert images == {"imgclf:latest"}
+    services = compose["services"]
+    images = {svc.get("image") for n, svc in services.items() if n not in POSTGRES_IMAGE_SERVICES}
+    assert images == {"imgclf:latest"}  # MLflow too: the same pins (constraints.txt) as the tasks
+    assert {services[n]["image"] for n in POSTGRES_IMAGE_SERVICES} == {"postgres:16"}
 
 
 def test_versions_match_the_pins():
@@ -63,7 +75,7 @@ def test_versions_match_the_pins():
 
 def test_data_root_volume_and_env_agree(compose):
     for name, svc in compose["services"].items():
-        if name == "postgres":
+        if name in POSTGRES_IMAGE_SERVICES:
             continue
         assert "imgclf-data:/data" in svc["volumes"], name
         assert svc["environment"]["IMGCLF_HOME"] == "/data", name
@@ -96,7 +108,10 @@ def test_no_inline_secrets(compose):
             assert re.search(r'"password": "\$\{', value), f"{service}.{key}: inline password"
     assert ".env" in (ROOT / ".gitignore").read_text().split()
     example = (ROOT / ".env.example").read_text()
-    for var in ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "GITHUB_TOKEN"):
+    for var in (
+        "POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "GITHUB_TOKEN",
+        "MLFLOW_DB_PASSWORD",
+    ):  # fmt: skip
         assert f"{var}=" in example
 
 
@@ -104,3 +119,71 @@ def test_the_secret_check_catches_an_inline_password():
     bad = {"services": {"x": {"environment": {"DB": "postgresql://u:hunter2@db/x"}}}}
     with pytest.raises(AssertionError, match="password in a URL"):
         test_no_inline_secrets(bad)
+
+
+# --- MLflow ----------------------------------------------------------------------------------
+def _option(command: list[str], flag: str) -> str:
+    assert flag in command, f"{flag} missing from {command}"
+    return command[command.index(flag) + 1]
+
+
+def test_mlflow_server_has_its_own_database(compose):
+    services = compose["services"]
+    mlflow = services["mlflow"]
+    command = [*mlflow["entrypoint"], *mlflow["command"]]
+    assert command[:2] == ["mlflow", "server"]
+    store = _option(command, "--backend-store-uri")
+    m = re.fullmatch(r"postgresql\+psycopg2://(?P<user>\w+)@postgres(:5432)?/(?P<db>\w+)", store)
+    assert m, store  # no password in the URI: libpq reads PGPASSWORD
+    airflow_db = services["airflow-scheduler"]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert airflow_db.endswith("@postgres/airflow")
+    assert m["db"] == "mlflow" != services["postgres"]["environment"]["POSTGRES_DB"]
+    assert m["user"] == "mlflow" != services["postgres"]["environment"]["POSTGRES_USER"]
+    assert mlflow["environment"]["PGPASSWORD"] == "${MLFLOW_DB_PASSWORD:?set it in .env}"
+    # the role and database exist before the server starts, created idempotently
+    assert mlflow["depends_on"] == {
+        "mlflow-db-init": {"condition": "service_completed_successfully"}
+    }
+    init = services["mlflow-db-init"]
+    assert init["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert init["environment"]["PGHOST"] == "postgres"
+    assert init["environment"]["MLFLOW_DB_PASSWORD"] == mlflow["environment"]["PGPASSWORD"]
+    script = init["command"][-1]
+    assert "ON_ERROR_STOP=1" in script
+    assert re.search(r"CREATE ROLE mlflow .*WHERE NOT EXISTS.*\\gexec", script)
+    assert re.search(r"CREATE DATABASE mlflow OWNER mlflow.*WHERE NOT EXISTS.*\\gexec", script)
+    assert "PASSWORD :'pw'" in script  # psql quotes the password, never the shell
+    assert "$${MLFLOW_DB_PASSWORD}" in script  # expanded in the container, not by compose
+
+
+def test_mlflow_serves_artifacts_on_the_shared_volume_and_answers_health(compose):
+    mlflow = compose["services"]["mlflow"]
+    command = mlflow["command"]
+    assert "--serve-artifacts" in command
+    assert _option(command, "--artifacts-destination") == "/data/mlartifacts"
+    assert "imgclf-data:/data" in mlflow["volumes"]
+    assert (_option(command, "--host"), _option(command, "--port")) == ("0.0.0.0", "5000")
+    assert mlflow["ports"] == ["${MLFLOW_HOST_IP:-127.0.0.1}:5000:5000"]
+    assert mlflow["hostname"] == "mlflow"
+    test = mlflow["healthcheck"]["test"]
+    assert test[0] == "CMD" and "http://localhost:5000/health" in test
+    assert "curl" in (ROOT / "Dockerfile").read_text()  # the image has it
+    # other containers reach it as mlflow:5000: MLflow's Host-header guard must accept that
+    allowed = mlflow["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"]
+    assert "mlflow:5000" in allowed and "localhost:5000" in allowed and "*" not in allowed
+
+
+def test_airflow_and_spark_workers_track_to_the_mlflow_server(compose):
+    services = compose["services"]
+    for name in (*AIRFLOW_SERVICES, "spark-worker"):
+        env = services[name]["environment"]
+        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
+    for name in AIRFLOW_SERVICES:
+        env = services[name]["environment"]
+        assert env["IMGCLF_MLFLOW_UI_URL"] == "${MLFLOW_UI_URL:-http://localhost:5000}", name
+        assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == "/opt/imgclf/plugins", name
+    # tasks run in the scheduler (LocalExecutor): it waits for a healthy server
+    assert services["airflow-scheduler"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    example = (ROOT / ".env.example").read_text()
+    for var in ("MLFLOW_HOST_IP", "MLFLOW_UI_URL", "MLFLOW_ALLOWED_HOSTS"):
+        assert f"{var}=" in example

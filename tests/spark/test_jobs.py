@@ -9,10 +9,9 @@ import json
 
 import pytest
 
-from imgclf import runs, tasks
+from imgclf import runs, tasks, tracking
 from imgclf.config import Settings
 from imgclf.files import atomic_write_json
-from imgclf.registry import Registry
 from spark_tasks import challenge, train, tune
 from spark_tasks.job import JobContext, context
 from tests.fixtures_images import make_images
@@ -40,7 +39,8 @@ def start(home, run_id: str, tiny_model, **params) -> JobContext:
         "tune_grid": {"reg_param": [0.0, 0.5], "elastic_net_param": [0.0, 1.0], "max_iter": [20]},
         **params,
     }  # fmt: skip
-    runs.save_params(settings, run_id, conf)
+    checked = runs.save_params(settings, run_id, conf)
+    runs.open_run(settings, "football_classifier", run_id, checked)
     manifest = settings.manifest_copy(run_id)
     manifest.write_bytes((settings.raw_dir / "manifest.json").read_bytes())
     return context(run_id, home)
@@ -71,12 +71,17 @@ def test_tune_reuses_features_and_picks_deterministically(spark, home, tiny_mode
     assert tune.run(ctx, spark)["params"] == first["params"]  # same seed, data: same choice
 
 
-def test_challenge_scores_the_champion_on_the_same_test_images(spark, home, tiny_model):
+def test_challenge_logs_the_candidate_and_scores_the_champion_on_the_same_images(
+    spark, home, tiny_model
+):
     ctx = start(home, "r4", tiny_model)
     first = train.run(ctx, spark)
     tasks.gate(ctx.settings, "r4", ctx.params, {"fingerprint": "f"})
-    assert challenge.run(ctx, spark) == {"champion": None, "candidate_accuracy": first["accuracy"]}
-    assert tasks.promote(ctx.settings, "r4", 0.0)["version"] == "v0001"
+    out = challenge.run(ctx, spark)
+    assert out["champion"] is None and out["candidate_accuracy"] == first["accuracy"]
+    logged = tracking.load_model(ctx.settings, out["candidate_model_uri"])  # MLflow's Spark flavor
+    assert type(logged.stages[0]).__name__ == "DeepImageFeaturizer"
+    assert tasks.promote(ctx.settings, "r4", 0.0)["version"] == "1"
 
     worse = start(home, "r5", tiny_model, reg_param=100, elastic_net_param=1.0, min_accuracy=0)
     m = train.run(worse, spark)
@@ -86,8 +91,9 @@ def test_challenge_scores_the_champion_on_the_same_test_images(spark, home, tiny
     assert out["comparable"] and out["reused_features"]  # same featurizer: stored features
     assert out["champion_accuracy"] == first["accuracy"] and out["n_test"] == 4
     decision = tasks.promote(worse.settings, "r5", 0.0)
-    assert decision["version"] is None
-    assert Registry(worse.settings.models_dir).champion() == "v0001"
+    assert (decision["version"], decision["registered"]) == (None, "2")  # a version, not champion
+    assert tracking.champion(worse.settings)["version"] == "1"
+    assert "not promoted" in tracking.version(worse.settings, "2")["tags"]["challenge_decision"]
 
 
 def test_every_featurizer_identity_is_a_feature_store_folder(tiny_model, tmp_path):

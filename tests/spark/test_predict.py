@@ -26,7 +26,7 @@ def test_a_zero_byte_file_gets_a_row_saying_it_is_empty(spark, tiny_model, image
     data.unpersist()
     (images / "red" / "empty.jpg").write_bytes(b"")  # beside 12 real images
     out = tmp_path / "p.csv"
-    args = argparse.Namespace(images=images, model_dir=tmp_path / "model", out=out, version="")
+    args = argparse.Namespace(images=images, model_uri=str(tmp_path / "model"), out=out, version="")
     summary = predict.run(args, spark=spark)
     rows = {Path(r["path"]).name: r for r in csv.DictReader(out.open())}
     assert len(rows) == 13 and (summary["images"], summary["predicted"]) == (13, 12)

@@ -29,7 +29,7 @@ def test_the_layout_names_every_tracked_file_and_only_those():
     layout = _layout()
     product = [
         p for p in tracked
-        if re.match(r"^(dags|include/imgclf|spark_tasks|benchmarks|tools)/.*\.py$", p)
+        if re.match(r"^(dags|include/imgclf|spark_tasks|benchmarks|tools|plugins)/.*\.py$", p)
         and not p.endswith("__init__.py")
     ]  # fmt: skip
     missing = [p for p in product if Path(p).name not in layout]

@@ -1,0 +1,385 @@
+"""MLflow behind one small module: every DAG run is an MLflow run; the Model Registry holds the
+models, and the alias ``champion`` says which one serves.
+
+Embedded by default (no server): tracking and registry in ``sqlite:///<IMGCLF_HOME>/mlflow.db``,
+artifacts under ``<IMGCLF_HOME>/mlartifacts``; ``MLFLOW_TRACKING_URI`` (and
+``MLFLOW_REGISTRY_URI``) point everything at a real server instead. ``make mlflow`` serves the
+UI over the embedded store.
+
+The decisions stay ours (``imgclf.gate``): a gated candidate becomes a model version with its
+champion/challenger decision as tags; promotion moves the alias; every move is appended to the
+registered model's ``champion_history`` tag, so ``rollback`` goes back one step. Moves are
+serialised by a lock file beside the store (one machine; a shared server needs one writer).
+MLflow is imported lazily: the DAG files import this module at parse time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imgclf.config import Settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+HISTORY_TAG = "champion_history"
+
+
+def client(settings: Settings) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_registry_uri)
+
+
+def experiment_id(settings: Settings, mlflow: MlflowClient | None = None) -> str:
+    """The experiment's id, created on first use with its artifacts under the data root."""
+    mlflow = mlflow or client(settings)
+    found = mlflow.get_experiment_by_name(settings.mlflow_experiment)
+    if found is not None:
+        return found.experiment_id
+    from mlflow.exceptions import MlflowException
+
+    location = None
+    if settings.mlflow_tracking_uri.startswith("sqlite:"):  # embedded: artifacts beside it
+        location = (settings.home / "mlartifacts").as_uri()
+    try:
+        return mlflow.create_experiment(settings.mlflow_experiment, artifact_location=location)
+    except MlflowException:  # created meanwhile by another task
+        found = mlflow.get_experiment_by_name(settings.mlflow_experiment)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def run_url(settings: Settings, experiment: str, run_id: str) -> str:
+    return f"{settings.mlflow_ui_url}/#/experiments/{experiment}/runs/{run_id}"
+
+
+# --- tracking: one MLflow run per DAG run --------------------------------------------------
+def start_run(
+    settings: Settings, dag_id: str, run_id: str, params: dict[str, Any]
+) -> dict[str, str]:
+    """The MLflow run of Airflow run ``run_id`` (created once; a retried task finds it)."""
+    mlflow = client(settings)
+    experiment = experiment_id(settings, mlflow)
+    found = mlflow.search_runs(
+        [experiment], filter_string=f"tags.airflow_run_id = '{_quote(run_id)}'", max_results=1
+    )
+    if found:
+        run = found[0]
+    else:
+        from imgclf.runs import code_version
+
+        run = mlflow.create_run(
+            experiment,
+            run_name=run_id,
+            tags={
+                "airflow_dag_id": dag_id,
+                "airflow_run_id": run_id,
+                "code_version": code_version(),
+            },
+        )
+        _log_params(mlflow, run.info.run_id, params)
+    out = {
+        "mlflow_run_id": run.info.run_id,
+        "experiment_id": experiment,
+        "url": run_url(settings, experiment, run.info.run_id),
+    }
+    from imgclf.files import atomic_write_json
+
+    atomic_write_json(settings.run_dir(run_id) / "mlflow.json", out)
+    return out
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "\\'")
+
+
+def _log_params(mlflow: MlflowClient, mlflow_run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    flat = [
+        Param(k, json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else str(v))
+        for k, v in sorted(params.items())
+    ]
+    mlflow.log_batch(mlflow_run_id, params=flat)
+
+
+def stage_metrics(stage: str, m: dict[str, Any] | None) -> dict[str, float]:
+    """A stage's figures (``baseline``/``tuned``) as flat MLflow metrics."""
+    if not m:
+        return {}
+    out: dict[str, Any] = {
+        f"{stage}_accuracy": m.get("accuracy"),
+        f"{stage}_roc_auc": m.get("roc_auc"),
+        f"{stage}_seconds": m.get("seconds"),
+        f"{stage}_featurized_images": m.get("featurized_images"),
+    }
+    lo, hi = (m.get("accuracy_ci95") or [None, None])[:2]
+    out[f"{stage}_accuracy_wilson_low"], out[f"{stage}_accuracy_wilson_high"] = lo, hi
+    for label, figures in (m.get("per_class") or {}).items():
+        for name in ("precision", "recall", "f1"):
+            out[f"{stage}_{label}_{name}"] = figures.get(name)
+    cv = m.get("cv") or {}
+    out[f"{stage}_cv_mean"], out[f"{stage}_cv_std"] = cv.get("best_mean"), cv.get("best_std")
+    return {
+        k: float(v)
+        for k, v in out.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def finish_run(
+    settings: Settings,
+    run_id: str,
+    *,
+    metrics: dict[str, Any] | None,
+    failure: dict[str, Any] | None,
+    artifacts: list[tuple[Path, str | None]],
+) -> str | None:
+    """Log the run's outcome (metrics, tags, artifacts) and end it: FINISHED, or FAILED when
+    the run failed (the gate included). Returns the run's MLflow URL."""
+    info_path = settings.run_dir(run_id) / "mlflow.json"
+    if not info_path.is_file():
+        return None  # failed before the run was opened (invalid params)
+    info = json.loads(info_path.read_text())
+    mlflow = client(settings)
+    rid = info["mlflow_run_id"]
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    values: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    if metrics:
+        values.update(stage_metrics("baseline", metrics.get("baseline")))
+        values.update(stage_metrics("tuned", metrics.get("tuned")))
+        values["accuracy"] = float(metrics["accuracy"])
+        values["featurized_images"] = float(metrics.get("featurized_images", 0))
+        values["passed_gate"] = float(bool(metrics.get("passed_gate")))
+        tags.update(
+            candidate=str(metrics.get("candidate")),
+            featurizer=str(metrics.get("featurizer")),
+            dataset_fingerprint=str((metrics.get("dataset") or {}).get("fingerprint")),
+            gate=str((metrics.get("gate") or {}).get("reason", "")),
+            promoted_version=str(metrics.get("promoted_version") or ""),
+        )
+    if failure:
+        tags.update(failed_task=failure["task"], failure=failure["error"][:4000])
+    mlflow.log_batch(
+        rid,
+        metrics=[Metric(k, v, now, 0) for k, v in sorted(values.items())],
+        tags=[RunTag(k, v) for k, v in sorted(tags.items())],
+    )
+    for path, folder in artifacts:  # (file, folder in the run's artifacts or None)
+        if path.is_file():
+            mlflow.log_artifact(rid, str(path), folder)
+    failed = failure is not None or (metrics is not None and not metrics.get("passed_gate"))
+    mlflow.set_terminated(rid, "FAILED" if failed else "FINISHED")
+    return info["url"]
+
+
+def log_model(settings: Settings, run_id: str, model: Any) -> str:
+    """Log a fitted ``PipelineModel`` (featurizer + classifier) to the run with MLflow's Spark
+    flavor and a signature (encoded image bytes in, a class name out); return its URI.
+
+    Called from a Spark job (the session exists). The run stays open for the rest of the DAG.
+    """
+    import mlflow
+    import mlflow.spark
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    info = json.loads((settings.run_dir(run_id) / "mlflow.json").read_text())
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_registry_uri)
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("binary", "content")]),
+        outputs=Schema([ColSpec("string", "predicted_label")]),
+    )
+    from importlib.metadata import version as installed
+
+    mlflow.start_run(run_id=info["mlflow_run_id"])
+    try:
+        logged = mlflow.spark.log_model(
+            model,
+            "model",
+            signature=signature,
+            # loading it needs this project installed beside these (it is not on PyPI);
+            # naming them saves MLflow inferring them by loading the model in a subprocess
+            pip_requirements=[f"pyspark=={installed('pyspark')}", f"mlflow=={installed('mlflow')}"],
+        )
+    finally:
+        mlflow.end_run(status="RUNNING")  # the DAG run goes on; the run record ends it
+    return logged.model_uri
+
+
+def load_model(settings: Settings, uri: str) -> Any:
+    """The ``PipelineModel`` behind ``models:/...`` or ``runs:/...`` (in a Spark job)."""
+    import mlflow
+    import mlflow.spark
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_registry_uri)
+    return mlflow.spark.load_model(uri)
+
+
+# --- the Model Registry --------------------------------------------------------------------
+@contextlib.contextmanager
+def _locked(settings: Settings) -> Iterator[None]:
+    """One alias move at a time (read-modify-write of the alias and its history)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.home / "registry.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _ensure_model(mlflow: MlflowClient, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.get_registered_model(name)
+    except MlflowException:
+        with contextlib.suppress(MlflowException):  # created meanwhile
+            mlflow.create_registered_model(name, description="Messi vs Ronaldo (imgclf)")
+
+
+def candidate_key(metrics: dict[str, Any], code: str) -> str:
+    """What makes two candidates the same model: dataset, featurizer, params and code."""
+    parts = {
+        "dataset": (metrics.get("dataset") or {}).get("fingerprint"),
+        "featurizer": metrics.get("featurizer"),
+        "params": metrics.get("params"),
+        "code": code,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def champion(settings: Settings) -> dict[str, Any] | None:
+    """The version the alias points at (``version``, ``run_id``, ``tags``), or ``None``."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow = client(settings)
+    try:
+        mv = mlflow.get_model_version_by_alias(settings.registered_model, CHAMPION)
+    except MlflowException:
+        return None
+    return _version(mv)
+
+
+def _version(mv: Any) -> dict[str, Any]:
+    return {
+        "version": str(mv.version),
+        "run_id": mv.run_id,
+        "source": mv.source,
+        "tags": dict(mv.tags or {}),
+        "aliases": list(getattr(mv, "aliases", []) or []),
+        "created": mv.creation_timestamp,
+    }
+
+
+def versions(settings: Settings) -> list[dict[str, Any]]:
+    """Every version of the registered model, oldest first."""
+    mlflow = client(settings)
+    found = mlflow.search_model_versions(f"name = '{_quote(settings.registered_model)}'")
+    return sorted((_version(mv) for mv in found), key=lambda v: int(v["version"]))
+
+
+def version(settings: Settings, which: str) -> dict[str, Any]:
+    """``champion`` or a version number; ``KeyError`` naming what is missing."""
+    if which in ("", CHAMPION):
+        found = champion(settings)
+        if found is None:
+            raise KeyError(f"no champion in the registry {settings.registered_model!r}: train one")
+        return found
+    for v in versions(settings):
+        if v["version"] == which.lstrip("v").lstrip("0") or v["version"] == which:
+            return v
+    raise KeyError(f"no version {which!r} of the registered model {settings.registered_model!r}")
+
+
+def model_uri(settings: Settings, which: str) -> str:
+    """``models:/<name>@champion`` or ``models:/<name>/<version>``."""
+    if which in ("", CHAMPION):
+        version(settings, CHAMPION)  # exists
+        return f"models:/{settings.registered_model}@{CHAMPION}"
+    return f"models:/{settings.registered_model}/{version(settings, which)['version']}"
+
+
+def register(
+    settings: Settings, source: str, mlflow_run_id: str | None, key: str, tags: dict[str, str]
+) -> tuple[str | None, str | None]:
+    """A new version of ``source`` (a logged model's URI), unless one with the same candidate
+    ``key`` exists: returns ``(new version, None)`` or ``(None, the identical version)``."""
+    mlflow = client(settings)
+    with _locked(settings):
+        _ensure_model(mlflow, settings.registered_model)
+        for v in versions(settings):
+            if v["tags"].get("candidate_key") == key:
+                return None, v["version"]
+        mv = mlflow.create_model_version(
+            settings.registered_model,
+            source,
+            run_id=mlflow_run_id,
+            tags={**tags, "candidate_key": key},
+        )
+        return str(mv.version), None
+
+
+def _history(mlflow: MlflowClient, name: str) -> list[str]:
+    raw = (mlflow.get_registered_model(name).tags or {}).get(HISTORY_TAG, "[]")
+    try:
+        return [str(v) for v in json.loads(raw)]
+    except ValueError:
+        return []
+
+
+def promote(settings: Settings, which: str, reason: str) -> str:
+    """Move ``champion`` to version ``which``; the move is appended to the history."""
+    mlflow = client(settings)
+    with _locked(settings):
+        target = version(settings, which)["version"]
+        name = settings.registered_model
+        history = _history(mlflow, name)
+        previous = champion(settings)
+        mlflow.set_registered_model_alias(name, CHAMPION, target)
+        mlflow.set_registered_model_tag(name, HISTORY_TAG, json.dumps([*history, target]))
+        mlflow.set_model_version_tag(name, target, "champion_since", str(int(time.time())))
+        mlflow.set_model_version_tag(name, target, "champion_reason", reason[:4000])
+        if previous:
+            mlflow.set_model_version_tag(name, target, "previous_champion", previous["version"])
+        log.info("champion: version %s (%s)", target, reason)
+        return target
+
+
+def rollback(settings: Settings) -> str:
+    """Point ``champion`` back at the version before the current one; return it."""
+    mlflow = client(settings)
+    with _locked(settings):
+        name = settings.registered_model
+        history = _history(mlflow, name)
+        current = champion(settings)
+        while history and current and history[-1] == current["version"]:
+            history.pop()
+        if not history:
+            raise KeyError("no earlier champion to roll back to")
+        target = history[-1]
+        mlflow.set_registered_model_alias(name, CHAMPION, target)
+        mlflow.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+        log.info("champion rolled back to version %s", target)
+        return target
