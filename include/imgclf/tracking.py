@@ -191,49 +191,70 @@ def finish_run(
     return info["url"]
 
 
+@contextlib.contextmanager
+def _fluent(settings: Settings) -> Iterator[Any]:
+    """MLflow's fluent API (``mlflow.spark``) pointed at our store, for the duration only:
+    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI`` to the process
+    environment, which would silently redirect every later ``Settings.from_env()``."""
+    import os
+
+    import mlflow
+
+    before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_registry_uri)
+    try:
+        yield mlflow
+    finally:
+        mlflow.set_tracking_uri(before["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]  # None: unset
+        mlflow.set_registry_uri(before["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+
+
 def log_model(settings: Settings, run_id: str, model: Any) -> str:
     """Log a fitted ``PipelineModel`` (featurizer + classifier) to the run with MLflow's Spark
     flavor and a signature (encoded image bytes in, a class name out); return its URI.
 
     Called from a Spark job (the session exists). The run stays open for the rest of the DAG.
     """
-    import mlflow
     import mlflow.spark
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
     info = json.loads((settings.run_dir(run_id) / "mlflow.json").read_text())
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_registry_uri)
     signature = ModelSignature(
         inputs=Schema([ColSpec("binary", "content")]),
         outputs=Schema([ColSpec("string", "predicted_label")]),
     )
     from importlib.metadata import version as installed
 
-    mlflow.start_run(run_id=info["mlflow_run_id"])
-    try:
-        logged = mlflow.spark.log_model(
-            model,
-            "model",
-            signature=signature,
-            # loading it needs this project installed beside these (it is not on PyPI);
-            # naming them saves MLflow inferring them by loading the model in a subprocess
-            pip_requirements=[f"pyspark=={installed('pyspark')}", f"mlflow=={installed('mlflow')}"],
-        )
-    finally:
-        mlflow.end_run(status="RUNNING")  # the DAG run goes on; the run record ends it
+    with _fluent(settings) as mlflow:
+        mlflow.start_run(run_id=info["mlflow_run_id"])
+        try:
+            logged = mlflow.spark.log_model(
+                model,
+                "model",
+                signature=signature,
+                # loading it needs this project installed beside these (it is not on PyPI);
+                # naming them saves MLflow inferring them by loading the model in a subprocess
+                pip_requirements=[
+                    f"pyspark=={installed('pyspark')}",
+                    f"mlflow=={installed('mlflow')}",
+                ],
+            )
+        finally:
+            mlflow.end_run(status="RUNNING")  # the DAG run goes on; the run record ends it
     return logged.model_uri
 
 
 def load_model(settings: Settings, uri: str) -> Any:
     """The ``PipelineModel`` behind ``models:/...`` or ``runs:/...`` (in a Spark job)."""
-    import mlflow
     import mlflow.spark
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_registry_uri)
-    return mlflow.spark.load_model(uri)
+    with _fluent(settings):
+        return mlflow.spark.load_model(uri)
 
 
 # --- the Model Registry --------------------------------------------------------------------

@@ -101,7 +101,8 @@ def _in_processes(settings, calls: list[str]) -> None:
     code = (
         "import sys, dataclasses, pathlib; from imgclf import tracking; "
         "from imgclf.config import Settings; "
-        "s = dataclasses.replace(Settings.from_env(), home=pathlib.Path(sys.argv[1])); "
+        "s = dataclasses.replace(Settings.from_env(), home=pathlib.Path(sys.argv[1]), "
+        "tracking_uri='', registry_uri=''); "
         "tracking.promote(s, sys.argv[3], 'concurrent') if sys.argv[2] == 'promote' "
         "else tracking.rollback(s)"
     )
@@ -125,3 +126,19 @@ def test_concurrent_promotes_and_rollbacks_lose_nothing(settings, tmp_path):
     _in_processes(settings, ["rollback", "rollback"])
     assert _history(settings) == after[:-2]  # each rollback took exactly one step back
     assert tracking.champion(settings)["version"] == after[-3]
+
+
+def test_the_fluent_api_leaves_the_process_environment_as_it_was(settings, monkeypatch):
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: once leaked, every later
+    Settings.from_env() (and every child process) would use another store."""
+    import os
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    with tracking._fluent(settings) as mlflow:
+        assert mlflow.get_tracking_uri() == settings.mlflow_tracking_uri
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    with tracking._fluent(settings):
+        pass
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:9"
