@@ -56,7 +56,7 @@ airflow: install $(AIRFLOW_HOME)/airflow.db ## Airflow UI + scheduler (airflow s
 	AIRFLOW__CORE__PARALLELISM=$(AIRFLOW_PARALLELISM) exec $(BIN)/airflow standalone
 
 test: install ## the whole test suite (unit, Spark, DAG integrity, end to end)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 test-fast: install ## unit tests only
 	$(BIN)/pytest -q tests/unit
