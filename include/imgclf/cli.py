@@ -121,7 +121,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
         f"{m.get('promoted_version') or 'nothing'}"
     )
     if m.get("champion_comparison"):
-        lines.append(f"  {m['champion_comparison']['decision']}")
+        comparison = m["champion_comparison"]
+        lines.append(f"  {comparison['decision']}")
+        if comparison.get("registry"):  # what the registry did: a version, the alias, or nothing
+            lines.append(f"  registry: {comparison['registry']}")
     lines.append(f"accuracy {m['accuracy']:.4f}")
     lines.append(f"metrics {path}")
     if (path.parent / "report.html").is_file():
