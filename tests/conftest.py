@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -94,3 +95,13 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture
 def images(tmp_path):
     return make_images(tmp_path / "images")
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """``airflow db migrate`` once for the session (the embedded SQLite database)."""
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        capture_output=True, text=True, timeout=600, env=os.environ.copy(), check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]

@@ -20,7 +20,6 @@ destination (an ``flock``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -34,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from imgclf.files import atomic_write_json, fsync_dir
+from imgclf.files import atomic_write_json, fsync_dir, locked
 from imgclf.github import (
     DownloadError,
     GitHubClient,
@@ -170,17 +169,6 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-@contextlib.contextmanager
-def _locked(store: Path):
-    store.mkdir(parents=True, exist_ok=True)
-    with open(store / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _swap(dest: Path, snapshot: Path) -> None:
     """Point ``dest`` at ``snapshot`` with one atomic rename of a symlink."""
     parent = dest.parent
@@ -228,7 +216,7 @@ def sync_dataset(
             "(no manifest.json); choose an empty or new folder"
         )
     store = snapshots_dir(dest)
-    with _locked(store):
+    with locked(store / ".lock"):
         remote = list_remote(client, repo, ref, classes)
         counts = {label: 0 for label in classes}
         for f in remote:

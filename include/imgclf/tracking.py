@@ -16,7 +16,6 @@ MLflow is imported lazily: the DAG files import this module at parse time.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -258,16 +257,11 @@ def load_model(settings: Settings, uri: str) -> Any:
 
 
 # --- the Model Registry --------------------------------------------------------------------
-@contextlib.contextmanager
-def _locked(settings: Settings) -> Iterator[None]:
+def _locked(settings: Settings) -> contextlib.AbstractContextManager[None]:
     """One alias move at a time (read-modify-write of the alias and its history)."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with open(settings.home / "registry.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    from imgclf.files import locked
+
+    return locked(settings.home / "registry.lock")
 
 
 def _ensure_model(mlflow: MlflowClient, name: str) -> None:

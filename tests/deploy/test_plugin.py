@@ -4,8 +4,6 @@ XCom), and the report app behind Airflow's auth."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -104,15 +102,6 @@ def test_report_path_is_same_origin_and_quoted(plugin):
 
 
 # --- the links as the api-server computes them, from a real XCom ---------------------------
-@pytest.fixture(scope="module")
-def airflow_db():
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        capture_output=True, text=True, timeout=600, env=os.environ.copy(), check=False,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-
-
 @pytest.fixture(scope="module")
 def probe_run(airflow_db, tmp_path_factory):
     """A serialized probe DAG (record + train) and one run of it in the metadata DB."""
