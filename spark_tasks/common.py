@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from pyspark.ml import Pipeline, PipelineModel, Transformer
-from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.classification import LogisticRegression, LogisticRegressionModel
 from pyspark.ml.feature import IndexToString, StringIndexer, StringIndexerModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -135,9 +135,48 @@ def featurize_partitions(spark: SparkSession, n_rows: int, batch_size: int) -> i
 
 
 @dataclass
-class FeaturizeResult:
-    featurized: int  # images that went through the CNN in this call
-    failed: list[dict[str, str]]  # [{"path", "error"}] undecodable images
+class Featurized:
+    """What one pass of the CNN over a DataFrame of images gave."""
+
+    good: DataFrame  # the decodable rows: the kept columns + the featurizer's output column
+    failed: list[dict[str, str]]  # [{"path", "error"}] by path: undecodable or 0-byte files
+    images: int  # rows that went through the CNN
+
+
+def featurize(
+    spark: SparkSession,
+    images: DataFrame,
+    featurizer: DeepImageFeaturizer,
+    staging: Path,
+    columns: tuple[str, ...] = ("path",),
+) -> Featurized:
+    """Run the CNN once over ``images`` (which has ``content`` and ``columns``, ``path`` among
+    them) and separate the rows it could not read from the others.
+
+    The featurizer's copy runs with ``handleInvalid="keep"`` (a bad file is a listed row, never
+    a failed job), on partitions sized to keep every core busy with full batches; its output is
+    written once to ``staging`` (Parquet) and read back, so neither the failure list nor any
+    later use of the good rows runs the model again (a cache may be evicted and recomputed;
+    a file is not). The caller owns ``staging``.
+    """
+    n = images.count()  # reads the files, not the CNN
+    keep = featurizer.copy().setHandleInvalid("keep")
+    out_col, err_col = keep.getOutputCol(), keep.getErrorCol()
+    selected = images.select("content", *columns)
+
+    def run(df: DataFrame) -> DataFrame:
+        return keep.transform(df).select(*columns, out_col, F.col(err_col).alias("error"))
+
+    if n == 0:  # limit(0) plans an empty relation: no worker starts, no model loads
+        return Featurized(run(selected).drop("error").limit(0), [], 0)
+    parts = featurize_partitions(spark, n, keep.getBatchSize())
+    run(selected.repartition(parts)).write.mode("overwrite").parquet(str(staging))
+    staged = spark.read.parquet(str(staging))
+    bad = staged.filter(F.col("error") != "").select("path", "error").orderBy("path")
+    failed = [{"path": r["path"], "error": r["error"]} for r in bad.collect()]
+    for item in failed:
+        log.warning("undecodable image dropped: %s (%s)", item["path"], item["error"])
+    return Featurized(staged.filter(F.col("error") == "").drop("error"), failed, n)
 
 
 class FeatureStore:
@@ -156,43 +195,18 @@ class FeatureStore:
 
     def featurize_missing(
         self, images: DataFrame, featurizer: DeepImageFeaturizer, staging: Path
-    ) -> FeaturizeResult:
-        """Run the CNN on images whose content is not in the store yet; append their features.
-
-        The CNN output is written once to ``staging`` (one pass), then its good rows are appended
-        to the store, so nothing downstream triggers the model again.
-        """
+    ) -> Featurized:
+        """Run the CNN on images whose content is not in the store yet; append their features
+        (the good rows of one ``featurize`` pass, staged in ``staging``)."""
         known = self.load()
         todo = images.select("sha256", "path", "content").dropDuplicates(["sha256"])
         if known is not None:
             todo = todo.join(known.select("sha256"), "sha256", "left_anti")
-        n_todo = todo.count()  # reads no pixels through the CNN
-        if n_todo == 0:
-            return FeaturizeResult(0, [])
-        parts = featurize_partitions(self.spark, n_todo, featurizer.getBatchSize())
-        keep = featurizer.copy().setHandleInvalid("keep")
-        err_col = keep.getErrorCol()
-        out_col = keep.getOutputCol()
-        (
-            keep.transform(todo.repartition(parts, "sha256"))
-            .select(
-                "sha256", "path", F.col(out_col).alias("features"), F.col(err_col).alias("error")
-            )
-            .write.mode("overwrite")
-            .parquet(str(staging))
-        )
-        staged = self.spark.read.parquet(str(staging))
-        failed = [
-            {"path": r["path"], "error": r["error"]}
-            for r in staged.filter(F.col("error") != "").select("path", "error").collect()
-        ]
-        good = staged.filter(F.col("error") == "").select("sha256", "features")
-        n_good = good.count()
-        if n_good:
+        result = featurize(self.spark, todo, featurizer, staging, columns=("sha256", "path"))
+        if result.images > len(result.failed):
+            good = result.good.select("sha256", F.col(featurizer.getOutputCol()).alias("features"))
             good.coalesce(1).write.mode("append").parquet(str(self.path))
-        for item in failed:
-            log.warning("undecodable image dropped: %s (%s)", item["path"], item["error"])
-        return FeaturizeResult(n_todo, failed)
+        return result
 
 
 def assign_split(
@@ -220,8 +234,16 @@ def fit_label_indexer(train: DataFrame) -> StringIndexerModel:
 def classifier_pipeline(indexer: StringIndexerModel, lr: LogisticRegression) -> Pipeline:
     """Label indexer (fitted) -> logistic regression -> class name of the prediction."""
     lr.setFeaturesCol("features").setLabelCol(LABEL_INDEX)
-    to_name = IndexToString(inputCol="prediction", outputCol=PREDICTED, labels=indexer.labels)
-    return Pipeline(stages=[indexer, lr, to_name])
+    return Pipeline(stages=[indexer, lr, _to_name(indexer)])
+
+
+def classifier_model(indexer: StringIndexerModel, lr: LogisticRegressionModel) -> PipelineModel:
+    """The fitted ``classifier_pipeline``: indexer -> ``lr`` (fitted) -> class name."""
+    return PipelineModel(stages=[indexer, lr, _to_name(indexer)])
+
+
+def _to_name(indexer: StringIndexerModel) -> IndexToString:
+    return IndexToString(inputCol="prediction", outputCol=PREDICTED, labels=indexer.labels)
 
 
 def evaluate(model: Transformer, test: DataFrame, labels: list[str]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import json
 import logging
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imgclf evaluate", description=__doc__)
     p.add_argument("--images", type=Path, required=True, help="folder of <class>/<image> files")
     add_argument(p, "model", required=True)
+    add_argument(p, "runtime")
     p.add_argument("--splits", type=int, default=20)
     for name in ("test_fraction", "max_iter", "reg_param", "elastic_net_param"):
         add_argument(p, name)
@@ -58,7 +60,6 @@ def _tally(predictions: list[dict], paths: set[str]) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace, spark=None) -> dict:
-    from pyspark import StorageLevel
     from pyspark.ml.classification import LogisticRegression
     from pyspark.sql import functions as F
 
@@ -76,22 +77,17 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     if not 0.0 <= args.miss_faces <= 1.0:
         raise ValueError(f"--miss-faces {args.miss_faces} must be between 0 and 1")
     spark = spark or common.spark_session("imgclf-evaluate")
-    featurizer = make_featurizer(args.model, "avg", "none", args.batch_size)
-    featurizer.setHandleInvalid("keep")
-    err_col = featurizer.getErrorCol()
+    featurizer = make_featurizer(args.model, "avg", "none", args.batch_size, args.runtime)
     images = common.read_images_dir(spark, args.images)
-    n = images.count()
     started = time.time()
-    parts = common.featurize_partitions(spark, n, args.batch_size)
-    featurized = featurizer.transform(images.repartition(parts)).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
-    failed = [r["path"] for r in featurized.filter(F.col(err_col) != "").collect()]
+    with tempfile.TemporaryDirectory(prefix="imgclf-evaluate-") as tmp:
+        result = common.featurize(
+            spark, images, featurizer, Path(tmp) / "staged", ("path", "label", "sha256")
+        )
+        everything = result.good.collect()  # small: the folds below never run the CNN
     seconds = time.time() - started
-    data = featurized.filter(F.col(err_col) == "").select("path", "label", "sha256", "features")
-    everything = data.collect()
-    data = spark.createDataFrame(everything, data.schema).cache()  # detach from the CNN
-    featurized.unpersist()
+    n, failed = result.images, [f["path"] for f in result.failed]
+    data = spark.createDataFrame(everything, result.good.schema).cache()
     found = {r["path"] for r in everything if is_face and r["features"][FACE_FOUND] == 1.0}
     no_face = sorted(r["path"] for r in everything if is_face and r["path"] not in found)
     rows = []

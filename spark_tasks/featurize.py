@@ -42,35 +42,17 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     started = time.time()
     spark = spark or common.spark_session("imgclf-featurize")
     featurizer = make_featurizer(args.model, args.pooling, args.preprocessing, args.batch_size)
-    featurizer.setHandleInvalid("keep")
     images = common.read_images_dir(spark, args.images)
-    n = images.count()
-    if n == 0:
-        raise ValueError(f"no image files under {args.images}")
-    parts = common.featurize_partitions(spark, n, args.batch_size)
     staging = args.out.with_name(args.out.name + ".staging")
-    (
-        featurizer.transform(images.repartition(parts))
-        .select(
-            "path",
-            "label",
-            "sha256",
-            F.when(
-                F.col("features").isNotNull(), vector_to_array(F.col("features"), "float32")
-            ).alias("features"),
-            F.col(featurizer.getErrorCol()).alias("error"),
-        )
-        .write.mode("overwrite")
-        .parquet(str(staging))
-    )
-    staged = spark.read.parquet(str(staging))
-    failed = [
-        {"path": r["path"], "error": r["error"]}
-        for r in staged.filter(F.col("error") != "").collect()
-    ]
-    good = staged.filter(F.col("error") == "").drop("error").orderBy("path")
-    good.write.mode("overwrite").parquet(str(args.out))
+    result = common.featurize(spark, images, featurizer, staging, ("path", "label", "sha256"))
+    if result.images == 0:
+        raise ValueError(f"no image files under {args.images}")
+    out_col = featurizer.getOutputCol()
+    result.good.select(
+        "path", "label", "sha256", vector_to_array(F.col(out_col), "float32").alias("features")
+    ).orderBy("path").write.mode("overwrite").parquet(str(args.out))
     shutil.rmtree(staging, ignore_errors=True)
+    n, failed = result.images, result.failed
     summary = {
         "images": n,
         "featurized": n - len(failed),

@@ -12,6 +12,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,9 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, spark=None) -> dict:
-    from pyspark import StorageLevel
     from pyspark.ml import PipelineModel
-    from pyspark.sql import functions as F
 
     from spark_tasks import common
     from spark_tasks.featurizer import DeepImageFeaturizer
@@ -51,26 +50,20 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     featurizer = model.stages[0]
     if not isinstance(featurizer, DeepImageFeaturizer):
         raise ValueError(f"{args.model_uri} does not start with a DeepImageFeaturizer")
-    featurizer.setHandleInvalid("keep")  # list unreadable files, do not fail
-    err_col = featurizer.getErrorCol()
     images = common.read_images_dir(spark, args.images).drop("label")
-    n = images.count()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    staging = args.out.with_name(args.out.name + ".staging")
+    # featurize once, then classify the decodable rows and list the others
+    result = common.featurize(spark, images, featurizer, staging)
+    n, bad = result.images, result.failed
     if n == 0:
         raise ValueError(f"no image files under {args.images}")
-    images = images.repartition(common.featurize_partitions(spark, n, 32))
-    # featurize once (persisted), then classify the decodable rows and list the others
-    featurized = featurizer.transform(images).persist(StorageLevel.MEMORY_AND_DISK)
-    bad = [
-        {"path": r["path"], "error": r[err_col]}
-        for r in featurized.filter(F.col(err_col) != "").select("path", err_col).collect()
-    ]
-    good = PipelineModel(stages=model.stages[1:]).transform(featurized.filter(F.col(err_col) == ""))
+    good = PipelineModel(stages=model.stages[1:]).transform(result.good)
     scored = {
         r["path"]: (r[common.PREDICTED], float(max(r["probability"])))
         for r in good.select("path", common.PREDICTED, "probability").collect()
     }
-    featurized.unpersist()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)

@@ -19,7 +19,9 @@ PREPROCESSING = "none"
 BATCH_SIZE = 32
 
 
-def make_featurizer(model: str, pooling: str, preprocessing: str, batch_size: int):
+def make_featurizer(
+    model: str, pooling: str, preprocessing: str, batch_size: int, runtime: str = "tensorflow"
+):
     from imgclf.models import ModelSpec
     from spark_tasks.featurizer import DeepImageFeaturizer
 
@@ -34,6 +36,7 @@ def make_featurizer(model: str, pooling: str, preprocessing: str, batch_size: in
         pooling=pooling,
         preprocessing=preprocessing,
         batchSize=batch_size,
+        runtime=runtime,  # "tensorflow" is saved as unset: such models load in older code
     )
 
 
@@ -87,7 +90,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         },
         "n_train": counts.get("train", 0),
         "n_test": counts.get("test", 0),
-        "featurized_images": result.featurized,
+        "featurized_images": result.images,
         "failed_images": result.failed,
         **({"no_face_images": no_face} if no_face is not None else {}),
         "model_path": str(model_path),
@@ -98,7 +101,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         "baseline accuracy %.4f on %d test images; %d images featurized",
         report["accuracy"],
         metrics["n_test"],
-        result.featurized,
+        result.images,
     )
     return metrics
 
