@@ -71,6 +71,47 @@ def test_tune_reuses_features_and_picks_deterministically(spark, home, tiny_mode
     assert tune.run(ctx, spark)["params"] == first["params"]  # same seed, data: same choice
 
 
+def test_tune_chooses_what_crossvalidator_over_the_pipeline_chooses(spark, home, tiny_model):
+    """The fast path (labels indexed once, one cached partition, fits in parallel) against the
+    plain one: CrossValidator over the whole Pipeline, one fit at a time, on the split as the
+    train job wrote it. Same folds, same seed: same scores, same choice."""
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+    from pyspark.sql import functions as F
+
+    from spark_tasks import common
+
+    grid_values = {"reg_param": [0.0, 0.1, 0.5], "elastic_net_param": [0.0, 0.5],
+                   "max_iter": [3, 20]}  # fmt: skip
+    ctx = start(home, "r6", tiny_model, tune_grid=grid_values, cv_folds=3)
+    train.run(ctx, spark)
+    fast = tune.run(ctx, spark)
+    assert tune.cv_parallelism(2, len(fast["cv"]["grid"])) == 8  # the path measured: 8 in flight
+
+    data = spark.read.parquet(str(ctx.run_dir / "dataset.parquet"))
+    split = data.filter(F.col("split") == "train")
+    lr = LogisticRegression()
+    grid = (
+        ParamGridBuilder()
+        .addGrid(lr.regParam, grid_values["reg_param"])
+        .addGrid(lr.elasticNetParam, grid_values["elastic_net_param"])
+        .addGrid(lr.maxIter, grid_values["max_iter"])
+        .build()
+    )
+    reference = CrossValidator(
+        estimator=common.classifier_pipeline(common.fit_label_indexer(split), lr),
+        estimatorParamMaps=grid,
+        evaluator=MulticlassClassificationEvaluator(
+            labelCol=common.LABEL_INDEX, metricName="accuracy"
+        ),
+        numFolds=3, foldCol="fold", seed=ctx.params["seed"], parallelism=1,
+    ).fit(split)  # fmt: skip
+    assert [g["mean"] for g in fast["cv"]["grid"]] == pytest.approx(reference.avgMetrics)
+    best = max(range(len(grid)), key=lambda i: reference.avgMetrics[i])
+    assert fast["params"] == {p.name: v for p, v in grid[best].items()}
+
+
 def test_challenge_logs_the_candidate_and_scores_the_champion_on_the_same_images(
     spark, home, tiny_model
 ):
