@@ -62,8 +62,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         scored_by, data = PipelineModel(stages=classifier), test
     else:
         paths = [r["path"] for r in test.select("path").collect()]
-        raw = common._with_label_and_hash(spark.read.format("binaryFile").load(paths))
-        scored_by, data = model, raw
+        scored_by, data = model, common.read_images(spark, paths)
     report = common.evaluate(scored_by, data, labels)
     tags = champion["tags"]
     out.update(

@@ -71,17 +71,39 @@ def _with_label_and_hash(df: DataFrame) -> DataFrame:
     )
 
 
-def read_images_from_manifest(spark: SparkSession, manifest_path: Path, raw_dir: Path) -> DataFrame:
-    """The manifest's images (paths relative to ``raw_dir``) as ``(path, label, sha256, content)``.
+def read_images(spark: SparkSession, paths: list[str]) -> DataFrame:
+    """Exactly these image files as ``(path, label, sha256, content)``; label = parent folder.
 
-    The label is the class folder name.
+    Listed by the driver: past ``parallelPartitionDiscovery.threshold`` (32) paths Spark lists
+    them in a Spark job with a task per path (measured at 6,000 files: 18.7 s; 1.7 s here).
     """
+    if not paths:
+        raise ValueError("no image files to read")
+    key = "spark.sql.sources.parallelPartitionDiscovery.threshold"
+    before = spark.conf.get(key) or "32"
+    spark.conf.set(key, str(len(paths) + 1))
+    try:
+        df = spark.read.format("binaryFile").load(paths)
+    finally:
+        spark.conf.set(key, before)
+    return _with_label_and_hash(df)
+
+
+def manifest_files(manifest_path: Path, raw_dir: Path) -> list[str]:
+    """The absolute paths of a manifest's images (its paths are relative to ``raw_dir``)."""
     manifest = json.loads(Path(manifest_path).read_text())
     files = [str(raw_dir / entry["path"]) for entry in manifest["files"]]
     if not files:
         raise ValueError(f"manifest {manifest_path} lists no files")
-    df = spark.read.format("binaryFile").load(files)
-    return _with_label_and_hash(df)
+    return files
+
+
+def image_keys(images: DataFrame) -> DataFrame:
+    """``(path, label, sha256)`` of ``images``, hashed once and cached: rows without pixels
+    that every later step (store lookup, split, join) reads instead of the files."""
+    keys = images.select("path", "label", "sha256").cache()
+    keys.count()
+    return keys
 
 
 def read_images_dir(spark: SparkSession, images_dir: Path) -> DataFrame:
@@ -170,7 +192,11 @@ def featurize(
     if n == 0:  # limit(0) plans an empty relation: no worker starts, no model loads
         return Featurized(run(selected).drop("error").limit(0), [], 0)
     parts = featurize_partitions(spark, n, keep.getBatchSize())
-    run(selected.repartition(parts)).write.mode("overwrite").parquet(str(staging))
+    # a scan of many small files has more partitions than that: merge them (no shuffle of the
+    # files' bytes); an in-memory or single-file frame has fewer: spread it
+    scanned = selected.rdd.getNumPartitions()
+    spread = selected.coalesce(parts) if scanned >= parts else selected.repartition(parts)
+    run(spread).write.mode("overwrite").parquet(str(staging))
     staged = spark.read.parquet(str(staging))
     bad = staged.filter(F.col("error") != "").select("path", "error").orderBy("path")
     failed = [{"path": r["path"], "error": r["error"]} for r in bad.collect()]
@@ -194,15 +220,21 @@ class FeatureStore:
         return self.spark.read.parquet(str(self.path)).dropDuplicates(["sha256"])
 
     def featurize_missing(
-        self, images: DataFrame, featurizer: DeepImageFeaturizer, staging: Path
+        self, keys: DataFrame, featurizer: DeepImageFeaturizer, staging: Path
     ) -> Featurized:
-        """Run the CNN on images whose content is not in the store yet; append their features
-        (the good rows of one ``featurize`` pass, staged in ``staging``)."""
+        """Run the CNN on the images (``keys``: path, sha256) whose content is not in the store
+        yet, one file per content; append their features (one ``featurize`` pass, staged in
+        ``staging``). The files are read for the CNN only: lookups run on the keys."""
         known = self.load()
-        todo = images.select("sha256", "path", "content").dropDuplicates(["sha256"])
+        todo = keys.select("sha256", "path").dropDuplicates(["sha256"])
         if known is not None:
             todo = todo.join(known.select("sha256"), "sha256", "left_anti")
-        result = featurize(self.spark, todo, featurizer, staging, columns=("sha256", "path"))
+        paths = [r["path"] for r in todo.select("path").collect()]
+        if paths:
+            images = read_images(self.spark, paths)
+        else:  # nothing new: an empty frame of the same shape, so no file is read
+            images = keys.limit(0).withColumn("content", F.lit(b"").cast("binary"))
+        result = featurize(self.spark, images, featurizer, staging, ("sha256", "path"))
         if result.images > len(result.failed):
             good = result.good.select("sha256", F.col(featurizer.getOutputCol()).alias("features"))
             good.coalesce(1).write.mode("append").parquet(str(self.path))

@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 
-from spark_tasks.job import JobContext, main
+from spark_tasks.job import JobContext, Phases, main
 
 # Featurizer settings that are not run parameters (the model file decides its own scaling).
 PREPROCESSING = "none"
@@ -46,25 +46,28 @@ def run(ctx: JobContext, spark=None) -> dict:
 
     from spark_tasks import common
 
-    started = time.time()
+    started, phases = time.time(), Phases()
     p, settings, run_dir = ctx.params, ctx.settings, ctx.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     spark = spark or common.spark_session(ctx.app_name("train"))
+    phases.lap("session")
     featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE)
     identity = featurizer.identity()
 
-    images = common.read_images_from_manifest(
-        spark, settings.manifest_copy(ctx.run_id), settings.raw_dir
-    )
+    files = common.manifest_files(settings.manifest_copy(ctx.run_id), settings.raw_dir)
+    keys = common.image_keys(common.read_images(spark, files))  # hashed once
+    phases.lap("list_and_hash")
     store = common.FeatureStore(spark, settings.features_dir, identity)
-    result = store.featurize_missing(images, featurizer, run_dir / "featurized.parquet")
+    result = store.featurize_missing(keys, featurizer, run_dir / "featurized.parquet")
+    phases.lap("featurize")
     features = store.load()
     if features is None:
         raise RuntimeError(f"no features in {store.path}: every image failed to decode")
-    dataset = images.select("path", "label", "sha256").join(features, "sha256")
+    dataset = keys.join(features, "sha256")
     dataset = common.assign_split(spark, dataset, p["test_fraction"], p["seed"], p["cv_folds"])
     dataset.write.mode("overwrite").parquet(str(run_dir / "dataset.parquet"))
     dataset = spark.read.parquet(str(run_dir / "dataset.parquet")).cache()
+    phases.lap("split")
 
     train = dataset.filter(F.col("split") == "train")
     test = dataset.filter(F.col("split") == "test")
@@ -74,10 +77,12 @@ def run(ctx: JobContext, spark=None) -> dict:
     )
     classifier = common.classifier_pipeline(indexer, lr).fit(train)
     report = common.evaluate(classifier, test, list(indexer.labels))
+    phases.lap("fit_and_score")
     model_path = settings.stage_dir(ctx.run_id, "baseline") / "model"
     common.full_model(featurizer, classifier).write().overwrite().save(str(model_path))
     counts = {r["split"]: r["count"] for r in dataset.groupBy("split").count().collect()}
     no_face = common.no_face_paths(dataset, p["model"])
+    phases.lap("save")
     metrics = {
         **report,
         "stage": "baseline",
@@ -95,6 +100,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         **({"no_face_images": no_face} if no_face is not None else {}),
         "model_path": str(model_path),
         "seconds": round(time.time() - started, 2),
+        "phases": phases.seconds,
     }
     common.write_json(run_dir / "baseline.json", metrics)
     logging.getLogger(__name__).warning(
