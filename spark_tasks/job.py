@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,19 @@ class JobContext:
 
     def app_name(self, job: str) -> str:
         return f"imgclf-{job}-{safe_name(self.run_id)}"
+
+
+class Phases:
+    """Wall seconds of a job's phases, in order, for its metrics: where the time goes."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(now - self._last, 2)
+        self._last = now
 
 
 def context(run_id: str, data_root: Path | None = None) -> JobContext:

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Literal, cast
 
-from spark_tasks.job import JobContext, main
+from spark_tasks.job import JobContext, Phases, main
 
 CV_METRIC: Literal["accuracy"] = "accuracy"  # not logLoss or f1: the gate judges accuracy
 # Fits in flight per core. On tuning-sized data an LR fit is a chain of tiny Spark jobs (one or
@@ -46,10 +46,11 @@ def run(ctx: JobContext, spark=None) -> dict:
     from spark_tasks import common
     from spark_tasks.train import BATCH_SIZE, PREPROCESSING, make_featurizer
 
-    started = time.time()
+    started, phases = time.time(), Phases()
     p, run_dir = ctx.params, ctx.run_dir
     grid_values, folds = p["tune_grid"], p["cv_folds"]
     spark = spark or common.spark_session(ctx.app_name("tune"))
+    phases.lap("session")
     data_path = run_dir / "dataset.parquet"
     if not data_path.exists():
         raise FileNotFoundError(f"{data_path} is missing: the train job writes it first")
@@ -80,6 +81,7 @@ def run(ctx: JobContext, spark=None) -> dict:
     )
     cv_model = cv.fit(data)
     data.unpersist()
+    phases.lap("cross_validate")
     means, stds = list(cv_model.avgMetrics), list(cv_model.stdMetrics)
     pick = max if evaluator.isLargerBetter() else min
     best = pick(range(len(means)), key=lambda i: means[i])
@@ -90,6 +92,7 @@ def run(ctx: JobContext, spark=None) -> dict:
     featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE)
     model_path = ctx.settings.stage_dir(ctx.run_id, "tuned") / "model"
     common.full_model(featurizer, classifier).write().overwrite().save(str(model_path))
+    phases.lap("score_and_save")
     metrics = {
         **report,
         "stage": "tuned",
@@ -111,6 +114,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         "featurized_images": 0,
         "model_path": str(model_path),
         "seconds": round(time.time() - started, 2),
+        "phases": phases.seconds,
     }
     common.write_json(run_dir / "tuned.json", metrics)
     logging.getLogger(__name__).warning(
