@@ -1,8 +1,10 @@
-"""The whole DAG with dag.test(): real Airflow (SQLite), real spark-submit, real Keras, real HTTP.
+"""The three DAGs with dag.test(): real Airflow (SQLite), real spark-submit, real Keras, real
+HTTP, the real 60 images (../shared, served from a copy so the data watcher can see a change).
 
 GitHub is the only stand-in (it cannot exist here): a local server that answers like its REST
-API. The real-data tests use ../shared; the synthetic test makes its own images and model and
-always runs.
+API. Each test proves wiring the in-session tests cannot (tests/spark carries the jobs' logic,
+tests/unit the tasks'): one tuned run end to end, a gate failure, the prediction DAG with the
+champion in a fresh process, the data watcher queueing a retrain.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from imgclf import tracking
 from imgclf.config import Settings
 from imgclf.testing.github_stub import GitHubStub
 from tests.dags.conftest import load_dag, run_dag, run_dir
-from tests.fixtures_images import make_images, make_tiny_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -31,8 +32,16 @@ SMALL_GRID = {"reg_param": [0.05, 0.5], "elastic_net_param": [0.3], "max_iter": 
 
 
 @pytest.fixture(scope="module")
-def football_stub(shared):
-    with GitHubStub(shared / "datasets" / "football") as stub:
+def remote(football, tmp_path_factory):
+    """The remote repository's folders: a copy of ../shared's images (a test adds one)."""
+    folder = tmp_path_factory.mktemp("remote") / "football"
+    shutil.copytree(football, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def football_stub(remote):
+    with GitHubStub(remote) as stub:
         yield stub
 
 
@@ -135,40 +144,37 @@ def test_gate_fails_the_run_below_min_accuracy_and_promotes_nothing(
 
 
 @pytest.mark.shared
-def test_predict_scores_every_image_with_the_champion_in_a_fresh_process(
-    first_run, football, real_home, tmp_path
+def test_predict_dag_scores_every_image_with_the_champion_in_a_fresh_process(
+    first_run, monkeypatch, football, real_home, tmp_path
 ):
+    folder = tmp_path / "to_score"
+    shutil.copytree(football, folder)
+    (folder / "messi" / "broken.jpg").write_bytes(b"not an image")
+    monkeypatch.setenv("IMGCLF_HOME", str(real_home))
     out = tmp_path / "p.csv"
-    proc = imgclf("predict", "--images", str(football), "--out", str(out), home=real_home)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 60 and all(r["predicted_label"] in ("messi", "ronaldo") for r in rows)
+    dr = load_dag("football_classifier_predict").test(
+        run_conf={"images_dir": str(folder), "out": str(out)}  # the champion: no version given
+    )
+    assert str(dr.state) == "success"
+    rows = {"/".join(Path(r["path"]).parts[-2:]): r for r in csv.DictReader(out.open())}
+    assert len(rows) == 61
+    assert rows["messi/broken.jpg"]["error"] and not rows["messi/broken.jpg"]["predicted_label"]
     # models:/football_classifier@champion reproduces, in a new process, its training-time
-    # predictions
+    # predictions (keyed by class folder / file name: raw/ copy and ../shared original)
     tuned = first_run[1]["tuned"]["predictions"]
-
-    def key(path: str) -> str:  # class folder / file name: raw/ copy and ../shared original
-        return "/".join(Path(path).parts[-2:])
-
-    by_key = {key(r["path"]): r for r in rows}
     assert len(tuned) == 24
     for p in tuned:
-        assert by_key[key(p["path"])]["predicted_label"] == p["predicted"]
-        assert float(by_key[key(p["path"])]["probability"]) == pytest.approx(
-            p["probability"], abs=1e-5
-        )
+        row = rows["/".join(Path(p["path"]).parts[-2:])]
+        assert row["predicted_label"] == p["predicted"]
+        assert float(row["probability"]) == pytest.approx(p["probability"], abs=1e-5)
+    missing = load_dag("football_classifier_predict").test(
+        run_conf={"images_dir": str(folder), "version": "42"}
+    )
+    assert str(missing.state) == "failed"  # a version that does not exist fails in resolve
     listing = imgclf("models", "list", home=real_home)
     assert listing.returncode == 0 and "*    1" in listing.stdout
-
-
-@pytest.mark.shared
-def test_face_identity_features_reach_100_percent(airflow_db, monkeypatch, football_stub, tmp_path):
-    state, m = run_dag(monkeypatch, tmp_path / "home", football_stub.url, {"model": "dlib-face"})
-    assert state == "success"
-    assert m["accuracy"] == 1.0 and m["baseline"]["accuracy"] == 1.0
-    assert m["tuned"] is None  # 1.0 >= target_accuracy 0.95: no tuning needed
-    assert m["featurizer"] == "dlib-face-v1" and m["featurized_images"] == 60
-    assert [Path(p).name for p in m["no_face_images"]] == ["messi20.jpeg"]  # listed, still right
+    rollback = imgclf("models", "rollback", home=real_home)
+    assert rollback.returncode == 2 and "no earlier champion" in rollback.stderr
 
 
 def _asset_counts():
@@ -192,70 +198,30 @@ def _asset_counts():
     return events, queued
 
 
-def test_synthetic_lifecycle_without_shared(airflow_db, monkeypatch, tmp_path):
-    """Own images and model: a run (tuned, promoted, recorded), the data watcher (unchanged:
-    nothing; a new image: an Asset event that queues football_classifier), and the prediction
-    DAG listing an unreadable file. The jobs' logic is proven in-session (tests/spark)."""
-    remote = make_images(tmp_path / "remote", per_class=8)
-    model = make_tiny_model(tmp_path / "tiny.keras")
-    home = tmp_path / "home"
-    conf = {
-        "model": str(model), "repo": "acme/pics", "ref": "main",
-        "classes": {"red": "data/red", "blue": "data/blue"}, "min_images_per_class": 8,
-        "test_fraction": 0.25, "cv_folds": 2, "min_accuracy": 0.5, "target_accuracy": 1.0,
-        "tune_grid": {"reg_param": [0.01], "elastic_net_param": [0.0], "max_iter": [20]},
-    }  # fmt: skip
-    with GitHubStub(remote, repo="acme/pics", ref="main", prefix="data") as stub:
-        state, m = run_dag(monkeypatch, home, stub.url, conf)
-        assert state == "success", m
-        assert m["featurized_images"] == 16
-        assert (m["n_train"], m["n_test"]) == (12, 4)
-        assert m["tuned"] is not None and m["promoted_version"] == "1"
-        assert tracking.champion(settings(home))["version"] == "1"
-        assert (run_dir(home, m["run_id"]) / "report.html").is_file()  # the teardown's
-        state, again = run_dag(monkeypatch, home, stub.url, conf)  # same data, params, code
-        assert state == "success" and again["featurized_images"] == 0
-        assert again["registered_version"] is None and again["identical_to_version"] == "1"
-        assert [v["version"] for v in tracking.versions(settings(home))] == ["1"]
-        rollback = imgclf("models", "rollback", home=home)
-        assert rollback.returncode == 2 and "no earlier champion" in rollback.stderr
-
-        watch_params = {"repo": "acme/pics", "ref": "main", "classes": conf["classes"]}
-        events, _ = _asset_counts()
-        dr = load_dag("football_dataset_watch").test(run_conf=watch_params)
-        assert str(dr.state) == "success"
-        assert _asset_counts()[0] == events  # unchanged: skipped, no event
-        # a paused DAG is never queued by an asset event: unpause it as a user would
-        airflow = str(Path(sys.executable).parent / "airflow")
-        cmd = [airflow, "dags", "unpause", "football_classifier"]
-        unpause = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        assert unpause.returncode == 0, unpause.stderr[-2000:]
-        (remote / "red" / "extra.png").write_bytes(_png_bytes())
-        dr = load_dag("football_dataset_watch").test(run_conf=watch_params)
-        assert str(dr.state) == "success"
-        events_after, queued = _asset_counts()
-        assert events_after == events + 1
-        assert queued >= 1  # the scheduler would now start football_classifier
-
-    folder = tmp_path / "to_score"
-    shutil.copytree(remote / "red", folder / "any")
-    (folder / "any" / "broken.jpg").write_bytes(b"not an image")
-
-    # the same through the manually triggered prediction DAG
-    monkeypatch.setenv("IMGCLF_HOME", str(home))
-    out = tmp_path / "dag.csv"
-    dr = load_dag("football_classifier_predict").test(
-        run_conf={"images_dir": str(folder), "version": "1", "out": str(out)}
+@pytest.mark.shared
+def test_watcher_queues_a_retrain_when_the_remote_images_change_and_only_then(
+    first_run, monkeypatch, football_stub, remote, real_home
+):
+    """Last in this module: it adds an image to the remote."""
+    monkeypatch.setenv("IMGCLF_HOME", str(real_home))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GITHUB_DEFAULT", json.dumps({"conn_type": "http", "host": football_stub.url})
     )
+    events, _ = _asset_counts()
+    dr = load_dag("football_dataset_watch").test()
     assert str(dr.state) == "success"
-    dag_rows = {Path(r["path"]).name: r for r in csv.DictReader(out.open())}
-    assert len(dag_rows) == 10
-    assert dag_rows["broken.jpg"]["error"] and not dag_rows["broken.jpg"]["predicted_label"]
-    assert sum(r["predicted_label"] == "red" for r in dag_rows.values()) >= 7
-    dr = load_dag("football_classifier_predict").test(
-        run_conf={"images_dir": str(folder), "version": "42"}
-    )
-    assert str(dr.state) == "failed"  # a version that does not exist fails in resolve
+    assert _asset_counts()[0] == events  # unchanged since the newest run: skipped, no event
+    # a paused DAG is never queued by an asset event: unpause it as a user would
+    airflow = str(Path(sys.executable).parent / "airflow")
+    cmd = [airflow, "dags", "unpause", "football_classifier"]
+    unpause = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert unpause.returncode == 0, unpause.stderr[-2000:]
+    (remote / "ronaldo" / "extra.png").write_bytes(_png_bytes())
+    dr = load_dag("football_dataset_watch").test()
+    assert str(dr.state) == "success"
+    events_after, queued = _asset_counts()
+    assert events_after == events + 1
+    assert queued >= 1  # the scheduler would now start football_classifier
 
 
 def _png_bytes() -> bytes:
