@@ -1,27 +1,25 @@
-"""``imgclf featurize`` end to end (spark-submit), checked against an independent computation."""
+"""``imgclf featurize``'s entry point (``spark_tasks/featurize.py main``) in the test session:
+what it writes and what it prints. (The launcher it runs under, ``imgclf`` -> spark-submit, is
+the predict DAG's and the CLI's one: tests/unit/test_cli.py, tests/dags.)"""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from spark_tasks import featurize
+
 pytestmark = pytest.mark.spark
-IMGCLF = str(Path(sys.executable).parent / "imgclf")
 
 
-def _featurize(images: Path, model: Path, out: Path):
-    proc = subprocess.run(
-        [IMGCLF, "featurize", "--images", str(images), "--model", str(model), "--out", str(out)],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    # spark-submit's PythonRunner merges the driver's stderr into stdout: read both
-    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stdout + proc.stderr
+def _featurize(images: Path, model: Path, out: Path, capsys):
+    argv = ["--images", str(images), "--model", str(model), "--out", str(out)]
+    assert featurize.main(argv) == 0  # its session is the test session (getOrCreate)
+    printed = capsys.readouterr()
+    return json.loads(printed.out.strip().splitlines()[-1]), printed.out + printed.err
 
 
 def _read(out: Path):
@@ -32,10 +30,10 @@ def _read(out: Path):
             zip(table["path"], table["label"], table["features"], strict=True)}  # fmt: skip
 
 
-def test_featurize_drops_and_lists_undecodable_images(tiny_model, images, tmp_path):
+def test_featurize_drops_and_lists_undecodable_images(spark, tiny_model, images, tmp_path, capsys):
     (images / "red" / "broken.jpg").write_bytes(b"definitely not an image")
     (images / "blue" / "empty.jpg").write_bytes(b"")  # Spark's file scan skips 0-byte files
-    summary, output = _featurize(images, tiny_model, tmp_path / "f.parquet")
+    summary, output = _featurize(images, tiny_model, tmp_path / "f.parquet", capsys)
     assert summary["images"] == 14 and summary["featurized"] == 12
     failed = {Path(f["path"]).name: f["error"] for f in summary["failed"]}
     assert sorted(failed) == ["broken.jpg", "empty.jpg"]
