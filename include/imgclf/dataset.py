@@ -136,9 +136,10 @@ def list_remote(
 
 def _inside(folder: Path, name: str) -> Path:
     """``folder/name``, checked after resolution to lie directly in ``folder`` (second line of
-    defence behind the listing's name check)."""
+    defence behind the listing's name check). ``folder`` is resolved already (once per class,
+    not per file): an unresolved one fails the check."""
     target = (folder / name).resolve()
-    if target.parent != folder.resolve():
+    if target.parent != folder:
         raise UntrustedListingError(f"{shown(name)} resolves outside {folder}; nothing was changed")
     return target
 
@@ -250,13 +251,15 @@ def _stage_and_swap(
     for label in classes:
         (staging / label).mkdir(parents=True)
     try:
+        folders = {label: (staging / label).resolve() for label in classes}
         todo = []
         for f in remote:
-            if _reuse(sources, f, _inside(staging / f.label, f.name)):
+            target = _inside(folders[f.label], f.name)
+            if _reuse(sources, f, target):
                 result.unchanged += 1
             else:
-                todo.append(f)
-        errors = _fetch_all(client, todo, staging, workers, max_pixels, result)
+                todo.append((f, target))
+        errors = _fetch_all(client, todo, workers, max_pixels, result)
         if errors:
             result.failed = sorted(errors)
             shown_errors = [str(errors[k]) for k in sorted(errors)][:3]
@@ -305,24 +308,31 @@ def _done(result: DownloadResult, manifest: dict[str, Any], dest: Path, started:
     return result
 
 
-def _fetch_all(client, todo, staging, workers, max_pixels, result) -> dict[str, Any]:
-    """Fetch and verify ``todo`` into ``staging``; return ``{class/name: error}``."""
+def _fetch_all(client, todo, workers, max_pixels, result) -> dict[str, Any]:
+    """Fetch and verify each ``(file, target)`` of ``todo`` into its target (checked by
+    ``_inside``); return ``{class/name: error}``.
+
+    Each of ``workers`` threads fetches (its own keep-alive connection), checks the blob SHA,
+    decodes every pixel (Pillow's decoder runs without the GIL) and writes with ``fsync``, so
+    the network, the decoder and the disk of different files overlap. Progress is logged
+    every ``PROGRESS_SECONDS``, not per file.
+    """
     errors: dict[str, Any] = {}
     if not todo:
         return errors
     total, done, last = len(todo), 0, time.monotonic()
 
-    def one(f: RemoteFile) -> int:
+    def one(f: RemoteFile, target: Path) -> int:
         data = client.fetch(f)
         try:
             verify_image(data, max_pixels)
         except ImageRejectedError as exc:
             raise UntrustedListingError(f"{f.label}/{f.name}: {exc}") from None
-        _write(_inside(staging / f.label, f.name), data)
+        _write(target, data)
         return len(data)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(one, f): f for f in todo}
+        futures = {pool.submit(one, f, target): f for f, target in todo}
         for fut in as_completed(futures):
             f = futures[fut]
             try:

@@ -45,6 +45,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import check_header_validity
 from urllib3.exceptions import (
     ConnectTimeoutError,
     NameResolutionError,
@@ -64,6 +65,8 @@ DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_LISTING_BYTES = 64 * 1024 * 1024  # a 100,000-entry Trees answer is ~20 MB
 MAX_NAME_CHARS = 200
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a control character (C0 or DEL)
+_URL_UNSAFE = re.compile(r"[\x00-\x20\x7f]")  # ... or a space
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 REMEDY = (
     "check the network or the github_default connection (`make run-offline` works without GitHub)"
@@ -128,7 +131,7 @@ def check_name(name: Any) -> str:
         raise ValueError(f"name {shown(name)} is not a file name")
     if "/" in name or "\\" in name:
         raise ValueError(f"name {shown(name)} is not a single path component")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if _CONTROL.search(name):
         raise ValueError(f"name {shown(name)} contains a control character")
     if name.startswith("."):
         raise ValueError(f"name {shown(name)} is a hidden file")
@@ -146,7 +149,7 @@ def origin_of(url: Any) -> Origin:
     """
     if not isinstance(url, str) or not url:
         raise ValueError(f"URL {shown(url)} is not a non-empty string")
-    if any(ord(c) <= 32 or ord(c) == 127 for c in url):
+    if _URL_UNSAFE.search(url):
         raise ValueError(f"URL {shown(url)} contains whitespace or control characters")
     if "\\" in url:
         raise ValueError(f"URL {shown(url)} contains a backslash")
@@ -327,6 +330,12 @@ class GitHubClient:
 
     # --- HTTP -----------------------------------------------------------------------------
     def _session(self) -> requests.Session:
+        """This thread's session, made on its first request and reused for all the others.
+
+        One per thread (``requests.Session`` is not documented as thread-safe): a download
+        worker has one request in flight at a time, so its pool keeps one live connection per
+        origin, reused from file to file (``workers`` connections in all, no reconnects).
+        """
         session = getattr(self._local, "session", None)
         if session is None:
             retry = Retry(
@@ -345,7 +354,9 @@ class GitHubClient:
             )
             session = requests.Session()
             session.trust_env = False  # no .netrc credentials, no proxy from the environment
-            adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
+            adapter = HTTPAdapter(
+                max_retries=retry, pool_connections=len(self.origins), pool_maxsize=2
+            )
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers.update(
@@ -373,22 +384,24 @@ class GitHubClient:
 
     def _send(self, url: str, *, api: bool, what: str, params: dict | None = None):
         """One GET, redirects followed by hand (3 at most, trusted origins only)."""
+        session = self._session()
+        headers = {"Accept": "application/vnd.github+json"} if api else {}
+        if api:
+            headers["X-GitHub-Api-Version"] = "2022-11-28"
         for _ in range(4):
-            prepared = requests.Request("GET", url, params=params).prepare()
+            # prepared once (session headers merged, no auth: trust_env is off), checked, sent
+            prepared = session.prepare_request(
+                requests.Request("GET", url, params=params, headers=headers)
+            )
             assert prepared.url is not None
             origin = self._check_origin(prepared.url, what)  # the URL that will be requested
-            headers = {"Accept": "application/vnd.github+json"} if api else {}
-            if api:
-                headers["X-GitHub-Api-Version"] = "2022-11-28"
             if self._token and self.may_send_token(origin):
-                headers["Authorization"] = f"Bearer {self._token}"
+                auth = ("Authorization", f"Bearer {self._token}")
+                check_header_validity(auth)  # as requests checks the headers it prepares
+                prepared.headers[auth[0]] = auth[1]
             try:
-                resp = self._session().get(
-                    prepared.url,
-                    headers=headers,
-                    timeout=self.timeout,
-                    stream=True,
-                    allow_redirects=False,
+                resp = session.send(
+                    prepared, timeout=self.timeout, stream=True, allow_redirects=False
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise self._error(

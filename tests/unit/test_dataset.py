@@ -289,3 +289,32 @@ def test_a_decompression_bomb_is_refused_at_download_with_the_pixel_limit(stub, 
         _download(stub, tmp_path / "raw", max_image_pixels=30_000_000)  # Pillow's own guard first
     r = _download(stub, tmp_path / "raw2", max_image_pixels=80_000_000)
     assert r.counts["messi"] == 4
+
+
+def test_each_worker_keeps_its_connection_and_progress_is_logged_by_time(
+    stub, remote, tmp_path, caplog, monkeypatch
+):
+    import imgclf.dataset as ds
+
+    for i in range(40):
+        (remote / "ronaldo" / f"many{i:02d}.jpg").write_bytes(_img("RGB", "JPEG", (i, 9, 9)))
+    monkeypatch.setattr(ds, "PROGRESS_SECONDS", 3600.0)
+    caplog.set_level(logging.INFO, logger="imgclf.dataset")
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")  # the handler too: last
+    r = _download(stub, tmp_path / "raw", workers=4)
+    assert r.downloaded == 46
+    new_connections = caplog.text.count("Starting new HTTP connection")
+    assert 1 < new_connections <= 4 + 1  # one per worker, one for the listings: none per file
+    progress = [m for m in caplog.messages if " files (" in m]
+    assert progress == [f"46/46 files (100%), {r.bytes} bytes"]  # by time, not per N files
+
+
+def test_the_stand_in_answers_at_loopback_speed(stub, tmp_path):
+    """No 40 ms stall per keep-alive request (Nagle's algorithm against a delayed ACK)."""
+    client = _client(stub)
+    files = client.list_folder(REPO, REF, "data/messi", "messi")
+    started = time.monotonic()
+    for _ in range(20):
+        for f in files:
+            client.fetch(f)
+    assert time.monotonic() - started < 2.0  # 60 requests: >= 2.4 s with a stall each

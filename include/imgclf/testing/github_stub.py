@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import socket
 import threading
@@ -36,17 +37,27 @@ from imgclf.github import git_blob_sha as blob_sha
 FAULTS = ("500", "502", "503", "reset", "short", "garbage", "html", "ratelimit", "retry-after")
 
 
-def tree_sha(folder: Path) -> str:
-    """The git tree SHA-1 of ``folder`` (mode, name and child SHA of each entry, git's order)."""
+def tree_sha(folder: Path, found: dict[str, Path] | None = None) -> str:
+    """The git tree SHA-1 of ``folder`` (mode, name and child SHA of each entry, git's order).
+
+    ``found``, when given, collects ``{tree SHA: folder}`` for ``folder`` and every folder
+    below it, each file read once.
+    """
     entries = []
-    for child in folder.iterdir():
-        if child.is_dir():
-            entries.append((child.name + "/", b"40000 " + child.name.encode(), tree_sha(child)))
-        elif child.is_file():
-            sha = blob_sha(child.read_bytes())
-            entries.append((child.name, b"100644 " + child.name.encode(), sha))
+    with os.scandir(folder) as children:
+        for child in children:
+            if child.is_dir():
+                sha = tree_sha(folder / child.name, found)
+                entries.append((child.name + "/", b"40000 " + child.name.encode(), sha))
+            elif child.is_file():
+                with open(child.path, "rb") as fh:
+                    sha = blob_sha(fh.read())
+                entries.append((child.name, b"100644 " + child.name.encode(), sha))
     body = b"".join(head + b"\x00" + bytes.fromhex(sha) for _, head, sha in sorted(entries))
-    return hashlib.sha1(b"tree %d\x00" % len(body) + body, usedforsecurity=False).hexdigest()
+    sha = hashlib.sha1(b"tree %d\x00" % len(body) + body, usedforsecurity=False).hexdigest()
+    if found is not None:
+        found.setdefault(sha, folder)
+    return sha
 
 
 @dataclass
@@ -72,6 +83,9 @@ class StubState:
 class _Handler(BaseHTTPRequestHandler):
     server_version = "GitHub.com"
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY, as web servers set it: with Nagle's algorithm a body written after its
+    # headers waits for the client's delayed ACK (40 ms on Linux), on every keep-alive request
+    disable_nagle_algorithm = True
 
     @property
     def state(self) -> StubState:
@@ -256,32 +270,29 @@ class _Handler(BaseHTTPRequestHandler):
         if m:
             if m.group(1) != s.repo:
                 return self._not_found()
-            for folder in [s.root, *[p for p in s.root.rglob("*") if p.is_dir()]]:
-                if tree_sha(folder) == m.group(2):
-                    tree = []
-                    for c in sorted(folder.iterdir(), key=lambda p: p.name):
-                        if c.is_dir():
-                            tree.append(
-                                {
-                                    "path": c.name,
-                                    "mode": "040000",
-                                    "type": "tree",
-                                    "sha": tree_sha(c),
-                                }
-                            )
-                        else:
-                            data = c.read_bytes()
-                            tree.append(
-                                {
-                                    "path": c.name,
-                                    "mode": "100644",
-                                    "type": "blob",
-                                    "sha": blob_sha(data),
-                                    "size": len(data),
-                                }
-                            )
-                    return self._json(200, {"sha": m.group(2), "tree": tree, "truncated": False})
-            return self._not_found()
+            found = {}
+            tree_sha(s.root, found)  # every folder's tree SHA, in one walk
+            folder = found.get(m.group(2))
+            if folder is None:
+                return self._not_found()
+            tree = []
+            for c in sorted(folder.iterdir(), key=lambda p: p.name):
+                if c.is_dir():
+                    tree.append(
+                        {"path": c.name, "mode": "040000", "type": "tree", "sha": tree_sha(c)}
+                    )
+                else:
+                    data = c.read_bytes()
+                    tree.append(
+                        {
+                            "path": c.name,
+                            "mode": "100644",
+                            "type": "blob",
+                            "sha": blob_sha(data),
+                            "size": len(data),
+                        }
+                    )
+            return self._json(200, {"sha": m.group(2), "tree": tree, "truncated": False})
 
         m = re.match(r"^/raw/([^/]+/[^/]+)/([^/]+)/(.+)$", path)
         if m:
