@@ -17,7 +17,7 @@ SHARED ?= $(abspath $(CURDIR)/../shared)
 LITE0 := $(SHARED)/models/efficientnet_lite0_imagenet_notop.keras
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-offline airflow mlflow test test-fast lint fmt clean up down bench jvm-archive
+.PHONY: help install run run-offline airflow mlflow test test-fast lint fmt clean up down bench bench-scale jvm-archive
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -85,10 +85,16 @@ mlflow: install ## the MLflow UI over the embedded store (runs, models, the cham
 		--default-artifact-root $(IMGCLF_HOME)/mlartifacts
 
 BENCH_IMAGES ?= 600
-bench: install ## featurizer (Spark vs plain Keras) and decode benchmarks, one JSON line each
+bench: install ## featurizer (Spark vs plain Keras), decode and download benchmarks, one JSON line each
 	@test -f $(LITE0) || (echo "no $(LITE0)"; exit 1)
 	$(BIN)/python -m benchmarks.featurize --images $(BENCH_IMAGES) --model $(LITE0)
 	$(BIN)/python -m benchmarks.decode --images $(BENCH_IMAGES) --model $(LITE0)
+	$(BIN)/python -m benchmarks.download --images 6000
+
+N ?= 60,600,6000
+bench-scale: install ## the DAG from an empty data root at N images (N=60,600,6000): task times, rates, RSS
+	@test -f $(LITE0) || (echo "no $(LITE0)"; exit 1)
+	$(BIN)/python -m benchmarks.scale --sizes $(N) --model $(LITE0)
 
 jvm-archive: install ## rebuild the Spark driver's class-data archive (make install builds it once)
 	$(BIN)/python -m tools.jvm_archive --force
