@@ -8,6 +8,12 @@ of ``--repeat`` passes over the N images on each side (every pass is printed too
 overhead (TensorFlow import and model load for plain Keras; session start, Python worker start,
 TensorFlow import and model load in the workers for Spark) is reported apart.
 
+The Spark side runs once per featurizer ``--runtimes`` (default ``tensorflow,openvino``; the
+``spark_*`` fields are TensorFlow's): ``runtimes`` holds each one's images/s, passes, warm-up
+(for OpenVINO with the conversion unless ``ir_cached_before``) and the max abs difference of
+its features from TensorFlow's on the same images;
+``spark_openvino_images_per_s`` and ``openvino_max_abs_diff`` repeat OpenVINO's.
+
 Plain Keras runs in a child process so that its TensorFlow import is measured cleanly.
 """
 
@@ -81,12 +87,59 @@ def plain(args: argparse.Namespace) -> dict:
     return {"images": n, "fixed_s": t1 - t0, "passes_s": passes}
 
 
+def _ir_cached(model: str) -> bool | None:
+    """Whether OpenVINO's IR of ``model`` is in the cache already (``None``: not applicable)."""
+    from spark_tasks import openvino_models
+
+    try:
+        key = openvino_models.cache_key(model)
+    except ValueError:
+        return None
+    return (openvino_models.cache_root() / key / openvino_models.META).is_file()
+
+
+def _features(featurizer, images) -> dict:
+    rows = featurizer.transform(images).select("path", "features").collect()
+    return {r["path"]: r["features"].toArray() for r in rows}
+
+
+def _max_abs_diff(a: dict, b: dict) -> float:
+    import numpy as np
+
+    if set(a) != set(b):
+        raise RuntimeError(f"the runtimes featurized different images: {len(a)} vs {len(b)}")
+    return float(max(np.abs(a[p] - b[p]).max() for p in a))
+
+
+def spark_runtime(spark, args, runtime: str, images, cores: int, parts: int) -> dict:
+    """One runtime on the Spark side: warm-up (workers load the model), timed passes, features."""
+    from spark_tasks import common
+    from spark_tasks.train import make_featurizer
+
+    featurizer = make_featurizer(args.model, "avg", "none", args.batch_size, runtime)
+    cached = _ir_cached(args.model) if runtime != "tensorflow" else None
+    t0 = time.perf_counter()
+    # warm-up: start every Python worker, load the model in each (import TensorFlow; or read
+    # OpenVINO's IR, converted first if it is not cached)
+    warm = common.read_images_dir(spark, args.dir).limit(cores * 2).repartition(cores)
+    featurizer.transform(warm).write.format("noop").mode("overwrite").save()
+    warm_s = time.perf_counter() - t0
+    passes = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        featurizer.transform(images.repartition(parts)).write.format("noop").mode(
+            "overwrite"
+        ).save()
+        passes.append(time.perf_counter() - start)
+    return {"warmup_s": warm_s, "passes_s": passes, "ir_cached_before": cached,
+            "features": _features(featurizer, images.repartition(parts))}  # fmt: skip
+
+
 def spark_side(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     from pyspark.sql import SparkSession
 
     from spark_tasks import common
-    from spark_tasks.train import make_featurizer
 
     common.use_this_interpreter_for_workers()
     settings = Settings.from_env()
@@ -103,25 +156,28 @@ def spark_side(args: argparse.Namespace) -> dict:
     t_session = time.perf_counter()
     cores = spark.sparkContext.defaultParallelism
     parts = args.partitions or cores
-    featurizer = make_featurizer(args.model, "avg", "none", args.batch_size)
-    # warm-up: start every Python worker, import TensorFlow, load the model in each
-    warm = common.read_images_dir(spark, args.dir).limit(cores * 2).repartition(cores)
-    featurizer.transform(warm).write.format("noop").mode("overwrite").save()
-    images = common.read_images_dir(spark, args.dir)  # listing: fixed overhead, as for plain
-    n = images.count()
-    t1 = time.perf_counter()
-    passes = []
-    for _ in range(args.repeat):
-        start = time.perf_counter()
-        featurizer.transform(images.repartition(parts)).write.format("noop").mode(
-            "overwrite"
-        ).save()
-        passes.append(time.perf_counter() - start)
+    images = common.read_images_dir(spark, args.dir)  # every pass reads the files again
+    n = images.count()  # listing: fixed overhead, as for plain
+    t_listed = time.perf_counter()
+    runs = {rt: spark_runtime(spark, args, rt, images, cores, parts) for rt in args.runtimes}
     spark.stop()
     archive = settings.jvm_archive
-    return {"images": n, "fixed_s": t1 - t0, "passes_s": passes, "partitions": parts,
-            "cores": cores, "session_s": t_session - t0, "workers_s": t1 - t_session,
+    first = runs[args.runtimes[0]]
+    return {"images": n, "partitions": parts, "cores": cores, "runtimes": runs,
+            "fixed_s": t_listed - t0 + first["warmup_s"], "session_s": t_session - t0,
+            "workers_s": t_listed - t_session + first["warmup_s"],
             "jvm_archive": str(archive) if archive and archive.is_file() else None}  # fmt: skip
+
+
+def _runtimes(text: str) -> list[str]:
+    from imgclf.models import RUNTIMES
+
+    chosen = [r.strip() for r in text.split(",") if r.strip()]
+    bad = [r for r in chosen if r not in RUNTIMES]
+    if bad or not chosen:
+        raise argparse.ArgumentTypeError(f"runtimes {bad or text!r}: choose from {RUNTIMES}")
+    # TensorFlow first: the reference the others are compared with
+    return ["tensorflow", *[r for r in dict.fromkeys(chosen) if r != "tensorflow"]]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arrow-batch", type=int, default=64)
     p.add_argument("--repeat", type=int, default=3, help="steady passes per side; best is used")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="Spark conf")
+    p.add_argument("--runtimes", type=_runtimes, default="tensorflow,openvino",
+                   help="featurizer runtimes on the Spark side, comma-separated (tensorflow "
+                   "always runs: the reference)")  # fmt: skip
     p.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     return p
@@ -162,9 +221,22 @@ def main(argv: list[str] | None = None) -> int:
         p = json.loads(child.stdout.strip().splitlines()[-1])
         s = spark_side(args)
     plain_rate = p["images"] / min(p["passes_s"])
-    spark_rate = s["images"] / min(s["passes_s"])
+    tf_run = s["runtimes"]["tensorflow"]
+    spark_rate = s["images"] / min(tf_run["passes_s"])
     plain_rates = [p["images"] / t for t in p["passes_s"]]
-    spark_rates = [s["images"] / t for t in s["passes_s"]]
+    spark_rates = [s["images"] / t for t in tf_run["passes_s"]]
+    runtimes = {}
+    for name, run in s["runtimes"].items():
+        rate = s["images"] / min(run["passes_s"])
+        runtimes[name] = {
+            "images_per_s": round(rate, 2),
+            "images_per_s_each_pass": [round(s["images"] / t, 1) for t in run["passes_s"]],
+            "vs_spark_tensorflow": round(rate / spark_rate, 3),
+            "warmup_s": round(run["warmup_s"], 2),  # workers load the model (+ convert)
+            **({"ir_cached_before": run["ir_cached_before"]} if name != "tensorflow" else {}),
+            "max_abs_diff_vs_tensorflow": _max_abs_diff(run["features"], tf_run["features"]),
+        }
+    openvino = runtimes.get("openvino", {})
     print(json.dumps({
         "images": args.images,
         "model": args.model,
@@ -186,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
             "session_start": round(s["session_s"], 2),
             "workers_tensorflow_model_warmup": round(s["workers_s"], 2),
         },
+        "spark_openvino_images_per_s": openvino.get("images_per_s"),
+        "openvino_max_abs_diff": openvino.get("max_abs_diff_vs_tensorflow"),
+        "runtimes": runtimes,
     }))  # fmt: skip
     return 0
 

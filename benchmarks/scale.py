@@ -79,8 +79,13 @@ class PeakRss:
                     worker = max(worker, rss)
                 elif "spark_tasks/" in cmd:  # the job's Python driver (train.py, tune.py ...)
                     py += rss
-            for key, value in (("driver_jvm", jvm), ("driver_python", py),
-                               ("driver", jvm + py), ("worker", worker), ("workers", workers)):
+            for key, value in (
+                ("driver_jvm", jvm),
+                ("driver_python", py),
+                ("driver", jvm + py),
+                ("worker", worker),
+                ("workers", workers),
+            ):
                 self.peak[key] = max(self.peak[key], value)  # fmt: skip
             self._stop.wait(self.every)
 

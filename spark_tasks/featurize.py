@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_argument(p, "model", required=True)
     p.add_argument("--out", type=Path, required=True, help="output .parquet (a folder)")
     add_argument(p, "pooling")
+    add_argument(p, "runtime")
     p.add_argument("--preprocessing", default=PREPROCESSING, choices=list(PREPROCESSINGS))
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     return p
@@ -41,7 +42,9 @@ def run(args: argparse.Namespace, spark=None) -> dict:
 
     started = time.time()
     spark = spark or common.spark_session("imgclf-featurize")
-    featurizer = make_featurizer(args.model, args.pooling, args.preprocessing, args.batch_size)
+    featurizer = make_featurizer(
+        args.model, args.pooling, args.preprocessing, args.batch_size, args.runtime
+    )
     images = common.read_images_dir(spark, args.images)
     staging = args.out.with_name(args.out.name + ".staging")
     result = common.featurize(spark, images, featurizer, staging, ("path", "label", "sha256"))

@@ -51,7 +51,7 @@ def run(ctx: JobContext, spark=None) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     spark = spark or common.spark_session(ctx.app_name("train"))
     phases.lap("session")
-    featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE)
+    featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE, p["runtime"])
     identity = featurizer.identity()
 
     files = common.manifest_files(settings.manifest_copy(ctx.run_id), settings.raw_dir)

@@ -89,7 +89,7 @@ def run(ctx: JobContext, spark=None) -> dict:
     # the best params, refit on the whole train split, behind the same indexer and label names
     classifier = common.classifier_model(indexer, cast(LogisticRegressionModel, cv_model.bestModel))
     report = common.evaluate(classifier, test, list(indexer.labels))
-    featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE)
+    featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE, p["runtime"])
     model_path = ctx.settings.stage_dir(ctx.run_id, "tuned") / "model"
     common.full_model(featurizer, classifier).write().overwrite().save(str(model_path))
     phases.lap("score_and_save")

@@ -216,6 +216,11 @@ class Settings:
         return self.home / "runs"
 
     @property
+    def cache_dir(self) -> Path:
+        """Derived files, rebuilt when missing: ``openvino/<key>/`` holds converted models."""
+        return self.home / "cache"
+
+    @property
     def manifest_path(self) -> Path:
         return self.raw_dir / "manifest.json"
 

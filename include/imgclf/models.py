@@ -19,6 +19,10 @@ POOLINGS = ("avg", "max", "flatten")
 RESIZE_MODES = ("stretch", "pad")  # stretch = whole image to the input size (sparkdl's choice)
 # How pixels (RGB, float 0..255) are scaled before a model file; "none": the file does it itself.
 PREPROCESSINGS = ("none", "tf", "torch", "caffe")
+# Where the CNN runs: TensorFlow (Keras 3), or the same model as OpenVINO IR on the CPU, in f32
+# (features within 1e-4 of TensorFlow's) or in the CPU's reduced precision (bf16: about twice as
+# fast again, features off by up to ~0.5; only when chosen).
+RUNTIMES = ("tensorflow", "openvino", "openvino-bf16")
 
 
 @dataclass(frozen=True)
@@ -321,22 +325,31 @@ class ModelSpec:
         return self.name
 
     def identity(
-        self, pooling: str = "avg", preprocessing: str = "none", resize: str = "stretch"
+        self,
+        pooling: str = "avg",
+        preprocessing: str = "none",
+        resize: str = "stretch",
+        runtime: str = "tensorflow",
     ) -> str:
         """A stable key for "these exact features": model (name or file content), pooling, pixels.
 
         Two runs with the same identity produce the same features for the same image, so
-        features stored under this key are reused instead of running the CNN again.
+        features stored under this key are reused instead of running the CNN again. A
+        ``runtime`` other than ``tensorflow`` ends the key (``...-openvino``): its features
+        differ slightly, so they get their own store; TensorFlow's keys are as they always were.
         """
         if pooling not in POOLINGS:
             raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize {resize!r} is not one of {RESIZE_MODES}")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime {runtime!r} is not one of {RUNTIMES}")
         if self.is_face:
-            # pooling and resizing do not apply to faces: they are found at full size
+            # pooling and resizing do not apply to faces: they are found at full size; the
+            # runtime only runs the fallback CNN (dlib runs the face part)
             key = f"{self.name}-v1"
             if self.fallback is not None:  # a folder name of the feature store: no "+"
-                key += f"_with_{self.fallback.identity(pooling, preprocessing, resize)}"
+                key += f"_with_{self.fallback.identity(pooling, preprocessing, resize, runtime)}"
             return key
         if self.is_application:
             base = self.name
@@ -347,7 +360,9 @@ class ModelSpec:
             if preprocessing != "none":
                 base += f"-{preprocessing}"
         key = f"{base}-{pooling}"
-        return key if resize == "stretch" else f"{key}-{resize}"
+        if resize != "stretch":
+            key += f"-{resize}"
+        return key if runtime == "tensorflow" else f"{key}-{runtime}"
 
 
 def check_model(model: str, *, check_weights: bool = False) -> str:
@@ -371,7 +386,8 @@ def model_identity(
     pooling: str = "avg",
     preprocessing: str = "none",
     resize: str = "stretch",
+    runtime: str = "tensorflow",
 ) -> str:
     """``ModelSpec.identity`` of ``model`` (a model string is parsed and checked first)."""
     spec = model if isinstance(model, ModelSpec) else ModelSpec.parse(model)
-    return spec.identity(pooling, preprocessing, resize)
+    return spec.identity(pooling, preprocessing, resize, runtime)

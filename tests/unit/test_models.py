@@ -220,6 +220,27 @@ def test_model_spec_identity_checks_its_settings(pinned):
     assert ModelSpec.parse("InceptionV3").identity(preprocessing="raw") == "InceptionV3-avg"
 
 
+def test_a_runtime_other_than_tensorflow_ends_the_identity(pinned):
+    file = "file-5467d23c72e7fcc2"
+    assert models.RUNTIMES == ("tensorflow", "openvino", "openvino-bf16")
+    cases = [
+        (("InceptionV3", "avg", "none", "stretch", "tensorflow"), "InceptionV3-avg"),
+        (("InceptionV3", "avg", "none", "stretch", "openvino"), "InceptionV3-avg-openvino"),
+        ((pinned, "max", "tf", "pad", "openvino-bf16"), f"{file}-tf-max-pad-openvino-bf16"),
+        # dlib runs the face part: only the fallback CNN's key takes the runtime
+        (("dlib-face", "avg", "none", "stretch", "openvino"), "dlib-face-v1"),
+        (
+            ("dlib-face+InceptionV3", "avg", "none", "stretch", "openvino"),
+            "dlib-face-v1_with_InceptionV3-avg-openvino",
+        ),
+    ]
+    for (model, *rest), expected in cases:
+        assert ModelSpec.parse(model).identity(*rest) == expected
+        assert model_identity(model, *rest) == expected
+    with pytest.raises(ValueError, match="runtime 'onnx' is not one of"):
+        ModelSpec.parse("InceptionV3").identity(runtime="onnx")
+
+
 SUPPORTED = (
     "supported are ConvNeXtTiny, EfficientNetB0, EfficientNetV2B0, EfficientNetV2S, InceptionV3, "
     "MobileNetV3Large, MobileNetV3Small, ResNet50, VGG16, VGG19, Xception, dlib-face, an absolute "

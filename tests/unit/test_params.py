@@ -107,6 +107,13 @@ def test_all_problems_are_listed_each_naming_its_parameter():
         assert name in text
 
 
+def test_the_runtime_is_a_choice_tensorflow_by_default():
+    assert validate({}, check_weights=False)["runtime"] == "tensorflow"
+    assert validate({"runtime": "openvino"}, check_weights=False)["runtime"] == "openvino"
+    with pytest.raises(ValueError, match="runtime='onnx': 'onnx' is not one of"):
+        validate({"runtime": "onnx"}, check_weights=False)
+
+
 def test_bad_grids_are_rejected():
     with pytest.raises(ValueError, match="tune_grid"):
         validate({"tune_grid": {"reg_param": [0.1]}})
