@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,14 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from imgclf import tracking
+from imgclf import cli, tracking
 from imgclf.config import Settings
 from imgclf.testing.github_stub import GitHubStub
 from tests.dags.conftest import load_dag, run_dag, run_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
-IMGCLF = str(Path(sys.executable).parent / "imgclf")
 # a small grid that still holds the reference run's tuned params
 SMALL_GRID = {"reg_param": [0.05, 0.5], "elastic_net_param": [0.3], "max_iter": [15]}
 
@@ -55,7 +53,8 @@ def first_run(airflow_db, football_stub, lite0, real_home):
     mp = pytest.MonkeyPatch()
     try:
         yield run_dag(mp, real_home, football_stub.url, {
-            "model": str(lite0), "target_accuracy": 1.0, "tune_grid": SMALL_GRID,
+            "model": str(lite0), "runtime": "openvino", "target_accuracy": 1.0,
+            "tune_grid": SMALL_GRID,
         })  # fmt: skip
     finally:
         mp.undo()
@@ -83,18 +82,13 @@ def artifacts(home: Path, run) -> set[str]:
     return names
 
 
-def imgclf(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "IMGCLF_HOME": str(home)}
-    return subprocess.run([IMGCLF, *args], capture_output=True, text=True, env=env,
-                          timeout=600, check=False)  # fmt: skip
-
-
 @pytest.mark.shared
 def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
     state, m = first_run
     assert state == "success"
     assert m["passed_gate"] is True and m["candidate"] == "tuned"
     assert m["featurized_images"] == 60  # every image through the CNN exactly once
+    assert m["featurizer"].endswith("-openvino")  # the runtime param reached the job
     assert m["tuned"]["featurized_images"] == 0  # tuning reused the stored features
     assert (m["n_train"], m["n_test"]) == (36, 24)
     assert m["baseline"]["confusion_matrix"] and len(m["baseline"]["labels"]) == 2
@@ -131,8 +125,9 @@ def test_gate_fails_the_run_below_min_accuracy_and_promotes_nothing(
     before = tracking.versions(settings(real_home))
     champion = tracking.champion(settings(real_home))
     state, m = run_dag(monkeypatch, real_home, football_stub.url, {
-        "model": str(lite0), "target_accuracy": 0.0, "min_accuracy": 0.99,
+        "model": str(lite0), "runtime": "openvino", "target_accuracy": 0.0, "min_accuracy": 0.99,
     })  # fmt: skip
+    assert m["featurized_images"] == 0  # the first run's features (same model, same runtime)
     assert state == "failed"
     assert m["passed_gate"] is False and "fails the gate" in m["gate"]["reason"]
     assert tracking.versions(settings(real_home)) == before
@@ -145,7 +140,7 @@ def test_gate_fails_the_run_below_min_accuracy_and_promotes_nothing(
 
 @pytest.mark.shared
 def test_predict_dag_scores_every_image_with_the_champion_in_a_fresh_process(
-    first_run, monkeypatch, football, real_home, tmp_path
+    first_run, monkeypatch, football, real_home, tmp_path, capsys
 ):
     folder = tmp_path / "to_score"
     shutil.copytree(football, folder)
@@ -171,10 +166,10 @@ def test_predict_dag_scores_every_image_with_the_champion_in_a_fresh_process(
         run_conf={"images_dir": str(folder), "version": "42"}
     )
     assert str(missing.state) == "failed"  # a version that does not exist fails in resolve
-    listing = imgclf("models", "list", home=real_home)
-    assert listing.returncode == 0 and "*    1" in listing.stdout
-    rollback = imgclf("models", "rollback", home=real_home)
-    assert rollback.returncode == 2 and "no earlier champion" in rollback.stderr
+    # the imgclf models command on the registry the DAG wrote (in-process: no spark here)
+    assert cli.main(["models", "list"]) == 0 and "*    1" in capsys.readouterr().out
+    assert cli.main(["models", "rollback"]) == 2
+    assert "no earlier champion" in capsys.readouterr().err
 
 
 def _asset_counts():

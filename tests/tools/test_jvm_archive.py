@@ -18,6 +18,11 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
+    """The archive ``make install`` built (with this same code), else one built here."""
+    installed = Settings.from_env().jvm_archive
+    if installed is not None and installed.is_file():
+        yield installed
+        return
     target = tmp_path_factory.mktemp("jvm") / "spark.jsa"
     env = {**os.environ, "IMGCLF_JVM_ARCHIVE": str(target)}
     done = subprocess.run(
