@@ -179,7 +179,7 @@ def featurize(
     a failed job), on partitions sized to keep every core busy with full batches; its output is
     written once to ``staging`` (Parquet) and read back, so neither the failure list nor any
     later use of the good rows runs the model again (a cache may be evicted and recomputed;
-    a file is not). The caller owns ``staging``.
+    a file is not). The caller owns ``staging`` and says what failed, its own way.
     """
     n = images.count()  # reads the files, not the CNN
     keep = featurizer.copy().setHandleInvalid("keep")
@@ -200,8 +200,6 @@ def featurize(
     staged = spark.read.parquet(str(staging))
     bad = staged.filter(F.col("error") != "").select("path", "error").orderBy("path")
     failed = [{"path": r["path"], "error": r["error"]} for r in bad.collect()]
-    for item in failed:
-        log.warning("undecodable image dropped: %s (%s)", item["path"], item["error"])
     return Featurized(staged.filter(F.col("error") == "").drop("error"), failed, n)
 
 
@@ -235,6 +233,8 @@ class FeatureStore:
         else:  # nothing new: an empty frame of the same shape, so no file is read
             images = keys.limit(0).withColumn("content", F.lit(b"").cast("binary"))
         result = featurize(self.spark, images, featurizer, staging, ("sha256", "path"))
+        for item in result.failed:
+            log.warning("undecodable image dropped: %s (%s)", item["path"], item["error"])
         if result.images > len(result.failed):
             good = result.good.select("sha256", F.col(featurizer.getOutputCol()).alias("features"))
             good.coalesce(1).write.mode("append").parquet(str(self.path))

@@ -47,14 +47,16 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     )
     images = common.read_images_dir(spark, args.images)
     staging = args.out.with_name(args.out.name + ".staging")
-    result = common.featurize(spark, images, featurizer, staging, ("path", "label", "sha256"))
-    if result.images == 0:
-        raise ValueError(f"no image files under {args.images}")
-    out_col = featurizer.getOutputCol()
-    result.good.select(
-        "path", "label", "sha256", vector_to_array(F.col(out_col), "float32").alias("features")
-    ).orderBy("path").write.mode("overwrite").parquet(str(args.out))
-    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        result = common.featurize(spark, images, featurizer, staging, ("path", "label", "sha256"))
+        if result.images == 0:
+            raise ValueError(f"no image files under {args.images}")
+        out_col = featurizer.getOutputCol()
+        result.good.select(
+            "path", "label", "sha256", vector_to_array(F.col(out_col), "float32").alias("features")
+        ).orderBy("path").write.mode("overwrite").parquet(str(args.out))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     n, failed = result.images, result.failed
     summary = {
         "images": n,

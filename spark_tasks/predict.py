@@ -53,17 +53,18 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     images = common.read_images_dir(spark, args.images).drop("label")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     staging = args.out.with_name(args.out.name + ".staging")
-    # featurize once, then classify the decodable rows and list the others
-    result = common.featurize(spark, images, featurizer, staging)
-    n, bad = result.images, result.failed
-    if n == 0:
-        raise ValueError(f"no image files under {args.images}")
-    good = PipelineModel(stages=model.stages[1:]).transform(result.good)
-    scored = {
-        r["path"]: (r[common.PREDICTED], float(max(r["probability"])))
-        for r in good.select("path", common.PREDICTED, "probability").collect()
-    }
-    shutil.rmtree(staging, ignore_errors=True)
+    try:  # featurize once, then classify the decodable rows and list the others
+        result = common.featurize(spark, images, featurizer, staging)
+        n, bad = result.images, result.failed
+        if n == 0:
+            raise ValueError(f"no image files under {args.images}")
+        good = PipelineModel(stages=model.stages[1:]).transform(result.good)
+        scored = {
+            r["path"]: (r[common.PREDICTED], float(max(r["probability"])))
+            for r in good.select("path", common.PREDICTED, "probability").collect()
+        }
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)

@@ -39,3 +39,9 @@ def test_a_zero_byte_file_gets_a_row_saying_it_is_empty(spark, tiny_model, image
     ]
     assert all(r["predicted_label"] in ("red", "blue") and not r["error"]
                for name, r in rows.items() if name != "empty.jpg")  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "model", "p.csv"]  # no staging
+    (tmp_path / "none" / "red").mkdir(parents=True)
+    args.images, args.out = tmp_path / "none", tmp_path / "q.csv"
+    with pytest.raises(ValueError, match="no image files under"):
+        predict.run(args, spark=spark)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "model", "none", "p.csv"]
