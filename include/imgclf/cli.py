@@ -48,9 +48,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     api_url, token = endpoint_from_env(dict(os.environ))
     settings = config.Settings.from_env()
     try:
-        client = GitHubClient(
-            args.api_url or api_url, token, max_file_bytes=settings.max_file_bytes
-        )
+        client = GitHubClient.from_settings(settings, args.api_url or api_url, token)
         result = sync_dataset(
             client, args.repo, args.ref, classes, Path(args.dest),
             min_images_per_class=args.min_images_per_class, workers=args.workers,

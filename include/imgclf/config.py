@@ -70,6 +70,19 @@ def _env_int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 <= value <= 60:
+        raise ValueError(f"{name}={value} must be between 0 and 60 seconds")
+    return value
+
+
 def _env_conf(name: str) -> dict[str, str]:
     """Extra Spark conf as a JSON object, e.g. ``{"spark.driver.host": "airflow-scheduler"}``."""
     raw = os.environ.get(name, "").strip()
@@ -127,6 +140,8 @@ class Settings:
     # the downloader, the featurizer and prediction: imgclf.images reads the same variable).
     max_file_bytes: int = 50 * 1024 * 1024
     max_image_pixels: int = 64_000_000
+    # The first retry's wait against GitHub (doubling, with as much jitter); 0 retries at once.
+    github_backoff: float = 0.5
     extra_spark_conf: dict[str, str] = field(default_factory=dict)
     py_files: str = ""  # comma-separated zips shipped to executors (spark-submit --py-files)
     # The Spark driver's class-data-sharing archive (``make install``); None = not used.
@@ -148,6 +163,7 @@ class Settings:
             download_workers=_env_int("IMGCLF_DOWNLOAD_WORKERS", 4),
             max_file_bytes=_env_int("IMGCLF_MAX_FILE_BYTES", cls.max_file_bytes),
             max_image_pixels=_env_int("IMGCLF_MAX_IMAGE_PIXELS", cls.max_image_pixels),
+            github_backoff=_env_seconds("IMGCLF_GITHUB_BACKOFF", cls.github_backoff),
             extra_spark_conf=_env_conf("IMGCLF_SPARK_CONF"),
             py_files=os.environ.get("IMGCLF_PY_FILES", "").strip(),
             jvm_archive=_env_archive(),

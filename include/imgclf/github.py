@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 import requests
@@ -54,6 +54,9 @@ from urllib3.exceptions import (
 )
 from urllib3.util import parse_url
 from urllib3.util.retry import Retry
+
+if TYPE_CHECKING:
+    from imgclf.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +321,13 @@ class GitHubClient:
         self._wait_lock = threading.Lock()
         if self._token and self.api_origin[0] == "http" and not is_loopback(self.api_origin[1]):
             log.warning("the GitHub API URL is plain http: the token will not be sent")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, api_url: str, token: str | None) -> GitHubClient:
+        """The client of a task or command: this deployment's bounds and backoff."""
+        return cls(
+            api_url, token, backoff=settings.github_backoff, max_file_bytes=settings.max_file_bytes
+        )
 
     def __repr__(self) -> str:  # never show the token
         return f"GitHubClient({self.api_url!r}, token={'set' if self._token else 'none'})"

@@ -47,7 +47,7 @@ def dataset_changed(
     from imgclf.github import GitHubClient
     from imgclf.params import check_classes
 
-    client = GitHubClient(api_url, token, max_file_bytes=settings.max_file_bytes)
+    client = GitHubClient.from_settings(settings, api_url, token)
     files = list_remote(client, params["repo"], params["ref"], check_classes(params["classes"]))
     remote = fingerprint([(f.label, f.sha) for f in files])
     theirs, run_id = runs.last_fingerprint(settings)
@@ -82,7 +82,7 @@ def download(
     from imgclf.dataset import sync_dataset
     from imgclf.github import GitHubClient
 
-    client = GitHubClient(api_url, token, max_file_bytes=settings.max_file_bytes)
+    client = GitHubClient.from_settings(settings, api_url, token)
     result = sync_dataset(
         client,
         params["repo"],

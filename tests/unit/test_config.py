@@ -34,6 +34,21 @@ def test_bad_env_integer_names_the_variable(monkeypatch):
         Settings.from_env()
 
 
+def test_github_backoff_from_env_reaches_the_client(monkeypatch):
+    from imgclf.github import GitHubClient
+
+    monkeypatch.delenv("IMGCLF_GITHUB_BACKOFF", raising=False)
+    assert Settings.from_env().github_backoff == 0.5
+    monkeypatch.setenv("IMGCLF_GITHUB_BACKOFF", "0.05")
+    monkeypatch.setenv("IMGCLF_MAX_FILE_BYTES", "1234")
+    client = GitHubClient.from_settings(Settings.from_env(), "http://127.0.0.1:1", None)
+    assert (client.backoff, client.max_file_bytes) == (0.05, 1234)
+    for bad in ("soon", "-1", "3600"):
+        monkeypatch.setenv("IMGCLF_GITHUB_BACKOFF", bad)
+        with pytest.raises(ValueError, match="IMGCLF_GITHUB_BACKOFF"):
+            Settings.from_env()
+
+
 def test_jvm_archive_is_used_only_once_it_exists(monkeypatch, tmp_path):
     archive = tmp_path / "spark.jsa"
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", str(archive))
