@@ -37,7 +37,8 @@ def test_download_then_rerun_reports_counts_on_the_last_line(stub, tmp_path, cap
     assert lines[-1] == "downloaded=0 unchanged=6 removed=0 failed=0"
 
 
-def test_unverifiable_file_fails_the_command_naming_it(stub, tmp_path, capsys):
+def test_unverifiable_file_fails_the_command_naming_it(stub, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("IMGCLF_GITHUB_BACKOFF", "0.01")  # 4 tries, without the real waits
     stub.add_faults(r"/raw/.*/red1\.png$", ["garbage"] * 8)
     code, lines, err = _download(stub, tmp_path / "d", capsys)
     assert code == 1
