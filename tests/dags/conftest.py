@@ -3,7 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from imgclf.config import safe_name
+from imgclf import tracking
+from imgclf.config import Settings, safe_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,3 +32,25 @@ def run_dag(monkeypatch, home: Path, github_url: str, conf: dict):
 
 def run_dir(home: Path, run_id: str) -> Path:
     return home / "runs" / safe_name(run_id)
+
+
+def settings(home: Path) -> Settings:
+    """What the DAG's tasks used: the embedded MLflow store under ``home``."""
+    import dataclasses
+
+    return dataclasses.replace(Settings.from_env(), home=home, tracking_uri="", registry_uri="")
+
+
+def mlflow_run(home: Path, run_id: str):
+    info = json.loads((run_dir(home, run_id) / "mlflow.json").read_text())
+    return tracking.client(settings(home)).get_run(info["mlflow_run_id"])
+
+
+def artifacts(home: Path, run) -> set[str]:
+    found = tracking.client(settings(home)).list_artifacts(run.info.run_id)
+    names = {a.path for a in found}
+    for folder in [a.path for a in found if a.is_dir]:
+        names |= {
+            a.path for a in tracking.client(settings(home)).list_artifacts(run.info.run_id, folder)
+        }
+    return names

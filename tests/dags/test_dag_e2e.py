@@ -3,8 +3,9 @@ HTTP, the real 60 images (../shared, served from a copy so the data watcher can 
 
 GitHub is the only stand-in (it cannot exist here): a local server that answers like its REST
 API. Each test proves wiring the in-session tests cannot (tests/spark carries the jobs' logic,
-tests/unit the tasks'): one tuned run end to end, a gate failure, the prediction DAG with the
-champion in a fresh process, the data watcher queueing a retrain.
+tests/unit the tasks'): one tuned run end to end, the prediction DAG with the champion in a
+fresh process, the data watcher queueing a retrain. A run that fails the gate:
+tests/dags/test_dag_standalone.py.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from imgclf import cli, tracking
-from imgclf.config import Settings
 from imgclf.testing.github_stub import GitHubStub
-from tests.dags.conftest import load_dag, run_dag, run_dir
+from tests.dags.conftest import artifacts, load_dag, mlflow_run, run_dag, run_dir, settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -60,28 +60,6 @@ def first_run(airflow_db, football_stub, lite0, real_home):
         mp.undo()
 
 
-def settings(home: Path) -> Settings:
-    """What the DAG's tasks used: the embedded MLflow store under ``home``."""
-    import dataclasses
-
-    return dataclasses.replace(Settings.from_env(), home=home, tracking_uri="", registry_uri="")
-
-
-def mlflow_run(home: Path, run_id: str):
-    info = json.loads((run_dir(home, run_id) / "mlflow.json").read_text())
-    return tracking.client(settings(home)).get_run(info["mlflow_run_id"])
-
-
-def artifacts(home: Path, run) -> set[str]:
-    found = tracking.client(settings(home)).list_artifacts(run.info.run_id)
-    names = {a.path for a in found}
-    for folder in [a.path for a in found if a.is_dir]:
-        names |= {
-            a.path for a in tracking.client(settings(home)).list_artifacts(run.info.run_id, folder)
-        }
-    return names
-
-
 @pytest.mark.shared
 def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
     state, m = first_run
@@ -116,26 +94,6 @@ def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
     page = (run_dir(real_home, m["run_id"]) / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 3
     assert f"Misclassified test images ({m['n_test'] - m['tuned']['correct']})" in page
-
-
-@pytest.mark.shared
-def test_gate_fails_the_run_below_min_accuracy_and_promotes_nothing(
-    first_run, monkeypatch, football_stub, lite0, real_home
-):
-    before = tracking.versions(settings(real_home))
-    champion = tracking.champion(settings(real_home))
-    state, m = run_dag(monkeypatch, real_home, football_stub.url, {
-        "model": str(lite0), "runtime": "openvino", "target_accuracy": 0.0, "min_accuracy": 0.99,
-    })  # fmt: skip
-    assert m["featurized_images"] == 0  # the first run's features (same model, same runtime)
-    assert state == "failed"
-    assert m["passed_gate"] is False and "fails the gate" in m["gate"]["reason"]
-    assert tracking.versions(settings(real_home)) == before
-    assert tracking.champion(settings(real_home)) == champion
-    assert "FAILED" in (run_dir(real_home, m["run_id"]) / "report.html").read_text()
-    run = mlflow_run(real_home, m["run_id"])  # recorded too, marked failed, with its report
-    assert run.info.status == "FAILED" and run.data.tags["failed_task"] == "gate"
-    assert "report.html" in artifacts(real_home, run)
 
 
 @pytest.mark.shared

@@ -1,6 +1,7 @@
 """The same DAG on a real Spark standalone cluster: a master and a worker started with pyspark's
-own spark-class scripts on 127.0.0.1, the project code shipped to executors as --py-files.
-The cluster is stopped at the end, pass or fail."""
+own spark-class scripts on 127.0.0.1, the project code shipped to executors as --py-files, on
+data no classifier can learn: the run fails the gate, and nothing is promoted. The cluster is
+stopped at the end, pass or fail."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from imgclf import tracking
 from imgclf.config import safe_name
 from imgclf.testing.github_stub import GitHubStub
-from tests.dags.conftest import run_dag
-from tests.fixtures_images import make_images, make_tiny_model
+from tests.dags.conftest import artifacts, mlflow_run, run_dag, run_dir, settings
+from tests.fixtures_images import make_tiny_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 BIN = Path(sys.executable).parent
@@ -93,7 +95,25 @@ def cluster(tmp_path_factory):
             fh.close()
 
 
-def test_dag_runs_on_the_standalone_cluster(airflow_db, cluster, monkeypatch, tmp_path):
+def _indistinguishable(root: Path, per_class: int) -> Path:
+    """Two classes of the same pixels (distinct files: only a PNG text chunk differs), so no
+    classifier can beat chance: a run on them must fail the gate."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    pixels = Image.new("RGB", (48, 40), (120, 140, 160))
+    for label in ("red", "blue"):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            info = PngInfo()
+            info.add_text("n", f"{label}{i}")
+            pixels.save(root / label / f"{label}{i}.png", pnginfo=info)
+    return root
+
+
+def test_a_run_on_the_cluster_that_fails_the_gate_promotes_nothing(
+    airflow_db, cluster, monkeypatch, tmp_path
+):
     code = tmp_path / "imgclf-code.zip"
     subprocess.run([BIN / "imgclf", "package-code", "--out", str(code)], check=True,
                    capture_output=True, timeout=120)  # fmt: skip
@@ -105,26 +125,32 @@ def test_dag_runs_on_the_standalone_cluster(airflow_db, cluster, monkeypatch, tm
         "IMGCLF_SPARK_CONF",
         json.dumps({"spark.driver.host": "127.0.0.1", "spark.executor.memory": "2g"}),
     )
-    remote = make_images(tmp_path / "remote", per_class=8)
+    remote = _indistinguishable(tmp_path / "remote", per_class=8)
     model = make_tiny_model(tmp_path / "tiny.keras")
+    home = tmp_path / "home"
     with GitHubStub(remote, repo="acme/pics", ref="main", prefix="data") as stub:
-        state, m = run_dag(monkeypatch, tmp_path / "home", stub.url, {
+        state, m = run_dag(monkeypatch, home, stub.url, {
             "model": str(model), "repo": "acme/pics", "ref": "main",
             "classes": {"red": "data/red", "blue": "data/blue"}, "min_images_per_class": 8,
-            "test_fraction": 0.25, "cv_folds": 2, "min_accuracy": 0.5, "target_accuracy": 0.0,
+            "test_fraction": 0.25, "min_accuracy": 0.9, "target_accuracy": 0.0,
         })  # fmt: skip
-    assert state == "success", m
-    assert m["featurized_images"] == 16 and m["tuned"] is None  # tuning: tests/dags/test_dag_e2e
-    assert m["promoted_version"] == "1"
-    run = safe_name(m["run_id"])
+    assert state == "failed", m
+    # featurized on the cluster's executors, then stopped at the gate: one prediction for all
+    assert m["featurized_images"] == 16 and m["tuned"] is None
+    assert m["accuracy"] == 0.5 and m["passed_gate"] is False
+    assert "fails the gate" in m["gate"]["reason"]
+    # nothing promoted or even registered; the run is recorded, failed, with its report
+    assert tracking.versions(settings(home)) == [] and tracking.champion(settings(home)) is None
+    assert "FAILED" in (run_dir(home, m["run_id"]) / "report.html").read_text()
+    run = mlflow_run(home, m["run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["failed_task"] == "gate"
+    assert "report.html" in artifacts(home, run)
+    # the job was built by the one operator factory (imgclf.operators.spark_job) and ran on the
+    # cluster; nothing ran after the gate
     apps = {a["name"]: a for a in _json(cluster["status"])["completedapps"]}
-    # every job is built by the one operator factory (imgclf.operators.spark_job); the two that
-    # run here are the one that featurizes on executors and the one that loads the candidate
-    # and logs it to MLflow with the Spark flavor
-    for name in (f"imgclf-train-{run}", f"imgclf-challenge-{run}"):
-        assert name in apps, sorted(apps)
-        assert apps[name]["state"] == "FINISHED"
-        assert apps[name]["cores"] >= 1  # executors were granted on the worker
+    assert sorted(apps) == [f"imgclf-train-{safe_name(m['run_id'])}"], sorted(apps)
+    train = apps[f"imgclf-train-{safe_name(m['run_id'])}"]
+    assert train["state"] == "FINISHED" and train["cores"] >= 1  # executors were granted
     # executors ran on the worker and got the project code as --py-files
     logs = "".join(
         p.read_text(errors="replace") for p in (cluster["work"] / "work").rglob("stderr")
