@@ -76,6 +76,9 @@ def tf_threads() -> int | None:
 
 
 def _configure_tensorflow() -> None:
+    from spark_tasks.keras_models import import_keras
+
+    import_keras()  # the first TensorFlow import of this worker: without what it never uses
     threads = tf_threads()
     if threads is None:
         return
