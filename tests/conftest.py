@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,3 +107,24 @@ def airflow_db():
         capture_output=True, text=True, timeout=600, env=os.environ.copy(), check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+@functools.cache
+def _migrated_mlflow_store() -> Path:
+    path = _SESSION_DIR / "mlflow-template" / "mlflow.db"
+    path.parent.mkdir(parents=True)
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{path}").search_experiments()  # creates and migrates the schema
+    return path
+
+
+def seed_mlflow_store(home: Path) -> Path:
+    """Give a new data root an empty, migrated embedded MLflow store: what its first task would
+    create (alembic takes ~2.3 s a store), made once per session. The real-data DAG run in
+    tests/dags/test_dag_e2e.py creates its own, as a user's first run does."""
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "mlflow.db"
+    if not target.exists():
+        shutil.copyfile(_migrated_mlflow_store(), target)
+    return home

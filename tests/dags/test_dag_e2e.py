@@ -54,7 +54,7 @@ def first_run(airflow_db, football_stub, lite0, real_home):
     try:
         yield run_dag(mp, real_home, football_stub.url, {
             "model": str(lite0), "runtime": "openvino", "target_accuracy": 1.0,
-            "tune_grid": SMALL_GRID,
+            "tune_grid": SMALL_GRID, "cv_folds": 2,  # the choice itself: tests/spark
         })  # fmt: skip
     finally:
         mp.undo()
@@ -74,7 +74,7 @@ def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
         {"regParam": 0.05, "elasticNetParam": 0.3, "maxIter": 15},
         {"regParam": 0.5, "elasticNetParam": 0.3, "maxIter": 15},
     )
-    assert len(m["tuned"]["cv"]["grid"]) == 2
+    assert len(m["tuned"]["cv"]["grid"]) == 2 and m["tuned"]["cv"]["folds"] == 2
     assert m["accuracy"] == m["tuned"]["accuracy"]  # the candidate is the tuned model
     assert m["champion_comparison"]["champion"] is None
     assert m["promoted_version"] == m["registered_version"] == "1"

@@ -20,6 +20,7 @@ import pytest
 from imgclf import tracking
 from imgclf.config import safe_name
 from imgclf.testing.github_stub import GitHubStub
+from tests.conftest import seed_mlflow_store
 from tests.dags.conftest import artifacts, mlflow_run, run_dag, run_dir, settings
 from tests.fixtures_images import make_tiny_model
 
@@ -127,7 +128,7 @@ def test_a_run_on_the_cluster_that_fails_the_gate_promotes_nothing(
     )
     remote = _indistinguishable(tmp_path / "remote", per_class=8)
     model = make_tiny_model(tmp_path / "tiny.keras")
-    home = tmp_path / "home"
+    home = seed_mlflow_store(tmp_path / "home")
     with GitHubStub(remote, repo="acme/pics", ref="main", prefix="data") as stub:
         state, m = run_dag(monkeypatch, home, stub.url, {
             "model": str(model), "repo": "acme/pics", "ref": "main",

@@ -15,6 +15,7 @@ from imgclf.config import Settings
 from imgclf.files import atomic_write_json
 from spark_tasks import challenge, train, tune
 from spark_tasks.job import JobContext, context
+from tests.conftest import seed_mlflow_store
 from tests.fixtures_images import make_images
 
 pytestmark = pytest.mark.spark
@@ -25,7 +26,7 @@ CLASSES = {"red": "data/red", "blue": "data/blue"}
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, tiny_model):
     """A data root with 8+8 images in raw/ and their manifest, as the download leaves it."""
-    home = tmp_path_factory.mktemp("home")
+    home = seed_mlflow_store(tmp_path_factory.mktemp("home"))
     raw = make_images(home / "raw", per_class=8)
     files = [{"path": f"{p.parent.name}/{p.name}"} for p in sorted(raw.glob("*/*"))]
     atomic_write_json(raw / "manifest.json", {"files": files, "fingerprint": "f"})
