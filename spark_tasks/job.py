@@ -43,12 +43,16 @@ class Phases:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
-        self._last = time.monotonic()
+        self._start = self._last = time.monotonic()
 
     def lap(self, name: str) -> None:
         now = time.monotonic()
         self.seconds[name] = round(now - self._last, 2)
         self._last = now
+
+    def timing(self) -> dict[str, Any]:
+        """``seconds`` since the start and each phase's, for the job's metrics."""
+        return {"seconds": round(time.monotonic() - self._start, 2), "phases": self.seconds}
 
 
 def context(run_id: str, data_root: Path | None = None) -> JobContext:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 
 from spark_tasks.job import JobContext, Phases, main
 
@@ -46,7 +45,7 @@ def run(ctx: JobContext, spark=None) -> dict:
 
     from spark_tasks import common
 
-    started, phases = time.time(), Phases()
+    phases = Phases()
     p, settings, run_dir = ctx.params, ctx.settings, ctx.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     spark = spark or common.spark_session(ctx.app_name("train"))
@@ -99,8 +98,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         "failed_images": result.failed,
         **({"no_face_images": no_face} if no_face is not None else {}),
         "model_path": str(model_path),
-        "seconds": round(time.time() - started, 2),
-        "phases": phases.seconds,
+        **phases.timing(),
     }
     common.write_json(run_dir / "baseline.json", metrics)
     logging.getLogger(__name__).warning(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from typing import Literal, cast
 
 from spark_tasks.job import JobContext, Phases, main
@@ -46,7 +45,7 @@ def run(ctx: JobContext, spark=None) -> dict:
     from spark_tasks import common
     from spark_tasks.train import BATCH_SIZE, PREPROCESSING, make_featurizer
 
-    started, phases = time.time(), Phases()
+    phases = Phases()
     p, run_dir = ctx.params, ctx.run_dir
     grid_values, folds = p["tune_grid"], p["cv_folds"]
     spark = spark or common.spark_session(ctx.app_name("tune"))
@@ -113,8 +112,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         "n_test": test.count(),
         "featurized_images": 0,
         "model_path": str(model_path),
-        "seconds": round(time.time() - started, 2),
-        "phases": phases.seconds,
+        **phases.timing(),
     }
     common.write_json(run_dir / "tuned.json", metrics)
     logging.getLogger(__name__).warning(

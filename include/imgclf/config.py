@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TypeVar
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,30 +58,28 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(value).expanduser().resolve() if value else default
 
 
+_N = TypeVar("_N", int, float)
+
+
+def _env_number(
+    name: str, default: _N, kind: type[_N], minimum: _N, maximum: _N | None = None
+) -> _N:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name}={raw!r} is not {what}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ValueError(f"{name}={value} must be {bounds}")
+    return value
+
+
 def _env_int(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ValueError(f"{name}={value} must be >= {minimum}")
-    return value
-
-
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
-    if not 0 <= value <= 60:
-        raise ValueError(f"{name}={value} must be between 0 and 60 seconds")
-    return value
+    return _env_number(name, default, int, minimum)
 
 
 def _env_conf(name: str) -> dict[str, str]:
@@ -163,7 +162,9 @@ class Settings:
             download_workers=_env_int("IMGCLF_DOWNLOAD_WORKERS", 4),
             max_file_bytes=_env_int("IMGCLF_MAX_FILE_BYTES", cls.max_file_bytes),
             max_image_pixels=_env_int("IMGCLF_MAX_IMAGE_PIXELS", cls.max_image_pixels),
-            github_backoff=_env_seconds("IMGCLF_GITHUB_BACKOFF", cls.github_backoff),
+            github_backoff=_env_number(
+                "IMGCLF_GITHUB_BACKOFF", cls.github_backoff, float, 0.0, 60.0
+            ),
             extra_spark_conf=_env_conf("IMGCLF_SPARK_CONF"),
             py_files=os.environ.get("IMGCLF_PY_FILES", "").strip(),
             jvm_archive=_env_archive(),
