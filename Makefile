@@ -25,7 +25,10 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --python $(BIN)/python -q -c constraints.txt -e '.[dev]'
+	@# --compile-bytecode: uv skips it by default, and where PYTHONDONTWRITEBYTECODE is set every
+	@# process (Airflow task, Spark driver, each Python worker) compiled what it imported, every
+	@# time: importing TensorFlow took 7.8 s instead of 2.9 s, MLflow 2.9 s instead of 0.7 s
+	$(BIN)/uv pip install --python $(BIN)/python -q --compile-bytecode -c constraints.txt -e '.[dev]'
 	@# Spark drivers start ~2 s sooner with a class-data archive (README); without one they still work
 	$(BIN)/python -m tools.jvm_archive || echo "warning: no JVM class archive: Spark jobs start slower"
 	@touch $@
