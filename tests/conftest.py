@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import shutil
@@ -109,22 +108,20 @@ def airflow_db():
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
 
 
-@functools.cache
-def _migrated_mlflow_store() -> Path:
-    path = _SESSION_DIR / "mlflow-template" / "mlflow.db"
-    path.parent.mkdir(parents=True)
+@pytest.fixture(scope="session")
+def seed_mlflow_store(tmp_path_factory):
+    """``seed(home)`` gives a new data root an empty, migrated embedded MLflow store: what its
+    first task would create (alembic takes ~2.3 s a store), migrated once per session. The
+    real-data DAG run in tests/dags/test_dag_e2e.py creates its own, as a user's first run does."""
     from mlflow import MlflowClient
 
-    MlflowClient(f"sqlite:///{path}").search_experiments()  # creates and migrates the schema
-    return path
+    template = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{template}").search_experiments()  # creates and migrates the schema
 
+    def seed(home: Path) -> Path:
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "mlflow.db").exists():
+            shutil.copyfile(template, home / "mlflow.db")
+        return home
 
-def seed_mlflow_store(home: Path) -> Path:
-    """Give a new data root an empty, migrated embedded MLflow store: what its first task would
-    create (alembic takes ~2.3 s a store), made once per session. The real-data DAG run in
-    tests/dags/test_dag_e2e.py creates its own, as a user's first run does."""
-    home.mkdir(parents=True, exist_ok=True)
-    target = home / "mlflow.db"
-    if not target.exists():
-        shutil.copyfile(_migrated_mlflow_store(), target)
-    return home
+    return seed

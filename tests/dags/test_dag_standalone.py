@@ -20,7 +20,6 @@ import pytest
 from imgclf import tracking
 from imgclf.config import safe_name
 from imgclf.testing.github_stub import GitHubStub
-from tests.conftest import seed_mlflow_store
 from tests.dags.conftest import artifacts, mlflow_run, run_dag, run_dir, settings
 from tests.fixtures_images import make_tiny_model
 
@@ -113,7 +112,7 @@ def _indistinguishable(root: Path, per_class: int) -> Path:
 
 
 def test_a_run_on_the_cluster_that_fails_the_gate_promotes_nothing(
-    airflow_db, cluster, monkeypatch, tmp_path
+    airflow_db, cluster, monkeypatch, tmp_path, seed_mlflow_store
 ):
     code = tmp_path / "imgclf-code.zip"
     subprocess.run([BIN / "imgclf", "package-code", "--out", str(code)], check=True,

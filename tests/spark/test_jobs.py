@@ -15,7 +15,6 @@ from imgclf.config import Settings
 from imgclf.files import atomic_write_json
 from spark_tasks import challenge, train, tune
 from spark_tasks.job import JobContext, context
-from tests.conftest import seed_mlflow_store
 from tests.fixtures_images import make_images
 
 pytestmark = pytest.mark.spark
@@ -24,7 +23,7 @@ CLASSES = {"red": "data/red", "blue": "data/blue"}
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, tiny_model):
+def home(tmp_path_factory, tiny_model, seed_mlflow_store):
     """A data root with 8+8 images in raw/ and their manifest, as the download leaves it."""
     home = seed_mlflow_store(tmp_path_factory.mktemp("home"))
     raw = make_images(home / "raw", per_class=8)

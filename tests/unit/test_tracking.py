@@ -12,13 +12,12 @@ import pytest
 
 from imgclf import tracking
 from imgclf.config import Settings
-from tests.conftest import seed_mlflow_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory):
+def settings(tmp_path_factory, seed_mlflow_store):
     home = seed_mlflow_store(tmp_path_factory.mktemp("mlflow-home"))
     return dataclasses.replace(Settings.from_env(), home=home, tracking_uri="", registry_uri="")
 
