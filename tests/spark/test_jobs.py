@@ -62,11 +62,12 @@ def test_train_featurizes_each_image_once_per_featurizer_and_fits(spark, home, t
 
 
 def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_chooses(
-    spark, home, tiny_model
+    spark, home, tiny_model, monkeypatch
 ):
-    """The fast path (labels indexed once, one cached partition, fits in parallel) against the
-    plain one: CrossValidator over the whole Pipeline, one fit at a time, on the split as the
-    train job wrote it. Same folds, same seed: same scores, same choice."""
+    """Both engines against the plain reference: CrossValidator over the whole Pipeline, one
+    fit at a time, on the split as the train job wrote it. Same folds, same seed: same scores,
+    same choice, whether the fits ran on the driver (local_lr's replay) or as Spark jobs (the
+    fallback, here forced by a replay that "disagrees" with Spark's refit)."""
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
@@ -81,7 +82,11 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
     assert fast["featurized_images"] == 0  # the stored features: the CNN does not run
     cv = fast["cv"]
     assert (cv["folds"], cv["metric"], len(cv["grid"])) == (2, "accuracy", 8)
+    assert cv["engine"] == "driver" and cv["refit_disagreement"] < 1e-9
     assert fast["cv"]["best_mean"] == max(g["mean"] for g in fast["cv"]["grid"])
+    monkeypatch.setattr(tune, "REFIT_AGREEMENT", -1.0)  # no replay agrees: CrossValidator
+    jobs = tune.run(ctx, spark)
+    assert jobs["cv"]["engine"] == "spark"
     assert tune.cv_parallelism(2, 8) == 8 and tune.cv_parallelism(2, 48) == 8  # 4 per core
 
     data = spark.read.parquet(str(ctx.run_dir / "dataset.parquet"))
@@ -102,9 +107,25 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
         ),
         numFolds=2, foldCol="fold", seed=ctx.params["seed"], parallelism=1,
     ).fit(split)  # fmt: skip
-    assert [g["mean"] for g in fast["cv"]["grid"]] == pytest.approx(reference.avgMetrics)
     best = max(range(len(grid)), key=lambda i: reference.avgMetrics[i])
-    assert fast["params"] == {p.name: v for p, v in grid[best].items()}
+    for result in (fast, jobs):
+        assert [g["mean"] for g in result["cv"]["grid"]] == pytest.approx(reference.avgMetrics)
+        assert result["params"] == {p.name: v for p, v in grid[best].items()}
+        assert result["accuracy"] == fast["accuracy"]  # the same refit model on the test split
+
+
+def test_the_driver_engine_declines_what_it_does_not_replay(spark, monkeypatch):
+    """Data past the driver's bound, or three classes: no driver result, CrossValidator runs."""
+    from pyspark.ml.linalg import Vectors
+
+    rows = [(Vectors.dense([float(i), float(i % 3)]), float(i % 3), i % 2) for i in range(12)]
+    data = spark.createDataFrame(rows, ["features", "label_index", "fold"])
+    points = [{"regParam": 0.0, "elasticNetParam": 0.0, "maxIter": 5}]
+    assert tune.driver_cross_validation(data, 2, points) is None  # labels 0, 1, 2
+    binary = data.withColumn("label_index", (data["label_index"] > 0).cast("double"))
+    assert tune.driver_cross_validation(binary, 2, points) is not None
+    monkeypatch.setattr(tune, "LOCAL_CV_MAX_VALUES", 23)  # 12 rows x 2 features = 24
+    assert tune.driver_cross_validation(binary, 2, points) is None
 
 
 @pytest.mark.shared
