@@ -190,7 +190,9 @@ def run_size(n: int, work: Path, airflow_home: Path, model: str, tune: bool, ext
         if phases.get("featurize")
         else None,
         "train_phases_s": phases,
-        "before_featurize_s": round(phases.get("session", 0) + phases.get("list_and_hash", 0), 2),
+        "before_featurize_s": round(
+            sum(phases.get(k, 0) for k in ("session", "list", "hash", "list_new")), 2
+        ),
         "tuned": bool(tuned),
         "tune_phases_s": tuned.get("phases"),
         "baseline_accuracy": base.get("accuracy"),

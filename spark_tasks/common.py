@@ -11,6 +11,7 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -171,6 +172,7 @@ def featurize(
     featurizer: DeepImageFeaturizer,
     staging: Path,
     columns: tuple[str, ...] = ("path",),
+    n: int | None = None,
 ) -> Featurized:
     """Run the CNN once over ``images`` (which has ``content`` and ``columns``, ``path`` among
     them) and separate the rows it could not read from the others.
@@ -179,9 +181,11 @@ def featurize(
     a failed job), on partitions sized to keep every core busy with full batches; its output is
     written once to ``staging`` (Parquet) and read back, so neither the failure list nor any
     later use of the good rows runs the model again (a cache may be evicted and recomputed;
-    a file is not). The caller owns ``staging`` and says what failed, its own way.
+    a file is not). The caller owns ``staging`` and says what failed, its own way. ``n``: the
+    number of rows, when the caller knows it (else a count: a Spark job over the files' list).
     """
-    n = images.count()  # reads the files, not the CNN
+    if n is None:
+        n = images.count()  # a Spark job over the files (their bytes are not needed)
     keep = featurizer.copy().setHandleInvalid("keep")
     out_col, err_col = keep.getOutputCol(), keep.getErrorCol()
     selected = images.select("content", *columns)
@@ -218,26 +222,39 @@ class FeatureStore:
         return self.spark.read.parquet(str(self.path)).dropDuplicates(["sha256"])
 
     def featurize_missing(
-        self, keys: DataFrame, featurizer: DeepImageFeaturizer, staging: Path
+        self,
+        keys: DataFrame,
+        featurizer: DeepImageFeaturizer,
+        staging: Path,
+        lap: Callable[[str], None] = lambda phase: None,
     ) -> Featurized:
         """Run the CNN on the images (``keys``: path, sha256) whose content is not in the store
         yet, one file per content; append their features (one ``featurize`` pass, staged in
-        ``staging``). The files are read for the CNN only: lookups run on the keys."""
+        ``staging``). The files are read for the CNN only: lookups run on the keys.
+
+        ``lap(phase)`` is called as each phase ends: ``hash`` (the keys computed and looked up),
+        ``list_new`` (the new files listed), ``featurize`` (the CNN pass), ``store``."""
         known = self.load()
         todo = keys.select("sha256", "path").dropDuplicates(["sha256"])
         if known is not None:
             todo = todo.join(known.select("sha256"), "sha256", "left_anti")
         paths = [r["path"] for r in todo.select("path").collect()]
+        lap("hash")
         if paths:
             images = read_images(self.spark, paths)
         else:  # nothing new: an empty frame of the same shape, so no file is read
             images = keys.limit(0).withColumn("content", F.lit(b"").cast("binary"))
-        result = featurize(self.spark, images, featurizer, staging, ("sha256", "path"))
+        lap("list_new")
+        result = featurize(
+            self.spark, images, featurizer, staging, ("sha256", "path"), n=len(paths)
+        )
+        lap("featurize")
         for item in result.failed:
             log.warning("undecodable image dropped: %s (%s)", item["path"], item["error"])
         if result.images > len(result.failed):
             good = result.good.select("sha256", F.col(featurizer.getOutputCol()).alias("features"))
             good.coalesce(1).write.mode("append").parquet(str(self.path))
+        lap("store")
         return result
 
 

@@ -52,13 +52,12 @@ def run(ctx: JobContext, spark=None) -> dict:
     phases.lap("session")
     featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE, p["runtime"])
     identity = featurizer.identity()
-
     files = common.manifest_files(settings.manifest_copy(ctx.run_id), settings.raw_dir)
-    keys = common.image_keys(common.read_images(spark, files))  # hashed once
-    phases.lap("list_and_hash")
+    keys = common.image_keys(common.read_images(spark, files))  # hashed once, lazily
+    phases.lap("list")
     store = common.FeatureStore(spark, settings.features_dir, identity)
-    result = store.featurize_missing(keys, featurizer, run_dir / "featurized.parquet")
-    phases.lap("featurize")
+    # laps: hash, list_new, featurize (the CNN pass), store
+    result = store.featurize_missing(keys, featurizer, run_dir / "featurized.parquet", phases.lap)
     features = store.load()
     if features is None:
         raise RuntimeError(f"no features in {store.path}: every image failed to decode")
