@@ -41,11 +41,13 @@ PLAIN_IMAGES = 600
 
 
 class PeakRss:
-    """Peak resident memory of a process tree's Spark drivers and Python workers (psutil)."""
+    """Peak resident memory of a process tree's Spark drivers and Python workers (psutil),
+    overall and per job (``by_job``: the driver's peak while ``spark_tasks/<job>.py`` ran)."""
 
     def __init__(self, root_pid: int, every: float = 0.2):
         self.root_pid, self.every = root_pid, every
         self.peak = {"driver_jvm": 0, "driver_python": 0, "driver": 0, "worker": 0, "workers": 0}
+        self.by_job: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -66,19 +68,27 @@ class PeakRss:
             except psutil.Error:
                 return
             jvm = py = workers = worker = 0
+            jobs = set()
+            seen = []
             for proc in procs:
                 try:
                     cmd = " ".join(proc.cmdline())
-                    rss = proc.memory_info().rss
+                    seen.append((proc.pid, proc.ppid(), cmd, proc.memory_info().rss))
                 except psutil.Error:
                     continue
-                if "org.apache.spark.deploy.SparkSubmit" in cmd:
-                    jvm += rss
+            jvms = {pid for pid, _, cmd, _ in seen if "org.apache.spark.deploy.SparkSubmit" in cmd}
+            for pid, ppid, cmd, rss in seen:
+                if pid in jvms:
+                    # a JVM's child with its command line is a fork not yet exec'd (Hadoop's
+                    # chmod, the Python daemon's launch): its RSS is the parent's, shared
+                    if ppid not in jvms:
+                        jvm += rss
                 elif "pyspark.daemon" in cmd or "pyspark.worker" in cmd:
                     workers += rss
                     worker = max(worker, rss)
                 elif "spark_tasks/" in cmd:  # the job's Python driver (train.py, tune.py ...)
                     py += rss
+                    jobs.add(cmd.split("spark_tasks/", 1)[1].split(".py", 1)[0])
             for key, value in (
                 ("driver_jvm", jvm),
                 ("driver_python", py),
@@ -87,6 +97,8 @@ class PeakRss:
                 ("workers", workers),
             ):
                 self.peak[key] = max(self.peak[key], value)  # fmt: skip
+            job = ",".join(sorted(jobs)) or "(no job)"
+            self.by_job[job] = max(self.by_job.get(job, 0), jvm + py)
             self._stop.wait(self.every)
 
 
@@ -200,6 +212,7 @@ def run_size(n: int, work: Path, airflow_home: Path, model: str, tune: bool, ext
         "tuned_params": tuned.get("params"),
         "accuracy": metrics.get("accuracy"),
         "peak_rss_mib": {k: round(v / mib) for k, v in rss.peak.items()},
+        "driver_peak_rss_mib_by_job": {k: round(v / mib) for k, v in sorted(rss.by_job.items())},
         "log": str(work / f"dag-{n}.log"),
     }
 

@@ -1,0 +1,39 @@
+"""benchmarks.scale's memory sampler: what it adds up is what is resident, once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from benchmarks.scale import PeakRss
+
+# A stand-in "Spark driver": argv names SparkSubmit; it holds ~200 MiB, then forks a child
+# that never execs (as the JVM's forks for chmod or the Python daemon, for an instant):
+# the child's RSS is the parent's pages, shared.
+DRIVER = """
+import os, sys, time
+held = bytearray(200 * 1024 * 1024)
+for i in range(0, len(held), 4096):
+    held[i] = 1
+if os.fork() == 0:
+    time.sleep(1.5)
+    os._exit(0)
+print("ready", flush=True)
+time.sleep(1.5)
+"""
+
+
+def test_a_fork_of_the_driver_is_not_counted_twice():
+    driver = [sys.executable, "-c", DRIVER, "org.apache.spark.deploy.SparkSubmit"]
+    launcher = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+    # the sampler watches a tree: here a launcher, its driver, the driver's fork
+    tree = subprocess.Popen(
+        [sys.executable, "-c", launcher, *driver], stdout=subprocess.PIPE, text=True
+    )
+    with PeakRss(tree.pid, every=0.05) as rss:
+        assert tree.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        tree.wait(timeout=30)
+    mib = rss.peak["driver_jvm"] / 2**20
+    assert 200 <= mib < 300, mib  # the driver once; twice would be over 400
