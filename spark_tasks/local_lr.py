@@ -53,19 +53,33 @@ class Fit:
     intercept: float
     objective_history: list[float]
 
+    def margins(self, features: Vector) -> Vector:
+        return features @ self.coefficients + self.intercept
+
     def predict(self, features: Vector) -> Vector:
-        """``LogisticRegressionModel``'s prediction: P(label 1) > 0.5, computed as Spark does."""
-        margin = features @ self.coefficients + self.intercept
-        with np.errstate(over="ignore"):
-            p1 = 1.0 - 1.0 / (1.0 + np.exp(margin))
-        return (p1 > 0.5).astype(np.float64)
+        """``LogisticRegressionModel.transform``'s prediction at the default threshold 0.5:
+        ``raw2prediction``, label 1 when the margin is above 0."""
+        return (self.margins(features) > 0.0).astype(np.float64)
+
+    def closeness(self, features: Vector) -> float:
+        """How near the closest of these rows is to the decision boundary: min |margin| over
+        the size of the terms summed into it (|x|.|w| + |b|). Engines whose models differ by
+        ~1e-11 relative can only disagree on a prediction where this is that small."""
+        scale = np.abs(features) @ np.abs(self.coefficients) + abs(self.intercept)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.abs(self.margins(features)) / scale
+        return float(np.nanmin(ratio, initial=np.inf))
 
 
 def supports(labels: Vector, folds: Vector, num_folds: int) -> bool:
     """Whether every cross-validation fit is one this module replays: two classes (0 and 1)
-    present in every fold's training part. (Spark answers a one-class training set with an
-    infinite intercept and no fit; multinomial fits are a different optimizer problem.)"""
+    present in every fold's training part, every row in a fold of ``range(num_folds)`` and no
+    fold empty (``CrossValidator`` raises on those; it is left to say so). Spark answers a
+    one-class training set with an infinite intercept and no fit; multinomial fits are another
+    optimizer problem."""
     if not set(np.unique(labels)) <= {0.0, 1.0}:
+        return False
+    if set(np.unique(folds)) != set(range(num_folds)):
         return False
     for k in range(num_folds):
         train = labels[folds != k]
@@ -237,7 +251,8 @@ class _Minimizer:
             return direction * size + state.x
         stepped = state.x + direction * size
         orthant = np.where(state.x != 0, np.sign(state.x), np.sign(-state.adj_grad))
-        return np.where(np.sign(stepped) == orthant, stepped, 0.0)
+        # v * I(signum(v) == signum(ov)), as breeze: a NaN step stays NaN
+        return stepped * (np.sign(stepped) == orthant)
 
     def step_size(self, state: _State, direction: Vector) -> float:
         def along(alpha: float) -> tuple[float, float]:
@@ -259,7 +274,7 @@ class _Minimizer:
     def converged(self, s: _State) -> bool:
         if 0 <= self.max_iter <= s.iter:
             return True
-        if len(s.fvals) >= 2 and abs(s.adj_value - max(s.fvals)) <= self.tol * abs(
+        if len(s.fvals) >= 2 and abs(s.adj_value - np.max(s.fvals)) <= self.tol * abs(
             s.initial_adj_value
         ):
             return True
@@ -320,6 +335,8 @@ def _interp(low: _Bracket, high: _Bracket) -> float:
 def strong_wolfe(along: Callable[[float], tuple[float, float]], t: float) -> float:
     """breeze's ``StrongWolfeLineSearch(maxZoomIter=10, maxLineSearchIter=10).minimize``."""
     c1, c2 = 1e-4, 0.9
+    if not t <= math.inf:  # breeze's require(init <= bound): not a failed step, an error
+        raise ValueError(f"line search started at {t}")
 
     def phi(t: float) -> _Bracket:
         value, deriv = along(t)
@@ -404,13 +421,22 @@ def fit(
     return Problem(features, labels).fit(reg_param, elastic_net_param, max_iter, tol)
 
 
+@dataclass(frozen=True)
+class CrossValidation:
+    """``metrics[fold][point]``: accuracies; ``closeness``: the nearest any held-out row came
+    to a fit's decision boundary (``Fit.closeness``), over all folds and points."""
+
+    metrics: list[list[float]]
+    closeness: float
+
+
 def cross_validate(
     features: Vector, labels: Vector, folds: Vector, num_folds: int, grid: Sequence[dict]
-) -> list[list[float]]:
+) -> CrossValidation:
     """``CrossValidator`` with ``foldCol`` and ``MulticlassClassificationEvaluator("accuracy")``:
     the accuracy of each grid point (``regParam``, ``elasticNetParam``, ``maxIter``) on each
-    held-out fold, ``[fold][point]``."""
-    metrics = []
+    held-out fold."""
+    metrics, closeness = [], math.inf
     for k in range(num_folds):
         train, held = folds != k, folds == k
         problem = Problem(features[train], labels[train])
@@ -421,5 +447,6 @@ def cross_validate(
             )
             correct = float((model.predict(features[held]) == labels[held]).sum())
             row.append(correct / float(held.sum()))
+            closeness = min(closeness, model.closeness(features[held]))
         metrics.append(row)
-    return metrics
+    return CrossValidation(metrics, closeness)

@@ -34,6 +34,9 @@ LOCAL_CV_MAX_VALUES = 16_000_000
 # the coefficients (measured: below 1e-10 on the real features; a different optimizer path
 # would differ in the second digit).
 REFIT_AGREEMENT = 1e-6
+# ... and how near a held-out row may come to a replayed fit's decision boundary (min |margin|
+# over the size of its terms) before a ~1e-11 difference between the engines could flip it.
+CLOSE_CALL = 1e-8
 # Fits in flight per core. On tuning-sized data an LR fit is a chain of tiny Spark jobs (one or
 # more per L-BFGS iteration) whose cost is scheduling, not arithmetic: one thread per core
 # leaves the cores waiting between jobs (measured on 2 cores, 48 fits: 2 threads 21.5 s,
@@ -62,6 +65,7 @@ class DriverCV:
     means: list[float]
     stds: list[float]
     best: int
+    closeness: float
     features: Any
     labels: Any
 
@@ -80,29 +84,63 @@ class DriverCV:
         return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-300))
 
 
-def driver_cross_validation(data, num_folds: int, points: list[dict]) -> DriverCV | None:
-    """Cross-validate on the driver, or ``None`` when these fits are not ones
-    ``local_lr`` replays or the data is too big for the driver."""
+def driver_cross_validation(data, num_folds: int, points: list[dict]) -> DriverCV | str:
+    """Cross-validate on the driver, or say why not: these fits are not ones ``local_lr``
+    replays, or the data is too big for the driver."""
     import numpy as np
 
     from spark_tasks import common, local_lr
 
     first = data.select("features").head()
     width = first["features"].size if first is not None else 0
-    if data.count() * width > LOCAL_CV_MAX_VALUES:
-        return None
+    rows = data.count()
+    if rows * width > LOCAL_CV_MAX_VALUES:
+        return f"{rows} rows x {width} features is over {LOCAL_CV_MAX_VALUES:,} values"
     rows = data.select("features", common.LABEL_INDEX, "fold").collect()
     features = np.stack([r[0].toArray() for r in rows])
     labels = np.array([r[1] for r in rows], dtype=np.float64)
     folds = np.array([r[2] for r in rows])
     if not local_lr.supports(labels, folds, num_folds):
-        return None
-    metrics = local_lr.cross_validate(features, labels, folds, num_folds, points)
-    means, stds = np.mean(metrics, axis=0), np.std(metrics, axis=0)  # as CrossValidator
+        return "not two classes in every fold's training part, or folds not 0..k-1"
+    cv = local_lr.cross_validate(features, labels, folds, num_folds, points)
+    means, stds = np.mean(cv.metrics, axis=0), np.std(cv.metrics, axis=0)  # as CrossValidator
     return DriverCV(
         [float(m) for m in means], [float(s) for s in stds], int(np.argmax(means)),
-        features, labels,
+        cv.closeness, features, labels,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The cross-validation's outcome, whichever engine ran it: ``model`` is Spark ML's fit of
+    the best point on the whole split; ``engine`` goes into ``tuned.json`` as it is."""
+
+    means: list[float]
+    stds: list[float]
+    best: int
+    model: Any
+    engine: dict[str, Any]
+
+
+def choose_on_driver(data, lr, grid, points: list[dict], num_folds: int) -> Choice | str:
+    """The driver engine's choice, checked: Spark ML refits the chosen point and must agree
+    with the replay of it; no held-out row may sit on a fit's decision boundary. Else why not
+    (the caller runs ``CrossValidator``)."""
+    try:
+        result = driver_cross_validation(data, num_folds, points)
+    except Exception as exc:  # a bug or an input the replay cannot take: Spark's own path
+        return f"the replay failed: {type(exc).__name__}: {exc}"
+    if isinstance(result, str):
+        return result
+    if not result.closeness >= CLOSE_CALL:
+        return f"a held-out row within {result.closeness:.1g} of a fit's decision boundary"
+    model = lr.fit(data, grid[result.best])
+    point = points[result.best]
+    disagreement = result.disagreement(point, model)
+    if not disagreement <= REFIT_AGREEMENT:
+        return f"the replay of {point} differs from Spark's refit by {disagreement:.2g}"
+    engine = {"engine": "driver", "refit_disagreement": disagreement, "closeness": result.closeness}
+    return Choice(result.means, result.stds, result.best, model, engine)
 
 
 def run(ctx: JobContext, spark=None) -> dict:
@@ -136,41 +174,31 @@ def run(ctx: JobContext, spark=None) -> dict:
         .build()
     )
     points = [{param.name: v for param, v in pm.items()} for pm in grid]
-    result = driver_cross_validation(data, folds, points)
-    if result is not None:
-        means, stds, best = result.means, result.stds, result.best
-        best_model = lr.fit(data, grid[best])
-        disagreement = result.disagreement(points[best], best_model)
-        engine: dict[str, Any] = {"engine": "driver", "refit_disagreement": disagreement}
-        if not disagreement <= REFIT_AGREEMENT:
-            log.warning(
-                "the driver's replay of %s differs from Spark's refit by %.2g: running "
-                "CrossValidator instead", points[best], disagreement,
-            )  # fmt: skip
-            result = None
-    if result is None:
-        evaluator = MulticlassClassificationEvaluator(
-            labelCol=common.LABEL_INDEX, predictionCol="prediction", metricName=CV_METRIC
-        )
+    choice = choose_on_driver(data, lr, grid, points, folds)
+    if isinstance(choice, str):
+        log.warning("cross-validating with CrossValidator: %s", choice)
         cv = CrossValidator(
             estimator=lr,
             estimatorParamMaps=grid,
-            evaluator=evaluator,
+            evaluator=MulticlassClassificationEvaluator(
+                labelCol=common.LABEL_INDEX, predictionCol="prediction", metricName=CV_METRIC
+            ),
             numFolds=folds,
             foldCol="fold",
             seed=p["seed"],
             parallelism=cv_parallelism(spark.sparkContext.defaultParallelism, len(grid)),
         )
         cv_model = cv.fit(data)
-        means, stds = list(cv_model.avgMetrics), list(cv_model.stdMetrics)
-        best = max(range(len(means)), key=lambda i: means[i])  # accuracy: larger is better
-        best_model = cv_model.bestModel
-        engine = {"engine": "spark"}
+        means = list(cv_model.avgMetrics)
+        first_best = max(range(len(means)), key=means.__getitem__)  # accuracy: larger is better
+        engine = {"engine": "spark", "driver_declined": choice}
+        choice = Choice(means, list(cv_model.stdMetrics), first_best, cv_model.bestModel, engine)
+    means, stds, best = choice.means, choice.stds, choice.best
     data.unpersist()
     phases.lap("cross_validate")
     best_params = points[best]
     # the best params, refit on the whole train split, behind the same indexer and label names
-    classifier = common.classifier_model(indexer, cast(LogisticRegressionModel, best_model))
+    classifier = common.classifier_model(indexer, cast(LogisticRegressionModel, choice.model))
     report = common.evaluate(classifier, test, list(indexer.labels))
     featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE, p["runtime"])
     model_path = ctx.settings.stage_dir(ctx.run_id, "tuned") / "model"
@@ -185,7 +213,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         "cv": {
             "metric": CV_METRIC,
             "folds": folds,
-            **engine,
+            **choice.engine,
             "best_mean": means[best],
             "best_std": stds[best],
             "grid": [

@@ -82,11 +82,12 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
     assert fast["featurized_images"] == 0  # the stored features: the CNN does not run
     cv = fast["cv"]
     assert (cv["folds"], cv["metric"], len(cv["grid"])) == (2, "accuracy", 8)
-    assert cv["engine"] == "driver" and cv["refit_disagreement"] < 1e-9
+    assert cv["engine"] == "driver" and cv["refit_disagreement"] < 1e-9 and cv["closeness"] > 1e-8
     assert fast["cv"]["best_mean"] == max(g["mean"] for g in fast["cv"]["grid"])
     monkeypatch.setattr(tune, "REFIT_AGREEMENT", -1.0)  # no replay agrees: CrossValidator
     jobs = tune.run(ctx, spark)
     assert jobs["cv"]["engine"] == "spark"
+    assert "differs from Spark's refit" in jobs["cv"]["driver_declined"]
     assert tune.cv_parallelism(2, 8) == 8 and tune.cv_parallelism(2, 48) == 8  # 4 per core
 
     data = spark.read.parquet(str(ctx.run_dir / "dataset.parquet"))
@@ -121,11 +122,23 @@ def test_the_driver_engine_declines_what_it_does_not_replay(spark, monkeypatch):
     rows = [(Vectors.dense([float(i), float(i % 3)]), float(i % 3), i % 2) for i in range(12)]
     data = spark.createDataFrame(rows, ["features", "label_index", "fold"])
     points = [{"regParam": 0.0, "elasticNetParam": 0.0, "maxIter": 5}]
-    assert tune.driver_cross_validation(data, 2, points) is None  # labels 0, 1, 2
+    assert "two classes" in tune.driver_cross_validation(data, 2, points)  # labels 0, 1, 2
     binary = data.withColumn("label_index", (data["label_index"] > 0).cast("double"))
-    assert tune.driver_cross_validation(binary, 2, points) is not None
+    assert isinstance(tune.driver_cross_validation(binary, 2, points), tune.DriverCV)
+    assert "two classes" in tune.driver_cross_validation(binary, 3, points)  # fold 2 empty
+    monkeypatch.setattr(tune, "CLOSE_CALL", 2.0)  # no row can be that far from a boundary
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.tuning import ParamGridBuilder
+
+    lr = LogisticRegression(labelCol="label_index")
+    grid = (
+        ParamGridBuilder().addGrid(lr.regParam, [0.0]).addGrid(lr.elasticNetParam, [0.0])
+        .addGrid(lr.maxIter, [5]).build()
+    )  # fmt: skip
+    declined = tune.choose_on_driver(binary, lr, grid, points, 2)
+    assert isinstance(declined, str) and "decision boundary" in declined
     monkeypatch.setattr(tune, "LOCAL_CV_MAX_VALUES", 23)  # 12 rows x 2 features = 24
-    assert tune.driver_cross_validation(binary, 2, points) is None
+    assert "over 23 values" in tune.driver_cross_validation(binary, 2, points)
 
 
 @pytest.mark.shared

@@ -95,5 +95,15 @@ def test_what_is_not_replayed_is_said():
     assert not local_lr.supports(np.array([0, 1, 2, 0, 1, 2], dtype=float), folds, 3)  # 3 classes
     one_class_fold = np.array([0, 0, 1, 1, 1, 1], dtype=float)  # fold 0 out: only class 1 left
     assert not local_lr.supports(one_class_fold, folds, 3)
+    assert not local_lr.supports(labels, folds, 4)  # fold 3 empty: CrossValidator raises
+    assert not local_lr.supports(labels, np.array([0, 0, 1, 1, 2, 5]), 3)  # a fold out of range
     with pytest.raises(ValueError, match="both classes"):
         local_lr.fit(np.ones((4, 2)), np.ones(4), 0.0, 0.0, 10)
+
+
+def test_closeness_is_the_nearest_margin_over_the_size_of_its_terms():
+    fit = local_lr.Fit(np.array([1.0, -1.0]), 0.0, [])
+    rows = np.array([[3.0, 1.0], [2.0, 2.0]])
+    assert fit.predict(rows).tolist() == [1.0, 0.0]  # margin 2 > 0; margin 0 is not above 0
+    assert fit.closeness(rows[:1]) == 0.5  # |2| / (3 + 1)
+    assert fit.closeness(rows) == 0.0  # exactly on the boundary
