@@ -203,7 +203,7 @@ def run_size(n: int, work: Path, airflow_home: Path, model: str, tune: bool, ext
         else None,
         "train_phases_s": phases,
         "before_featurize_s": round(
-            sum(phases.get(k, 0) for k in ("session", "list", "hash", "list_new")), 2
+            sum(phases.get(k, 0) for k in ("session", "list_and_hash", "lookup", "list_new")), 2
         ),
         "tuned": bool(tuned),
         "tune_phases_s": tuned.get("phases"),

@@ -235,14 +235,15 @@ class FeatureStore:
         yet, one file per content; append their features (one ``featurize`` pass, staged in
         ``staging``). The files are read for the CNN only: lookups run on the keys.
 
-        ``lap(phase)`` is called as each phase ends: ``hash`` (the keys computed and looked up),
-        ``list_new`` (the new files listed), ``featurize`` (the CNN pass), ``store``."""
+        ``lap(phase)`` is called as each phase ends: ``lookup`` (the keys deduplicated and looked
+        up in the store), ``list_new`` (the new files listed), ``featurize`` (the CNN pass),
+        ``store``."""
         known = self.load()
         todo = keys.select("sha256", "path").dropDuplicates(["sha256"])
         if known is not None:
             todo = todo.join(known.select("sha256"), "sha256", "left_anti")
         paths = [r["path"] for r in todo.select("path").collect()]
-        lap("hash")
+        lap("lookup")
         if paths:
             images = read_images(self.spark, paths)
         else:  # nothing new: an empty frame of the same shape, so no file is read

@@ -53,10 +53,10 @@ def run(ctx: JobContext, spark=None) -> dict:
     featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE, p["runtime"])
     identity = featurizer.identity()
     files = common.manifest_files(settings.manifest_copy(ctx.run_id), settings.raw_dir)
-    keys = common.image_keys(common.read_images(spark, files))  # hashed once, lazily
-    phases.lap("list")
+    keys = common.image_keys(common.read_images(spark, files))  # hashed once, cached
+    phases.lap("list_and_hash")
     store = common.FeatureStore(spark, settings.features_dir, identity)
-    # laps: hash, list_new, featurize (the CNN pass), store
+    # laps: lookup, list_new, featurize (the CNN pass), store
     result = store.featurize_missing(keys, featurizer, run_dir / "featurized.parquet", phases.lap)
     features = store.load()
     if features is None:
