@@ -212,6 +212,10 @@ class Settings:
             "spark.driver.memory": self.spark_driver_memory,
             "spark.ui.showConsoleProgress": "false",
             "spark.sql.execution.arrow.maxRecordsPerBatch": "64",
+            # What the jobs write is mostly CNN features: floats never repeat, and Parquet's
+            # dictionary encoding first tries, then abandons, a dictionary for every page
+            # (measured: 0.8 s of the JVM's 10.1 s of CPU in the 6,000-image CNN pass).
+            "spark.hadoop.parquet.enable.dictionary": "false",
             **self.extra_spark_conf,
         }
         java_options = self.driver_java_options()

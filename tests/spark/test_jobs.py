@@ -55,6 +55,12 @@ def test_train_featurizes_each_image_once_per_featurizer_and_fits(spark, home, t
     assert m["accuracy"] >= 0.75  # red vs blue: better than chance even for a tiny random CNN
     assert json.loads((ctx.run_dir / "baseline.json").read_text())["model"] == str(tiny_model)
     assert (ctx.run_dir / "baseline" / "model" / "metadata").is_dir()
+    # features never repeat: no Parquet dictionary tried for them (spark_conf)
+    import pyarrow.parquet as pq
+
+    stored = pq.ParquetFile(next((home / "features").rglob("*.parquet"))).metadata.row_group(0)
+    encodings = {e for i in range(stored.num_columns) for e in stored.column(i).encodings}
+    assert encodings and not encodings & {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}, encodings
     again = train.run(start(home, "r2", tiny_model, seed=5), spark)
     assert again["featurized_images"] == 0  # the store had them: the CNN does not run again
     assert again["featurizer"] == m["featurizer"]
