@@ -22,3 +22,13 @@ def test_featurize_partitions_keep_every_core_busy_to_the_last_round(cores, rows
     parts = featurize_partitions(cores, rows, batch_size=32)
     assert parts == expected
     assert parts <= rows and (parts % max(1, cores) == 0 or parts == rows)
+
+
+@pytest.mark.spark
+def test_the_driver_jvm_runs_with_the_projects_options(spark):
+    """Settings.spark_conf's driver options reach the JVM: C1 only (short-lived jobs)."""
+    jvm = spark.sparkContext._jvm
+    bean = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
+    )
+    assert bean.getVMOption("TieredStopAtLevel").getValue() == "1"

@@ -55,11 +55,11 @@ def test_jvm_archive_is_used_only_once_it_exists(monkeypatch, tmp_path):
     monkeypatch.delenv("IMGCLF_SPARK_CONF", raising=False)
     s = Settings.from_env()
     assert s.jvm_archive == archive
-    assert s.driver_java_options() == ""  # not built yet: Spark starts as it always did
-    assert "spark.driver.extraJavaOptions" not in s.spark_conf()
+    # not built yet: Spark starts as it always did (with C1 only, as every job)
+    assert s.spark_conf()["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"
     archive.write_bytes(b"x")
-    opts = Settings.from_env().spark_conf()["spark.driver.extraJavaOptions"]
-    assert opts.startswith(f"-XX:SharedArchiveFile={archive} ")
+    opts = Settings.from_env().spark_conf()["spark.driver.extraJavaOptions"].split()
+    assert opts[:2] == ["-XX:TieredStopAtLevel=1", f"-XX:SharedArchiveFile={archive}"]
 
 
 def test_jvm_archive_off_and_user_java_options_kept(monkeypatch, tmp_path):
@@ -69,14 +69,14 @@ def test_jvm_archive_off_and_user_java_options_kept(monkeypatch, tmp_path):
     s = Settings.from_env()
     assert s.jvm_archive is None
     conf = s.spark_conf()
-    assert conf["spark.driver.extraJavaOptions"] == "-Dfoo=1"
+    assert conf["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1 -Dfoo=1"
     assert conf["spark.executor.memory"] == "2g"
     assert conf["spark.pyspark.python"] == s.python
     archive = tmp_path / "a.jsa"
     archive.write_bytes(b"x")
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", str(archive))
     opts = Settings.from_env().driver_java_options().split()
-    assert opts[0] == f"-XX:SharedArchiveFile={archive}" and opts[-1] == "-Dfoo=1"
+    assert opts[1] == f"-XX:SharedArchiveFile={archive}" and opts[-1] == "-Dfoo=1"
 
 
 def test_default_jvm_archive_is_keyed_by_spark_and_java(monkeypatch, tmp_path):
