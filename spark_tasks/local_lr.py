@@ -112,16 +112,16 @@ class Problem:
     fits of any grid point on it share the scaled copy."""
 
     def __init__(self, features: Vector, labels: Vector):
-        self.features = np.ascontiguousarray(features, dtype=np.float64)
+        features = np.asarray(features, dtype=np.float64)  # only its scaled copy is kept
         self.labels = np.asarray(labels, dtype=np.float64)
-        self.n, self.d = self.features.shape
+        self.n, self.d = features.shape
         positives = float(self.labels.sum())
         if not 0 < positives < self.n:
             raise ValueError("both classes are needed: Spark does not fit a one-class set")
         self.log_odds = math.log(positives / (self.n - positives))
-        mean, self.std = _scaling(self.features)
+        mean, self.std = _scaling(features)
         inverse_std = np.divide(1.0, self.std, out=np.zeros_like(self.std), where=self.std != 0)
-        self.scaled = self.features * inverse_std
+        self.scaled = features * inverse_std
         self.scaled_mean = inverse_std * mean
         self.positive = self.labels > 0
 

@@ -9,8 +9,9 @@ Two engines, one choice. Where the training split fits on the driver (``LOCAL_CV
 and the fits are binomial, the grid's fits are Spark ML's, replayed step for step in NumPy
 (``spark_tasks.local_lr``): the same folds, the same accuracy, the same tie rule as
 ``CrossValidator``, in milliseconds instead of a Spark job per L-BFGS step. Spark's own refit of
-the chosen point is then compared with the replay of it; if they disagree, or the data is too
-big or multiclass, ``CrossValidator`` runs as before.
+the chosen point is then compared with the replay of it; if they disagree, or the driver
+declines for another reason (``choose_on_driver``: data too big, not binomial, a held-out row on
+a decision boundary), ``CrossValidator`` runs as before and ``tuned.json`` says why.
 
 Writes ``runs/<run id>/tuned/model/`` (featurizer + classifier) and ``tuned.json``.
 """
@@ -93,9 +94,9 @@ def driver_cross_validation(data, num_folds: int, points: list[dict]) -> DriverC
 
     first = data.select("features").head()
     width = first["features"].size if first is not None else 0
-    rows = data.count()
-    if rows * width > LOCAL_CV_MAX_VALUES:
-        return f"{rows} rows x {width} features is over {LOCAL_CV_MAX_VALUES:,} values"
+    count = data.count()
+    if count * width > LOCAL_CV_MAX_VALUES:
+        return f"{count} rows x {width} features is over {LOCAL_CV_MAX_VALUES:,} values"
     rows = data.select("features", common.LABEL_INDEX, "fold").collect()
     features = np.stack([r[0].toArray() for r in rows])
     labels = np.array([r[1] for r in rows], dtype=np.float64)
