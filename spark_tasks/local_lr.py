@@ -1,11 +1,12 @@
-"""Spark ML's binomial ``LogisticRegression`` fit, replayed in NumPy on the driver.
+"""Spark ML's binomial ``LogisticRegression`` fit, replayed in NumPy (the tune job's grid).
 
 Why: cross-validating the default grid (16 points x 3 folds) on tuning-sized data costs ~1,900
 Spark jobs, one per L-BFGS step, each ~22 ms of scheduling, closure cleaning and task
-serialization for microseconds of arithmetic (JFR profile in the README). The same fits on the
-driver take milliseconds. What cross-validation needs from each fit is only its predictions on
-the held-out fold, so the fit must be *Spark's*, step for step, not merely a good optimum: the
-grid holds ``maxIter=15``, an unconverged fit whose model depends on the optimizer's path.
+serialization for microseconds of arithmetic (JFR profile in the README). The same fits in
+one process (the tune job runs them in one Spark task) take milliseconds. What
+cross-validation needs from each fit is only its predictions on the held-out fold, so the fit
+must be *Spark's*, step for step, not merely a good optimum: the grid holds ``maxIter=15``,
+an unconverged fit whose model depends on the optimizer's path.
 
 What is replayed (Spark 4 ``LogisticRegression.train``/``trainImpl``, breeze 2.1):
 - the objective: features scaled by their sample standard deviation and virtually centred

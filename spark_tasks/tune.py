@@ -5,13 +5,15 @@ times here. Cross-validation uses the deterministic stratified folds of the trai
 the chosen model is refit on the whole train split by Spark ML and evaluated once on the test
 split.
 
-Two engines, one choice. Where the training split fits on the driver (``LOCAL_CV_MAX_VALUES``)
-and the fits are binomial, the grid's fits are Spark ML's, replayed step for step in NumPy
-(``spark_tasks.local_lr``): the same folds, the same accuracy, the same tie rule as
-``CrossValidator``, in milliseconds instead of a Spark job per L-BFGS step. Spark's own refit of
-the chosen point is then compared with the replay of it; if they disagree, or the driver
-declines for another reason (``choose_on_driver``: data too big, not binomial, a held-out row on
-a decision boundary), ``CrossValidator`` runs as before and ``tuned.json`` says why.
+Two engines, one choice. Where the training split fits in one Python worker
+(``REPLAY_MAX_VALUES``) and the fits are binomial, the grid's fits are Spark ML's, replayed step
+for step in NumPy (``spark_tasks.local_lr``) by one Spark task that reads the cached split: the
+same folds, the same accuracy, the same tie rule as ``CrossValidator``, in milliseconds instead
+of a Spark job per L-BFGS step. The driver gets back the scores, the choice and the replay's fit
+of it, never the features: it holds nothing that grows with the images. Spark's own refit of the
+chosen point is then compared with the replay of it; if they disagree, or the replay declines
+for another reason (``choose_by_replay``: data too big, not binomial, a held-out row on a
+decision boundary, an error), ``CrossValidator`` runs as before and ``tuned.json`` says why.
 
 Writes ``runs/<run id>/tuned/model/`` (featurizer + classifier) and ``tuned.json``.
 """
@@ -28,10 +30,11 @@ from spark_tasks.job import JobContext, Phases, main
 log = logging.getLogger(__name__)
 
 CV_METRIC: Literal["accuracy"] = "accuracy"  # not logLoss or f1: the gate judges accuracy
-# The driver engine's bound: rows x features of the training split held as float64 on the
-# driver, with a scaled copy per fold (6,000 images at 1,280 features: 4.6 M).
-LOCAL_CV_MAX_VALUES = 16_000_000
-# The driver engine's replay of the chosen point against Spark's refit: relative difference of
+# The replay's bound: rows x features of the training split held as float64 by the one Python
+# worker that replays the grid, with a scaled copy per fold (6,000 images at 1,280 features:
+# 4.6 M).
+REPLAY_MAX_VALUES = 16_000_000
+# The replay of the chosen point against Spark's refit: relative difference of
 # the coefficients (measured: below 1e-10 on the real features; a different optimizer path
 # would differ in the second digit).
 REFIT_AGREEMENT = 1e-6
@@ -59,55 +62,103 @@ def cv_data(train, indexer):
 
 
 @dataclass(frozen=True)
-class DriverCV:
-    """The driver engine's result: ``CrossValidator``'s means, stds and choice (the first best,
-    as its ``argmax``), and what it needs to check the choice's replay against Spark's fit."""
+class ReplayCV:
+    """The replay's result: ``CrossValidator``'s means, stds and choice (the first best, as its
+    ``argmax``), how near a held-out row came to a decision boundary, and the replay's fit of
+    the chosen point on the whole split (to check against Spark's)."""
 
     means: list[float]
     stds: list[float]
     best: int
     closeness: float
-    features: Any
-    labels: Any
+    coefficients: list[float]
+    intercept: float
 
-    def disagreement(self, point: dict, spark_model) -> float:
-        """Relative difference of Spark's fit of ``point`` and the replay of it."""
+    def disagreement(self, spark_model) -> float:
+        """Relative difference of Spark's fit of the chosen point and the replay of it."""
         import numpy as np
 
-        from spark_tasks import local_lr
-
-        replay = local_lr.fit(
-            self.features, self.labels, point["regParam"], point["elasticNetParam"],
-            point["maxIter"],
-        )  # fmt: skip
-        ours = np.append(replay.coefficients, replay.intercept)
+        ours = np.append(self.coefficients, self.intercept)
         theirs = np.append(spark_model.coefficients.toArray(), spark_model.intercept)
         return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-300))
 
 
-def driver_cross_validation(data, num_folds: int, points: list[dict]) -> DriverCV | str:
-    """Cross-validate on the driver, or say why not: these fits are not ones ``local_lr``
-    replays, or the data is too big for the driver."""
-    import numpy as np
+_REPLAY_SCHEMA = (
+    "declined string, means array<double>, stds array<double>, best int, closeness double, "
+    "coefficients array<double>, intercept double"
+)
 
-    from spark_tasks import common, local_lr
+
+def replay_task(num_folds: int, points: list[dict]):
+    """``mapInPandas``'s function over the one partition of the training split: the grid's
+    cross-validation and the chosen point's fit on the whole split, replayed; one row out.
+    Whatever goes wrong comes back as ``declined`` (a bug or an input the replay cannot take),
+    not as a failed task that Spark would retry."""
+
+    def replay(batches):
+        import numpy as np
+        import pandas as pd
+
+        from spark_tasks import local_lr
+
+        def row(declined="", means=(), stds=(), best=-1, closeness=0.0, coef=(), icpt=0.0):
+            return pd.DataFrame({
+                "declined": [declined], "means": [list(means)], "stds": [list(stds)],
+                "best": [best], "closeness": [closeness], "coefficients": [list(coef)],
+                "intercept": [icpt],
+            })  # fmt: skip
+
+        try:
+            parts = list(batches)
+            frame = pd.concat(parts) if parts else pd.DataFrame(columns=["x", "y", "fold"])
+            features = np.stack(frame["x"].to_numpy()) if len(frame) else np.zeros((0, 0))
+            labels = frame["y"].to_numpy(dtype=np.float64)
+            folds = frame["fold"].to_numpy()
+            del parts, frame
+            if not local_lr.supports(labels, folds, num_folds):
+                yield row("not two classes in every fold's training part, or folds not 0..k-1")
+                return
+            cv = local_lr.cross_validate(features, labels, folds, num_folds, points)
+            means, stds = np.mean(cv.metrics, axis=0), np.std(cv.metrics, axis=0)  # as CV
+            best = int(np.argmax(means))
+            point = points[best]
+            fit = local_lr.fit(
+                features, labels, point["regParam"], point["elasticNetParam"], point["maxIter"]
+            )
+            yield row("", means, stds, best, cv.closeness, fit.coefficients, fit.intercept)
+        except Exception as exc:
+            yield row(f"the replay failed: {type(exc).__name__}: {exc}"[:2000])
+
+    return replay
+
+
+def replay_cross_validation(data, num_folds: int, points: list[dict]) -> ReplayCV | str:
+    """Cross-validate by replaying the fits in one Spark task over the cached split, or say why
+    not: these fits are not ones ``local_lr`` replays, or the split is too big for one worker."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    from spark_tasks import common
 
     first = data.select("features").head()
     width = first["features"].size if first is not None else 0
     count = data.count()
-    if count * width > LOCAL_CV_MAX_VALUES:
-        return f"{count} rows x {width} features is over {LOCAL_CV_MAX_VALUES:,} values"
-    rows = data.select("features", common.LABEL_INDEX, "fold").collect()
-    features = np.stack([r[0].toArray() for r in rows])
-    labels = np.array([r[1] for r in rows], dtype=np.float64)
-    folds = np.array([r[2] for r in rows])
-    if not local_lr.supports(labels, folds, num_folds):
-        return "not two classes in every fold's training part, or folds not 0..k-1"
-    cv = local_lr.cross_validate(features, labels, folds, num_folds, points)
-    means, stds = np.mean(cv.metrics, axis=0), np.std(cv.metrics, axis=0)  # as CrossValidator
-    return DriverCV(
-        [float(m) for m in means], [float(s) for s in stds], int(np.argmax(means)),
-        cv.closeness, features, labels,
+    if count * width > REPLAY_MAX_VALUES:
+        return f"{count} rows x {width} features is over {REPLAY_MAX_VALUES:,} values"
+    rows = data.select(
+        vector_to_array(F.col("features")).alias("x"),
+        F.col(common.LABEL_INDEX).alias("y"),
+        F.col("fold"),
+    ).coalesce(1)  # the whole split in one task (cv_data keeps it in one partition already)
+    out = rows.mapInPandas(replay_task(num_folds, points), _REPLAY_SCHEMA).collect()
+    if len(out) != 1:
+        return f"the replay returned {len(out)} results, not 1"
+    r = out[0]
+    if r["declined"]:
+        return str(r["declined"])
+    return ReplayCV(
+        [float(m) for m in r["means"]], [float(s) for s in r["stds"]], int(r["best"]),
+        float(r["closeness"]), [float(c) for c in r["coefficients"]], float(r["intercept"]),
     )  # fmt: skip
 
 
@@ -123,12 +174,12 @@ class Choice:
     engine: dict[str, Any]
 
 
-def choose_on_driver(data, lr, grid, points: list[dict], num_folds: int) -> Choice | str:
-    """The driver engine's choice, checked: Spark ML refits the chosen point and must agree
-    with the replay of it; no held-out row may sit on a fit's decision boundary. Else why not
-    (the caller runs ``CrossValidator``)."""
+def choose_by_replay(data, lr, grid, points: list[dict], num_folds: int) -> Choice | str:
+    """The replay's choice, checked: Spark ML refits the chosen point and must agree with the
+    replay of it; no held-out row may sit on a fit's decision boundary. Else why not (the
+    caller runs ``CrossValidator``)."""
     try:
-        result = driver_cross_validation(data, num_folds, points)
+        result = replay_cross_validation(data, num_folds, points)
     except Exception as exc:  # a bug or an input the replay cannot take: Spark's own path
         return f"the replay failed: {type(exc).__name__}: {exc}"
     if isinstance(result, str):
@@ -137,10 +188,10 @@ def choose_on_driver(data, lr, grid, points: list[dict], num_folds: int) -> Choi
         return f"a held-out row within {result.closeness:.1g} of a fit's decision boundary"
     model = lr.fit(data, grid[result.best])
     point = points[result.best]
-    disagreement = result.disagreement(point, model)
+    disagreement = result.disagreement(model)
     if not disagreement <= REFIT_AGREEMENT:
         return f"the replay of {point} differs from Spark's refit by {disagreement:.2g}"
-    engine = {"engine": "driver", "refit_disagreement": disagreement, "closeness": result.closeness}
+    engine = {"engine": "replay", "refit_disagreement": disagreement, "closeness": result.closeness}
     return Choice(result.means, result.stds, result.best, model, engine)
 
 
@@ -175,7 +226,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         .build()
     )
     points = [{param.name: v for param, v in pm.items()} for pm in grid]
-    choice = choose_on_driver(data, lr, grid, points, folds)
+    choice = choose_by_replay(data, lr, grid, points, folds)
     if isinstance(choice, str):
         log.warning("cross-validating with CrossValidator: %s", choice)
         cv = CrossValidator(
@@ -192,7 +243,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         cv_model = cv.fit(data)
         means = list(cv_model.avgMetrics)
         first_best = max(range(len(means)), key=means.__getitem__)  # accuracy: larger is better
-        engine = {"engine": "spark", "driver_declined": choice}
+        engine = {"engine": "spark", "replay_declined": choice}
         choice = Choice(means, list(cv_model.stdMetrics), first_best, cv_model.bestModel, engine)
     means, stds, best = choice.means, choice.stds, choice.best
     data.unpersist()

@@ -72,8 +72,8 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
 ):
     """Both engines against the plain reference: CrossValidator over the whole Pipeline, one
     fit at a time, on the split as the train job wrote it. Same folds, same seed: same scores,
-    same choice, whether the fits ran on the driver (local_lr's replay) or as Spark jobs (the
-    fallback, here forced by a replay that "disagrees" with Spark's refit)."""
+    same choice, whether the fits were replayed (local_lr, in one Spark task) or ran as Spark
+    jobs (the fallback, here forced by a replay that "disagrees" with Spark's refit)."""
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
@@ -88,12 +88,12 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
     assert fast["featurized_images"] == 0  # the stored features: the CNN does not run
     cv = fast["cv"]
     assert (cv["folds"], cv["metric"], len(cv["grid"])) == (2, "accuracy", 8)
-    assert cv["engine"] == "driver" and cv["refit_disagreement"] < 1e-9 and cv["closeness"] > 1e-8
+    assert cv["engine"] == "replay" and cv["refit_disagreement"] < 1e-9 and cv["closeness"] > 1e-8
     assert fast["cv"]["best_mean"] == max(g["mean"] for g in fast["cv"]["grid"])
     monkeypatch.setattr(tune, "REFIT_AGREEMENT", -1.0)  # no replay agrees: CrossValidator
     jobs = tune.run(ctx, spark)
     assert jobs["cv"]["engine"] == "spark"
-    assert "differs from Spark's refit" in jobs["cv"]["driver_declined"]
+    assert "differs from Spark's refit" in jobs["cv"]["replay_declined"]
     assert tune.cv_parallelism(2, 8) == 8 and tune.cv_parallelism(2, 48) == 8  # 4 per core
 
     data = spark.read.parquet(str(ctx.run_dir / "dataset.parquet"))
@@ -121,17 +121,25 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
         assert result["accuracy"] == fast["accuracy"]  # the same refit model on the test split
 
 
-def test_the_driver_engine_declines_what_it_does_not_replay(spark, monkeypatch):
-    """Data past the driver's bound, or three classes: no driver result, CrossValidator runs."""
+def test_the_replay_declines_what_it_does_not_replay(spark, monkeypatch):
+    """Data past the replay's bound, three classes, a fold without a training part, a replay
+    that raises (in the task): no replay result, CrossValidator runs, and the reason is said."""
     from pyspark.ml.linalg import Vectors
 
     rows = [(Vectors.dense([float(i), float(i % 3)]), float(i % 3), i % 2) for i in range(12)]
     data = spark.createDataFrame(rows, ["features", "label_index", "fold"])
     points = [{"regParam": 0.0, "elasticNetParam": 0.0, "maxIter": 5}]
-    assert "two classes" in tune.driver_cross_validation(data, 2, points)  # labels 0, 1, 2
+    assert "two classes" in tune.replay_cross_validation(data, 2, points)  # labels 0, 1, 2
     binary = data.withColumn("label_index", (data["label_index"] > 0).cast("double"))
-    assert isinstance(tune.driver_cross_validation(binary, 2, points), tune.DriverCV)
-    assert "two classes" in tune.driver_cross_validation(binary, 3, points)  # fold 2 empty
+    from spark_tasks import local_lr
+
+    def on_the_driver(*args, **kwargs):
+        raise AssertionError("the replay ran on the driver")
+
+    # the driver's own copy of the replay is never called: a Python worker replays the grid
+    monkeypatch.setattr(local_lr, "cross_validate", on_the_driver)
+    assert isinstance(tune.replay_cross_validation(binary, 2, points), tune.ReplayCV)
+    assert "two classes" in tune.replay_cross_validation(binary, 3, points)  # fold 2 empty
     monkeypatch.setattr(tune, "CLOSE_CALL", 2.0)  # no row can be that far from a boundary
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.tuning import ParamGridBuilder
@@ -141,10 +149,13 @@ def test_the_driver_engine_declines_what_it_does_not_replay(spark, monkeypatch):
         ParamGridBuilder().addGrid(lr.regParam, [0.0]).addGrid(lr.elasticNetParam, [0.0])
         .addGrid(lr.maxIter, [5]).build()
     )  # fmt: skip
-    declined = tune.choose_on_driver(binary, lr, grid, points, 2)
+    declined = tune.choose_by_replay(binary, lr, grid, points, 2)
     assert isinstance(declined, str) and "decision boundary" in declined
-    monkeypatch.setattr(tune, "LOCAL_CV_MAX_VALUES", 23)  # 12 rows x 2 features = 24
-    assert "over 23 values" in tune.driver_cross_validation(binary, 2, points)
+    bad = [{"regParam": "not a number", "elasticNetParam": 0.0, "maxIter": 5}]
+    failed = tune.replay_cross_validation(binary, 2, bad)
+    assert isinstance(failed, str) and failed.startswith("the replay failed: ValueError")
+    monkeypatch.setattr(tune, "REPLAY_MAX_VALUES", 23)  # 12 rows x 2 features = 24
+    assert "over 23 values" in tune.replay_cross_validation(binary, 2, points)
 
 
 @pytest.mark.shared
