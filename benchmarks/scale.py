@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 
@@ -41,12 +42,15 @@ PLAIN_IMAGES = 600
 
 
 class PeakRss:
-    """Peak resident memory of a process tree's Spark drivers and Python workers (psutil),
-    overall and per job (``by_job``: the driver's peak while ``spark_tasks/<job>.py`` ran)."""
+    """Peak resident memory of process trees' Spark drivers, executors (on a cluster) and Python
+    workers (psutil), overall and per job (``by_job``: the driver's peak while
+    ``spark_tasks/<job>.py`` ran). ``roots``: the trees' root processes (the DAG run; on a
+    standalone cluster also its worker, whose children are the executors)."""
 
-    def __init__(self, root_pid: int, every: float = 0.2):
-        self.root_pid, self.every = root_pid, every
-        self.peak = {"driver_jvm": 0, "driver_python": 0, "driver": 0, "worker": 0, "workers": 0}
+    def __init__(self, *roots: int, every: float = 0.2):
+        self.roots, self.every = roots, every
+        self.peak = {"driver_jvm": 0, "driver_python": 0, "driver": 0, "executor_jvm": 0,
+                     "worker": 0, "workers": 0}  # fmt: skip
         self.by_job: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -64,10 +68,13 @@ class PeakRss:
 
         while not self._stop.is_set():
             try:
-                procs = psutil.Process(self.root_pid).children(recursive=True)
+                procs = psutil.Process(self.roots[0]).children(recursive=True)
             except psutil.Error:
                 return
-            jvm = py = workers = worker = 0
+            for root in self.roots[1:]:
+                with suppress(psutil.Error):
+                    procs += psutil.Process(root).children(recursive=True)
+            jvm = py = workers = worker = executors = 0
             jobs = set()
             seen = []
             for proc in procs:
@@ -76,13 +83,19 @@ class PeakRss:
                     seen.append((proc.pid, proc.ppid(), cmd, proc.memory_info().rss))
                 except psutil.Error:
                     continue
-            jvms = {pid for pid, _, cmd, _ in seen if "org.apache.spark.deploy.SparkSubmit" in cmd}
+            drivers = {
+                pid for pid, _, cmd, _ in seen if "org.apache.spark.deploy.SparkSubmit" in cmd
+            }
+            backends = {pid for pid, _, cmd, _ in seen if "CoarseGrainedExecutorBackend" in cmd}
             for pid, ppid, cmd, rss in seen:
-                if pid in jvms:
-                    # a JVM's child with its command line is a fork not yet exec'd (Hadoop's
-                    # chmod, the Python daemon's launch): its RSS is the parent's, shared
-                    if ppid not in jvms:
+                # a JVM's child with its command line is a fork not yet exec'd (Hadoop's chmod,
+                # the Python daemon's launch): its RSS is the parent's, shared
+                if pid in drivers:
+                    if ppid not in drivers:
                         jvm += rss
+                elif pid in backends:
+                    if ppid not in backends:
+                        executors += rss
                 elif "pyspark.daemon" in cmd or "pyspark.worker" in cmd:
                     workers += rss
                     worker = max(worker, rss)
@@ -93,6 +106,7 @@ class PeakRss:
                 ("driver_jvm", jvm),
                 ("driver_python", py),
                 ("driver", jvm + py),
+                ("executor_jvm", executors),
                 ("worker", worker),
                 ("workers", workers),
             ):
@@ -160,7 +174,10 @@ def _task_seconds(airflow_home: Path) -> tuple[str, dict[str, float], float]:
     return run_id, tasks, seconds(start, end)
 
 
-def run_size(n: int, work: Path, airflow_home: Path, model: str, tune: bool, extra: dict) -> dict:
+def run_size(
+    n: int, work: Path, airflow_home: Path, model: str, tune: bool, extra: dict,
+    cluster: dict | None = None,
+) -> dict:  # fmt: skip
     data, home = work / f"data-{n}", work / f"home-{n}"
     noise = NOISE if tune else 0.0
     made = augment.make_dataset(augment.DEFAULT_SOURCE, data, n, noisy_fraction=noise)
@@ -171,12 +188,14 @@ def run_size(n: int, work: Path, airflow_home: Path, model: str, tune: bool, ext
     try:
         started = time.monotonic()
         with open(work / f"dag-{n}.log", "w") as log:
+            env = _env(home, airflow_home, url_file.read_text().strip())
+            env.update(cluster["env"] if cluster else {})
             proc = subprocess.Popen(
                 [_bin("airflow"), "dags", "test", "football_classifier", "-c", json.dumps(conf)],
-                env=_env(home, airflow_home, url_file.read_text().strip()),
-                stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
             )  # fmt: skip
-            with PeakRss(proc.pid) as rss:
+            roots = (proc.pid, cluster["worker_pid"]) if cluster else (proc.pid,)
+            with PeakRss(*roots) as rss:
                 code = proc.wait()
         wall = time.monotonic() - started
     finally:
@@ -193,6 +212,7 @@ def run_size(n: int, work: Path, airflow_home: Path, model: str, tune: bool, ext
     return {
         "images": n,
         "ok": code == 0,
+        "master": cluster["master"] if cluster else "local[*]",
         "label_noise": made["noisy"],
         "dag_wall_s": dag_wall,  # Airflow's run start to end
         "process_wall_s": round(wall, 2),  # + parsing the DAG, start-up, exit
@@ -237,6 +257,44 @@ def plain_keras(work: Path, model: str, n: int) -> dict:
         result["images"] / min(result["passes_s"]), 1)}  # fmt: skip
 
 
+@contextmanager
+def spark_master(work: Path, standalone: bool):
+    """``None`` (the DAG's default, ``local[*]``: one JVM is driver and executor), or a
+    standalone cluster on 127.0.0.1 (``imgclf.testing.standalone``: a master, a worker with
+    every core) and the environment that sends the DAG's jobs there, the project code shipped
+    as ``--py-files``: the driver and the executor are then processes apart, measured apart."""
+    if not standalone:
+        yield None
+        return
+    from imgclf.config import Settings
+    from imgclf.testing.standalone import StandaloneCluster
+
+    code = work / "imgclf-code.zip"
+    subprocess.run([_bin("imgclf"), "package-code", "--out", str(code)], check=True,
+                   capture_output=True)  # fmt: skip
+    folder = work / "standalone"
+    folder.mkdir(exist_ok=True)
+    memory = Settings.from_env().spark_driver_memory  # the executor gets what local mode has
+    with StandaloneCluster(folder, cores=os.cpu_count() or 1, memory=memory) as cluster:
+        yield {
+            "master": cluster.master,
+            "worker_pid": cluster.worker_pid,
+            "env": {
+                "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
+                    {"conn_type": "spark", "host": cluster.master}
+                ),
+                "IMGCLF_PY_FILES": str(code),
+                "IMGCLF_SPARK_CONF": json.dumps(
+                    {
+                        "spark.driver.host": "127.0.0.1",
+                        "spark.executor.memory": memory,
+                        **json.loads(os.environ.get("IMGCLF_SPARK_CONF") or "{}"),
+                    }
+                ),
+            },
+        }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__)
     p.add_argument("--sizes", default="60,600,6000", help="comma-separated image counts")
@@ -245,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=str(LITE0))
     p.add_argument("--conf", default="{}", help="more run parameters (JSON), e.g. the runtime")
     p.add_argument("--keep", type=Path, help="work here and keep it (default: a temp folder)")
+    p.add_argument(
+        "--standalone",
+        action="store_true",
+        help="run the jobs on a Spark standalone cluster on 127.0.0.1 (pyspark's "
+        "own scripts), not local[*]: the driver's memory apart from the executor's",
+    )
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     tune_at = {int(s) for s in args.tune_at.split(",") if s.strip()}
@@ -256,11 +320,12 @@ def main(argv: list[str] | None = None) -> int:
                    check=True, capture_output=True)  # fmt: skip
     try:
         results = []
-        for n in sizes:
-            conf = json.loads(args.conf)
-            result = run_size(n, work, airflow_home, args.model, n in tune_at, conf)
-            print(json.dumps(result), flush=True)
-            results.append(result)
+        with spark_master(work, args.standalone) as cluster:
+            for n in sizes:
+                conf = json.loads(args.conf)
+                result = run_size(n, work, airflow_home, args.model, n in tune_at, conf, cluster)
+                print(json.dumps(result), flush=True)
+                results.append(result)
         plain = plain_keras(work, args.model, min(PLAIN_IMAGES, max(sizes)))
         base = results[0]
         print(json.dumps({
@@ -282,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                 round(r["peak_rss_mib"]["driver"] / max(1, base["peak_rss_mib"]["driver"]), 2)
                 for r in results
             ],
+            "executor_peak_rss_mib": [r["peak_rss_mib"]["executor_jvm"] for r in results],
             "worker_peak_rss_mib": [r["peak_rss_mib"]["worker"] for r in results],
         }), flush=True)  # fmt: skip
     finally:

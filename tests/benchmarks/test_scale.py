@@ -37,3 +37,39 @@ def test_a_fork_of_the_driver_is_not_counted_twice():
         tree.wait(timeout=30)
     mib = rss.peak["driver_jvm"] / 2**20
     assert 200 <= mib < 300, mib  # the driver once; twice would be over 400
+
+
+HOLD = """
+import sys, time
+held = bytearray(int(sys.argv[1]) * 1024 * 1024)
+for i in range(0, len(held), 4096):
+    held[i] = 1
+print("ready", flush=True)
+time.sleep(2)
+"""
+LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+
+
+def test_on_a_cluster_the_executor_is_counted_apart_from_the_driver():
+    """Two trees, as with ``--standalone``: the DAG run's (the driver under it) and the
+    standalone worker's (the executor under it); each is counted once, under its own name."""
+    dag = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-c", HOLD, "120",
+         "org.apache.spark.deploy.SparkSubmit"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-c", HOLD, "240",
+         "org.apache.spark.executor.CoarseGrainedExecutorBackend"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    with PeakRss(dag.pid, worker.pid, every=0.05) as rss:
+        assert dag.stdout.readline().strip() == "ready"
+        assert worker.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        dag.wait(timeout=30)
+        worker.wait(timeout=30)
+    driver_mib = rss.peak["driver_jvm"] / 2**20
+    executor_mib = rss.peak["executor_jvm"] / 2**20
+    assert 120 <= driver_mib < 200, driver_mib
+    assert 240 <= executor_mib < 320, executor_mib

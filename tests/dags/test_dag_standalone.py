@@ -6,13 +6,8 @@ stopped at the end, pass or fail."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +15,7 @@ import pytest
 from imgclf import tracking
 from imgclf.config import safe_name
 from imgclf.testing.github_stub import GitHubStub
+from imgclf.testing.standalone import StandaloneCluster, get_json
 from tests.dags.conftest import artifacts, mlflow_run, run_dag, run_dir, settings
 from tests.fixtures_images import make_tiny_model
 
@@ -27,72 +23,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def _wait(what: str, check, seconds: float = 90.0):
-    deadline = time.monotonic() + seconds
-    last = None
-    while time.monotonic() < deadline:  # bounded
-        try:
-            result = check()
-            if result:
-                return result
-        except OSError as exc:
-            last = exc
-        time.sleep(0.5)
-    raise TimeoutError(f"{what} not ready after {seconds:.0f} s ({last})")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    work = tmp_path_factory.mktemp("spark-standalone")
-    port, ui, worker_ui = _free_port(), _free_port(), _free_port()
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(work)}
-    procs = []
-    logs = [open(work / "master.log", "w"), open(work / "worker.log", "w")]  # noqa: SIM115
-    try:
-        procs.append(subprocess.Popen(
-            [BIN / "spark-class", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-             "--port", str(port), "--webui-port", str(ui)],
-            env=env, stdout=logs[0], stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ))  # fmt: skip
-        status = f"http://127.0.0.1:{ui}/json/"
-        _wait("spark master", lambda: _json(status))
-        procs.append(subprocess.Popen(
-            [BIN / "spark-class", "org.apache.spark.deploy.worker.Worker",
-             f"spark://127.0.0.1:{port}", "--host", "127.0.0.1", "--cores", "2",
-             "--memory", "6g", "--webui-port", str(worker_ui), "--work-dir", str(work / "work")],
-            env=env, stdout=logs[1], stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ))  # fmt: skip
-        _wait("spark worker", lambda: _json(status).get("aliveworkers", 0) >= 1)
-        yield {"master": f"spark://127.0.0.1:{port}", "status": status, "work": work}
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
-        for fh in logs:
-            fh.close()
+    with StandaloneCluster(tmp_path_factory.mktemp("spark-standalone"), cores=2, memory="6g") as c:
+        yield {"master": c.master, "status": c.status, "work": c.work}
 
 
 def _indistinguishable(root: Path, per_class: int) -> Path:
@@ -147,7 +81,7 @@ def test_a_run_on_the_cluster_that_fails_the_gate_promotes_nothing(
     assert "report.html" in artifacts(home, run)
     # the job was built by the one operator factory (imgclf.operators.spark_job) and ran on the
     # cluster; nothing ran after the gate
-    apps = {a["name"]: a for a in _json(cluster["status"])["completedapps"]}
+    apps = {a["name"]: a for a in get_json(cluster["status"])["completedapps"]}
     assert sorted(apps) == [f"imgclf-train-{safe_name(m['run_id'])}"], sorted(apps)
     train = apps[f"imgclf-train-{safe_name(m['run_id'])}"]
     assert train["state"] == "FINISHED" and train["cores"] >= 1  # executors were granted
