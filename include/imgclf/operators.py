@@ -14,6 +14,20 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from imgclf.config import Settings, spark_tasks_dir
 
 
+def driver_java_options(settings: Settings, conn_id: str) -> str:
+    """``spark.driver.extraJavaOptions`` as a template, rendered when the task runs: the
+    options of a driver that is its own executor (the connection's host is ``local...``, or
+    there is no such connection) or of one whose executors run elsewhere
+    (``Settings.driver_java_options``)."""
+    local = settings.driver_java_options(executors_in_driver=True)
+    cluster = settings.driver_java_options(executors_in_driver=False)
+    return (
+        f"{{% set c = conn.get('{conn_id}') %}}"
+        f"{{% if c is none or (c.host or 'local').startswith('local') %}}{local}"
+        f"{{% else %}}{cluster}{{% endif %}}"
+    )
+
+
 def spark_job(
     settings: Settings, task_id: str, script: str, args: list[str], **kwargs
 ) -> SparkSubmitOperator:
@@ -24,7 +38,10 @@ def spark_job(
         conn_id="spark_default",
         application=str(spark_tasks_dir() / script),
         name=f"imgclf-{task_id}",
-        conf=settings.spark_conf(),
+        conf={
+            **settings.spark_conf(),
+            "spark.driver.extraJavaOptions": driver_java_options(settings, "spark_default"),
+        },
         env_vars={
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "IMGCLF_HOME": str(settings.home),

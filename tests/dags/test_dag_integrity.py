@@ -145,6 +145,35 @@ def test_jobs_get_only_the_run_id_and_read_the_pinned_params(dag):
         assert job.conf["spark.pyspark.python"] == sys.executable
 
 
+@pytest.mark.parametrize(
+    ("connection", "serial"),
+    [
+        ({"conn_type": "spark", "host": "local[*]"}, False),
+        ({"conn_type": "spark", "host": "spark://spark-master:7077"}, True),
+        ({"conn_type": "spark", "host": "yarn"}, True),
+        (None, False),  # no connection: what spark-submit runs is not ours to guess
+    ],
+)
+def test_the_driver_collects_serially_only_where_executors_run_elsewhere(
+    dag, monkeypatch, connection, serial
+):
+    """The jobs' driver options are rendered when the task runs, from the connection (through
+    Airflow's own template accessor): a cluster's driver runs the serial collector, a local
+    master's driver (its own executor) the JVM's default."""
+    import jinja2
+    from airflow.sdk.execution_time.context import ConnectionAccessor
+
+    if connection is None:
+        monkeypatch.delenv("AIRFLOW_CONN_SPARK_DEFAULT", raising=False)
+    else:
+        monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps(connection))
+    for task_id in ("train", "tune", "challenge"):
+        template = dag.get_task(task_id).conf["spark.driver.extraJavaOptions"]
+        options = jinja2.Template(template).render(conn=ConnectionAccessor()).split()
+        assert options[0] == "-XX:TieredStopAtLevel=1"
+        assert ("-XX:+UseSerialGC" in options) is serial, options
+
+
 def test_the_form_is_the_schema_with_titles_and_sections(dag):
     from imgclf.params import PROPERTIES
 

@@ -96,3 +96,21 @@ def test_default_jvm_archive_is_keyed_by_spark_and_java(monkeypatch, tmp_path):
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "nojdk"))
     monkeypatch.setenv("PATH", str(tmp_path))
     assert Settings.from_env().jvm_archive is None
+
+
+def test_a_driver_whose_executors_run_elsewhere_collects_serially_unless_told_otherwise(
+    monkeypatch,
+):
+    monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", "off")
+    monkeypatch.delenv("IMGCLF_SPARK_CONF", raising=False)
+    s = Settings.from_env()
+    assert s.driver_java_options() == "-XX:TieredStopAtLevel=1"  # local: G1, the JVM's own
+    assert s.driver_java_options(executors_in_driver=False).split() == [
+        "-XX:TieredStopAtLevel=1",
+        "-XX:+UseSerialGC",
+    ]
+    # a collector of the user's replaces ours: two would stop the JVM
+    user = {"spark.driver.extraJavaOptions": "-XX:+UseParallelGC -Dx=1"}
+    monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
+    opts = Settings.from_env().driver_java_options(executors_in_driver=False)
+    assert opts == "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC -Dx=1"
