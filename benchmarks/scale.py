@@ -274,8 +274,11 @@ def spark_master(work: Path, standalone: bool):
                    capture_output=True)  # fmt: skip
     folder = work / "standalone"
     folder.mkdir(exist_ok=True)
+    import psutil
+
     memory = Settings.from_env().spark_driver_memory  # the executor gets what local mode has
-    with StandaloneCluster(folder, cores=os.cpu_count() or 1, memory=memory) as cluster:
+    offered = f"{psutil.virtual_memory().total >> 30}g"  # all of it: IMGCLF_SPARK_CONF may ask more
+    with StandaloneCluster(folder, cores=os.cpu_count() or 1, memory=offered) as cluster:
         yield {
             "master": cluster.master,
             "worker_pid": cluster.worker_pid,

@@ -242,7 +242,8 @@ class FeatureStore:
         todo = keys.select("sha256", "path").dropDuplicates(["sha256"])
         if known is not None:
             todo = todo.join(known.select("sha256"), "sha256", "left_anti")
-        paths = [r["path"] for r in todo.select("path").collect()]
+        hashes = [(r["path"], r["sha256"]) for r in todo.select("path", "sha256").collect()]
+        paths = [path for path, _ in hashes]
         lap("lookup")
         if paths:
             images = read_images(self.spark, paths)
@@ -257,9 +258,17 @@ class FeatureStore:
         for item in result.failed:
             log.warning("undecodable image dropped: %s (%s)", item["path"], item["error"])
         if result.images > len(result.failed):
-            good = result.good.join(F.broadcast(keys.select("path", "sha256")), "path").select(
+            # each path's hash, as looked up (paths and hashes of the new files only)
+            hashed = self.spark.createDataFrame(hashes, "path string, sha256 string")
+            good = result.good.join(F.broadcast(hashed), "path").select(
                 "sha256", F.col(featurizer.getOutputCol()).alias("features")
             )
+            expected = result.images - len(result.failed)
+            if (matched := good.count()) != expected:  # reads the paths only
+                raise RuntimeError(
+                    f"{expected - matched} of {expected} featurized images in {staging} match no "
+                    "listed path: nothing stored"
+                )
             good.coalesce(1).write.mode("append").parquet(str(self.path))
         lap("store")
         return result

@@ -69,6 +69,8 @@ class Fit:
         scale = np.abs(features) @ np.abs(self.coefficients) + abs(self.intercept)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.abs(self.margins(features)) / scale
+        # every term 0 (0/0): the row sits on the boundary, whatever the engine
+        ratio[scale == 0] = 0.0
         return float(np.nanmin(ratio, initial=np.inf))
 
 

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 CV_METRIC: Literal["accuracy"] = "accuracy"  # not logLoss or f1: the gate judges accuracy
 # The replay's bound: rows x features of the training split held as float64 by the one Python
 # worker that replays the grid, with a scaled copy per fold (6,000 images at 1,280 features:
-# 4.6 M).
+# 4.6 M; at the bound ~0.5 GB in that worker, outside spark.executor.memory). A Python error in
+# the task comes back as the reason to decline; a killed worker fails the task, which Spark
+# retries (spark.task.maxFailures) before the job fails and CrossValidator runs.
 REPLAY_MAX_VALUES = 16_000_000
 # The replay of the chosen point against Spark's refit: relative difference of
 # the coefficients (measured: below 1e-10 on the real features; a different optimizer path

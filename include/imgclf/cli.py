@@ -194,7 +194,11 @@ def _spark_env() -> dict[str, str]:
 
 
 def _spark_submit(script: str, master: str) -> list[str]:
-    conf = {**config.Settings.from_env().spark_conf(), "spark.ui.enabled": "false"}
+    settings = config.Settings.from_env()
+    conf = {
+        **settings.spark_conf(executors_in_driver=config.is_local_master(master)),
+        "spark.ui.enabled": "false",
+    }
     return [
         str(Path(sys.executable).parent / "spark-submit"),
         "--master", master,

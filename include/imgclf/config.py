@@ -127,6 +127,20 @@ def _env_archive() -> Path | None:
     return Path(raw).expanduser().resolve() if raw else default_jvm_archive()
 
 
+# A JVM flag that picks a garbage collector (two stop the JVM).
+_COLLECTOR = re.compile(
+    r"-XX:\+Use(?:Serial|Parallel|ParallelOld|G1|Z|Shenandoah|Epsilon|ConcMarkSweep)GC\b"
+)
+
+
+def is_local_master(master: str) -> bool:
+    """Whether a Spark master URL runs the executor inside the driver's JVM (``local``,
+    ``local[N]``, ``local[*]``, ``local[N,F]``; not ``local-cluster[...]``, whose executors
+    are JVMs of their own)."""
+    master = master.strip()
+    return master == "local" or master.startswith("local[")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where things live and how jobs run, resolved once from the environment."""
@@ -202,13 +216,14 @@ class Settings:
 
         On a cluster the driver holds paths, labels and plans only, and G1 (the JVM's default)
         grows the heap into whatever ``spark.driver.memory`` allows instead of collecting: the
-        serial collector keeps it at what is live (``bench-scale --standalone``: the driver's
-        peak at 6,000 images 1.58x its peak at 60 with G1, 1.01x serial). With a local master
-        the driver JVM is also the executor that caches and featurizes: G1 stays (serial cost
-        2-3 % of the 6,000-image CNN pass there)."""
+        serial collector keeps it at what is live (``benchmarks.scale --standalone``: the
+        driver's peak 1,039 -> 1,644 MB from 60 to 6,000 images with G1, 768 -> 771 serial).
+        With a local master the driver JVM is also the executor that caches and featurizes: G1
+        stays (serial cost 2-3 % of the 6,000-image CNN pass there)."""
         options = ["-XX:TieredStopAtLevel=1"]
         user = self.extra_spark_conf.get("spark.driver.extraJavaOptions", "").strip()
-        if not executors_in_driver and not re.search(r"-XX:\+Use\w*GC\b", user):
+        chosen = user + " " + self.extra_spark_conf.get("spark.driver.defaultJavaOptions", "")
+        if not executors_in_driver and not _COLLECTOR.search(chosen):
             options.append("-XX:+UseSerialGC")
         if self.jvm_archive is not None and self.jvm_archive.is_file():
             # -Xlog:cds off: a stale archive (another JDK) is ignored without a warning on stdout
@@ -219,8 +234,9 @@ class Settings:
             ]
         return " ".join([*options, user] if user else options)
 
-    def spark_conf(self) -> dict[str, str]:
-        """The conf every job of the project runs with (spark-submit ``--conf`` pairs)."""
+    def spark_conf(self, executors_in_driver: bool = True) -> dict[str, str]:
+        """The conf every job of the project runs with (spark-submit ``--conf`` pairs);
+        ``executors_in_driver``: the master is local (``is_local_master``)."""
         conf = {
             # Executors run the project's interpreter, with TensorFlow and the project installed.
             "spark.pyspark.python": self.python,
@@ -234,7 +250,7 @@ class Settings:
             "spark.hadoop.parquet.enable.dictionary": "false",
             **self.extra_spark_conf,
         }
-        conf["spark.driver.extraJavaOptions"] = self.driver_java_options()
+        conf["spark.driver.extraJavaOptions"] = self.driver_java_options(executors_in_driver)
         return conf
 
     # --- layout under the data root -------------------------------------------------------

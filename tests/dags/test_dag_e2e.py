@@ -75,6 +75,8 @@ def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
         {"regParam": 0.5, "elasticNetParam": 0.3, "maxIter": 15},
     )
     assert len(m["tuned"]["cv"]["grid"]) == 2 and m["tuned"]["cv"]["folds"] == 2
+    # the grid was replayed in a Spark task of the spark-submitted job, not CrossValidator
+    assert m["tuned"]["cv"]["engine"] == "replay", m["tuned"]["cv"]
     assert m["accuracy"] == m["tuned"]["accuracy"]  # the candidate is the tuned model
     assert m["champion_comparison"]["champion"] is None
     assert m["promoted_version"] == m["registered_version"] == "1"

@@ -38,9 +38,10 @@ def test_structure_is_exact(dag):
     assert set(record.upstream_task_ids) == WORK - {"record"}
     assert not record.on_failure_fail_dagrun  # the run's state stays that of the work
     assert dag.get_task("gate").trigger_rule == "none_failed_min_one_success"
-    assert type(dag.get_task("train")).__name__ == "SparkSubmitOperator"
-    assert type(dag.get_task("tune")).__name__ == "SparkSubmitOperator"
-    assert type(dag.get_task("challenge")).__name__ == "SparkSubmitOperator"
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    for job in ("train", "tune", "challenge"):  # the provider's operator (our subclass of it)
+        assert isinstance(dag.get_task(job), SparkSubmitOperator)
 
 
 def test_schedule_and_concurrency(dag):
@@ -145,33 +146,39 @@ def test_jobs_get_only_the_run_id_and_read_the_pinned_params(dag):
         assert job.conf["spark.pyspark.python"] == sys.executable
 
 
-@pytest.mark.parametrize(
-    ("connection", "serial"),
-    [
-        ({"conn_type": "spark", "host": "local[*]"}, False),
-        ({"conn_type": "spark", "host": "spark://spark-master:7077"}, True),
-        ({"conn_type": "spark", "host": "yarn"}, True),
-        (None, False),  # no connection: what spark-submit runs is not ours to guess
-    ],
-)
-def test_the_driver_collects_serially_only_where_executors_run_elsewhere(
-    dag, monkeypatch, connection, serial
-):
-    """The jobs' driver options are rendered when the task runs, from the connection (through
-    Airflow's own template accessor): a cluster's driver runs the serial collector, a local
-    master's driver (its own executor) the JVM's default."""
-    import jinja2
-    from airflow.sdk.execution_time.context import ConnectionAccessor
+def _spark(host: str) -> str:
+    return json.dumps({"conn_type": "spark", "host": host})
 
+
+@pytest.mark.parametrize(
+    ("connection", "master", "serial"),
+    [
+        (_spark("local[*]"), "local[*]", False),
+        (_spark("local"), "local", False),
+        (_spark("spark://spark-master:7077"), "spark://spark-master:7077", True),
+        ("spark://localhost:7077", "spark://localhost:7077", True),  # URI form: host "localhost"
+        (_spark("local-cluster[2,1,1024]"), "local-cluster[2,1,1024]", True),
+        (None, "yarn", True),  # no connection: the hook submits to yarn
+    ],
+)  # fmt: skip
+def test_the_driver_collects_serially_only_where_executors_run_elsewhere(
+    dag, monkeypatch, connection, master, serial
+):
+    """The jobs' driver options follow the master spark-submit gets, as the provider's hook
+    resolves it from the connection when the task runs: a cluster's driver runs the serial
+    collector, a local master's driver (its own executor) the JVM's default."""
     if connection is None:
         monkeypatch.delenv("AIRFLOW_CONN_SPARK_DEFAULT", raising=False)
     else:
-        monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps(connection))
+        monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", connection)
     for task_id in ("train", "tune", "challenge"):
-        template = dag.get_task(task_id).conf["spark.driver.extraJavaOptions"]
-        options = jinja2.Template(template).render(conn=ConnectionAccessor()).split()
+        job = dag.get_task(task_id)
+        assert job.master() == master
+        hook = job._get_hook()  # what execute() submits with
+        options = hook._conf["spark.driver.extraJavaOptions"].split()
         assert options[0] == "-XX:TieredStopAtLevel=1"
         assert ("-XX:+UseSerialGC" in options) is serial, options
+        assert hook._conf["spark.pyspark.python"] == sys.executable  # the rest of the conf kept
 
 
 def test_the_form_is_the_schema_with_titles_and_sections(dag):

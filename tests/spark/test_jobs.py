@@ -138,7 +138,15 @@ def test_the_replay_declines_what_it_does_not_replay(spark, monkeypatch):
 
     # the driver's own copy of the replay is never called: a Python worker replays the grid
     monkeypatch.setattr(local_lr, "cross_validate", on_the_driver)
-    assert isinstance(tune.replay_cross_validation(binary, 2, points), tune.ReplayCV)
+    whole = tune.replay_cross_validation(binary, 2, points)
+    assert isinstance(whole, tune.ReplayCV)
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "5")  # the split reaches the task in 3 Arrow batches: the same result
+    try:
+        assert tune.replay_cross_validation(binary, 2, points) == whole
+    finally:
+        spark.conf.set(key, before)
     assert "two classes" in tune.replay_cross_validation(binary, 3, points)  # fold 2 empty
     monkeypatch.setattr(tune, "CLOSE_CALL", 2.0)  # no row can be that far from a boundary
     from pyspark.ml.classification import LogisticRegression

@@ -107,3 +107,5 @@ def test_closeness_is_the_nearest_margin_over_the_size_of_its_terms():
     assert fit.predict(rows).tolist() == [1.0, 0.0]  # margin 2 > 0; margin 0 is not above 0
     assert fit.closeness(rows[:1]) == 0.5  # |2| / (3 + 1)
     assert fit.closeness(rows) == 0.0  # exactly on the boundary
+    # a row whose every term is 0 (0/0) is on the boundary too, not ignored
+    assert fit.closeness(np.zeros((2, 2))) == 0.0

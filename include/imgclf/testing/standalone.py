@@ -1,10 +1,11 @@
 """A real Spark standalone cluster on 127.0.0.1: a master and one worker, started with pyspark's
 own ``spark-class`` scripts (what the compose file's ``spark-master``/``spark-worker`` run), for
-the tests and ``benchmarks.scale --cluster``. Everything listens on 127.0.0.1 only; every wait is
+the tests and ``benchmarks.scale --standalone``. Everything listens on 127.0.0.1 only; every wait is
 bounded; the processes are stopped (their whole process groups) on exit, pass or fail."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,30 +32,37 @@ def get_json(url: str) -> dict:
         return json.loads(resp.read())
 
 
-def wait_for(what: str, check, seconds: float = 90.0):
-    """``check()``'s first truthy result, polled every 0.5 s for at most ``seconds``."""
+def wait_for(what: str, check, seconds: float = 90.0, alive=()):
+    """``check()``'s first truthy result, polled every 0.5 s for at most ``seconds``; fails at
+    once if a process of ``alive`` has exited."""
     deadline = time.monotonic() + seconds
     last = None
     while time.monotonic() < deadline:  # bounded
+        for proc in alive:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what}: {proc.args[1]} exited with {proc.returncode}")
         try:
             result = check()
             if result:
                 return result
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # not listening yet, or a half-written page
             last = exc
         time.sleep(0.5)
     raise TimeoutError(f"{what} not ready after {seconds:.0f} s ({last})")
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group, SIGKILL after 20 s."""
-    if proc.poll() is not None:
+    """SIGTERM the process group (its children too, e.g. a worker's executors, even if the
+    leader has exited), SIGKILL after 20 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
         return
-    os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
 
@@ -79,7 +87,8 @@ class StandaloneCluster:
 
         env = {
             **os.environ,
-            # pyspark's own distribution, whatever python is first on PATH
+            # pyspark's own distribution unless SPARK_HOME says otherwise: spark-class
+            # would ask whatever python is first on PATH
             "SPARK_HOME": os.environ.get("SPARK_HOME") or str(Path(pyspark.__file__).parent),
             "SPARK_LOCAL_IP": "127.0.0.1",
             "SPARK_LOG_DIR": str(self.work),
@@ -95,7 +104,7 @@ class StandaloneCluster:
             )  # fmt: skip
             stack.callback(stop, master)
             status = f"http://127.0.0.1:{ui}/json/"
-            wait_for("spark master", lambda: get_json(status))
+            wait_for("spark master", lambda: get_json(status), alive=[master])
             worker = subprocess.Popen(
                 [BIN / "spark-class", "org.apache.spark.deploy.worker.Worker",
                  f"spark://127.0.0.1:{port}", "--host", "127.0.0.1", "--cores", str(self.cores),
@@ -104,7 +113,11 @@ class StandaloneCluster:
                 env=env, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
             stack.callback(stop, worker)  # stopped first (callbacks run last in, first out)
-            wait_for("spark worker", lambda: get_json(status).get("aliveworkers", 0) >= 1)
+            wait_for(
+                "spark worker",
+                lambda: get_json(status).get("aliveworkers", 0) >= 1,
+                alive=[master, worker],
+            )
         except BaseException:
             stack.close()
             raise
