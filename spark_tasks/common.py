@@ -242,33 +242,32 @@ class FeatureStore:
         todo = keys.select("sha256", "path").dropDuplicates(["sha256"])
         if known is not None:
             todo = todo.join(known.select("sha256"), "sha256", "left_anti")
-        hashes = [(r["path"], r["sha256"]) for r in todo.select("path", "sha256").collect()]
-        paths = [path for path, _ in hashes]
+        todo = todo.cache()  # the new files' (sha256, path): listed now, joined into the pass
+        paths = [r["path"] for r in todo.select("path").collect()]
         lap("lookup")
         if paths:
-            images = read_images(self.spark, paths)
+            # the CNN pass reads the files for their pixels only and takes each one's hash
+            # from the lookup (hashing every file again here: 1 s of the JVM's 7 s of CPU in
+            # the 6,000-image pass)
+            images = (
+                read_images(self.spark, paths)
+                .select("path", "content")
+                .join(F.broadcast(todo), "path")
+            )
         else:  # nothing new: an empty frame of the same shape, so no file is read
             images = keys.limit(0).withColumn("content", F.lit(b"").cast("binary"))
         lap("list_new")
-        # the CNN pass reads the files for their pixels only: their hashes are in ``keys``
-        # already (selecting sha256 here would hash every file again: 1 s of the JVM's 7 s of
-        # CPU in the 6,000-image pass)
-        result = featurize(self.spark, images, featurizer, staging, ("path",), n=len(paths))
+        result = featurize(
+            self.spark, images, featurizer, staging, ("sha256", "path"), n=len(paths)
+        )
         lap("featurize")
+        todo.unpersist()
+        if paths and (seen := result.good.count() + len(result.failed)) != len(paths):
+            raise RuntimeError(f"the CNN pass saw {seen} of the {len(paths)} new files")
         for item in result.failed:
             log.warning("undecodable image dropped: %s (%s)", item["path"], item["error"])
         if result.images > len(result.failed):
-            # each path's hash, as looked up (paths and hashes of the new files only)
-            hashed = self.spark.createDataFrame(hashes, "path string, sha256 string")
-            good = result.good.join(F.broadcast(hashed), "path").select(
-                "sha256", F.col(featurizer.getOutputCol()).alias("features")
-            )
-            expected = result.images - len(result.failed)
-            if (matched := good.count()) != expected:  # reads the paths only
-                raise RuntimeError(
-                    f"{expected - matched} of {expected} featurized images in {staging} match no "
-                    "listed path: nothing stored"
-                )
+            good = result.good.select("sha256", F.col(featurizer.getOutputCol()).alias("features"))
             good.coalesce(1).write.mode("append").parquet(str(self.path))
         lap("store")
         return result
