@@ -242,18 +242,10 @@ class FeatureStore:
         todo = keys.select("sha256", "path").dropDuplicates(["sha256"])
         if known is not None:
             todo = todo.join(known.select("sha256"), "sha256", "left_anti")
-        todo = todo.cache()  # the new files' (sha256, path): listed now, joined into the pass
         paths = [r["path"] for r in todo.select("path").collect()]
         lap("lookup")
         if paths:
-            # the CNN pass reads the files for their pixels only and takes each one's hash
-            # from the lookup (hashing every file again here: 1 s of the JVM's 7 s of CPU in
-            # the 6,000-image pass)
-            images = (
-                read_images(self.spark, paths)
-                .select("path", "content")
-                .join(F.broadcast(todo), "path")
-            )
+            images = read_images(self.spark, paths)
         else:  # nothing new: an empty frame of the same shape, so no file is read
             images = keys.limit(0).withColumn("content", F.lit(b"").cast("binary"))
         lap("list_new")
@@ -261,9 +253,6 @@ class FeatureStore:
             self.spark, images, featurizer, staging, ("sha256", "path"), n=len(paths)
         )
         lap("featurize")
-        todo.unpersist()
-        if paths and (seen := result.good.count() + len(result.failed)) != len(paths):
-            raise RuntimeError(f"the CNN pass saw {seen} of the {len(paths)} new files")
         for item in result.failed:
             log.warning("undecodable image dropped: %s (%s)", item["path"], item["error"])
         if result.images > len(result.failed):
