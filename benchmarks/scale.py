@@ -266,6 +266,8 @@ def spark_master(work: Path, standalone: bool):
     if not standalone:
         yield None
         return
+    import psutil
+
     from imgclf.config import Settings
     from imgclf.testing.standalone import StandaloneCluster
 
@@ -274,8 +276,6 @@ def spark_master(work: Path, standalone: bool):
                    capture_output=True)  # fmt: skip
     folder = work / "standalone"
     folder.mkdir(exist_ok=True)
-    import psutil
-
     memory = Settings.from_env().spark_driver_memory  # the executor gets what local mode has
     offered = f"{psutil.virtual_memory().total >> 30}g"  # all of it: IMGCLF_SPARK_CONF may ask more
     with StandaloneCluster(folder, cores=os.cpu_count() or 1, memory=offered) as cluster:
