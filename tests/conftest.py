@@ -31,6 +31,11 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PAT
 os.environ["IMGCLF_PYSPARK_PYTHON"] = sys.executable
 
 
+def pytest_unconfigure(config):
+    """The session's folder (Airflow home, data root: ~15 MB a run) goes with the session."""
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
 # py4j logs "Closing down clientserver connection" from __del__ at interpreter exit, after
 # pytest closed the stream: keep its INFO lines out.
 logging.getLogger("py4j").setLevel(logging.WARNING)
