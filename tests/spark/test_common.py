@@ -1,6 +1,9 @@
-"""spark_tasks.common's pure decisions (no session needed)."""
+"""spark_tasks.common: its pure decisions, and what it does to a session's frames."""
 
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +35,29 @@ def test_the_driver_jvm_runs_with_the_projects_options(spark):
         jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
     )
     assert bean.getVMOption("TieredStopAtLevel").getValue() == "1"
+
+
+@pytest.mark.spark
+def test_image_keys_are_every_files_hash_in_as_many_partitions_as_cores(spark, football):
+    """A scan of small files has many partitions (here one per file); the cached keys are
+    merged to one per core, so that a shuffle over them (the store lookup, the split's join)
+    is not partitions x 200 blocks. Every file is still there, with its own SHA-256."""
+    from spark_tasks.common import image_keys, read_images
+
+    files = sorted(str(p) for p in football.rglob("*") if p.is_file())
+    key = "spark.sql.files.maxPartitionBytes"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "1")  # one partition per file
+    try:
+        images = read_images(spark, files)
+        assert images.rdd.getNumPartitions() == len(files)
+        keys = image_keys(images)
+    finally:
+        spark.conf.set(key, before)
+    assert keys.rdd.getNumPartitions() == spark.sparkContext.defaultParallelism == 2
+    got = {r["path"]: (r["label"], r["sha256"]) for r in keys.collect()}
+    expected = {
+        f: (Path(f).parent.name, hashlib.sha256(Path(f).read_bytes()).hexdigest()) for f in files
+    }
+    assert got == expected
+    keys.unpersist()
