@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import pytest
 
-from spark_tasks.common import featurize_partitions
+from spark_tasks.common import MAX_ROWS_PER_TASK, featurize_partitions
 
 
 @pytest.mark.parametrize(
     ("cores", "rows", "expected"),
     [
-        (2, 6000, 48),  # ceil(6000 / 128) = 47, rounded up to a multiple of the cores
-        (2, 60, 2),  # fewer rows than four batches: still one partition per core
-        (4, 1000, 8),  # 8 of 125 rows
+        (2, 6000, 6),  # 3 rounds of 1,000 rows on each core
+        (2, 60, 2),  # one partition per core
+        (2, 2000, 2),  # exactly one full round
+        (2, 2001, 4),  # one row more: two rounds, not a lone third partition
+        (4, 1000, 4),
+        (2, 600_000, 600),
         (2, 1, 1),  # never more partitions than rows
         (8, 5, 5),
         (0, 10, 1),  # no cores reported: one
     ],
 )
 def test_featurize_partitions_keep_every_core_busy_to_the_last_round(cores, rows, expected):
-    parts = featurize_partitions(cores, rows, batch_size=32)
+    parts = featurize_partitions(cores, rows)
     assert parts == expected
     assert parts <= rows and (parts % max(1, cores) == 0 or parts == rows)
+    assert math.ceil(rows / parts) <= MAX_ROWS_PER_TASK
 
 
 @pytest.mark.spark
