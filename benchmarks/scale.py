@@ -9,7 +9,8 @@ featurization images/s (train job, CNN pass only) and the time before it, the tu
 its cross-validation, and the peak RSS of the Spark driver (JVM + Python driver) and of the
 Python workers, sampled every 0.2 s. A last line puts the sizes side by side, with the
 plain-Keras rate measured in the same run (``benchmarks.featurize``'s plain side on up to 600
-of the images) and each size's featurization rate as a ratio of it.
+of the images) before the first size and after each, and each size's featurization rate as a
+ratio of the mean of the two measured around it.
 
 At 60 images the baseline (~0.8) is below the default ``target_accuracy`` and the tuning
 branch runs; augmented copies of 60 images are easy (baseline 1.0), so the sizes in
@@ -244,7 +245,8 @@ def _json(path: Path) -> dict:
 def plain_keras(work: Path, model: str, n: int) -> dict:
     """Plain Keras (no Spark) on ``n`` of the images, as ``benchmarks.featurize`` measures it."""
     folder = work / "plain"
-    augment.make_dataset(augment.DEFAULT_SOURCE, folder, n)
+    if not folder.is_dir():
+        augment.make_dataset(augment.DEFAULT_SOURCE, folder, n)
     env = {k: v for k, v in os.environ.items() if k != "IMGCLF_TF_THREADS"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     out = subprocess.run(
@@ -255,6 +257,42 @@ def plain_keras(work: Path, model: str, n: int) -> dict:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return {"images": result["images"], "images_per_s": round(
         result["images"] / min(result["passes_s"]), 1)}  # fmt: skip
+
+
+def side_by_side(results: list[dict], plain: list[float]) -> dict:
+    """The sizes' results side by side. ``plain``: plain Keras's images/s measured before the
+    first size and after each (``len(results) + 1`` values): each size's featurization is
+    compared with the mean of the two measured around it, so that the host's drift over the
+    run (~10 % seen) shows as the spread of the pair instead of as a change of the ratio."""
+    if len(plain) != len(results) + 1:
+        raise ValueError(f"{len(plain)} plain-Keras rates for {len(results)} sizes")
+    around = [round((plain[i] + plain[i + 1]) / 2, 1) for i in range(len(results))]
+    base = results[0]
+    return {
+        "side_by_side": True,
+        "plain_keras_images_per_s": around,
+        "plain_keras_before_after": [[plain[i], plain[i + 1]] for i in range(len(results))],
+        "sizes": [r["images"] for r in results],
+        "dag_wall_s": [r["dag_wall_s"] for r in results],
+        "train_s": [r["tasks_s"].get("train") for r in results],
+        "tune_s": [r["tasks_s"].get("tune") for r in results],
+        "download_files_per_s": [r["download_files_per_s"] for r in results],
+        "featurize_images_per_s": [r["featurize_images_per_s"] for r in results],
+        "featurize_vs_plain_keras": [
+            round(r["featurize_images_per_s"] / keras, 3)
+            if r["featurize_images_per_s"] and keras
+            else None
+            for r, keras in zip(results, around, strict=True)
+        ],
+        "before_featurize_s": [r["before_featurize_s"] for r in results],
+        "driver_peak_rss_mib": [r["peak_rss_mib"]["driver"] for r in results],
+        "driver_rss_vs_first": [
+            round(r["peak_rss_mib"]["driver"] / max(1, base["peak_rss_mib"]["driver"]), 2)
+            for r in results
+        ],
+        "executor_peak_rss_mib": [r["peak_rss_mib"]["executor_jvm"] for r in results],
+        "worker_peak_rss_mib": [r["peak_rss_mib"]["worker"] for r in results],
+    }
 
 
 @contextmanager
@@ -323,36 +361,17 @@ def main(argv: list[str] | None = None) -> int:
                    check=True, capture_output=True)  # fmt: skip
     try:
         results = []
+        n_plain = min(PLAIN_IMAGES, max(sizes))
+        plain = [plain_keras(work, args.model, n_plain)["images_per_s"]]
         with spark_master(work, args.standalone) as cluster:
             for n in sizes:
                 conf = json.loads(args.conf)
                 result = run_size(n, work, airflow_home, args.model, n in tune_at, conf, cluster)
+                plain.append(plain_keras(work, args.model, n_plain)["images_per_s"])
+                result["plain_keras_before_after"] = plain[-2:]
                 print(json.dumps(result), flush=True)
                 results.append(result)
-        plain = plain_keras(work, args.model, min(PLAIN_IMAGES, max(sizes)))
-        base = results[0]
-        print(json.dumps({
-            "side_by_side": True,
-            "plain_keras_images_per_s": plain["images_per_s"],
-            "sizes": [r["images"] for r in results],
-            "dag_wall_s": [r["dag_wall_s"] for r in results],
-            "train_s": [r["tasks_s"].get("train") for r in results],
-            "tune_s": [r["tasks_s"].get("tune") for r in results],
-            "download_files_per_s": [r["download_files_per_s"] for r in results],
-            "featurize_images_per_s": [r["featurize_images_per_s"] for r in results],
-            "featurize_vs_plain_keras": [
-                round(r["featurize_images_per_s"] / plain["images_per_s"], 3)
-                if r["featurize_images_per_s"] else None for r in results
-            ],
-            "before_featurize_s": [r["before_featurize_s"] for r in results],
-            "driver_peak_rss_mib": [r["peak_rss_mib"]["driver"] for r in results],
-            "driver_rss_vs_first": [
-                round(r["peak_rss_mib"]["driver"] / max(1, base["peak_rss_mib"]["driver"]), 2)
-                for r in results
-            ],
-            "executor_peak_rss_mib": [r["peak_rss_mib"]["executor_jvm"] for r in results],
-            "worker_peak_rss_mib": [r["peak_rss_mib"]["worker"] for r in results],
-        }), flush=True)  # fmt: skip
+        print(json.dumps(side_by_side(results, plain)), flush=True)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""benchmarks.scale's memory sampler: what it adds up is what is resident, once."""
+"""benchmarks.scale: its memory sampler (what it adds up is what is resident, once) and its
+side-by-side line."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import subprocess
 import sys
 import time
 
-from benchmarks.scale import PeakRss
+import pytest
+
+from benchmarks.scale import PeakRss, side_by_side
 
 # A stand-in "Spark driver": argv names SparkSubmit; it holds ~200 MiB, then forks a child
 # that never execs (as the JVM's forks for chmod or the Python daemon, for an instant):
@@ -73,3 +76,33 @@ def test_on_a_cluster_the_executor_is_counted_apart_from_the_driver():
     executor_mib = rss.peak["executor_jvm"] / 2**20
     assert 120 <= driver_mib < 200, driver_mib
     assert 240 <= executor_mib < 320, executor_mib
+
+
+def _result(n: int, featurize: float | None, driver: int) -> dict:
+    return {
+        "images": n,
+        "dag_wall_s": 1.0,
+        "tasks_s": {"train": 1.0},
+        "download_files_per_s": 1.0,
+        "featurize_images_per_s": featurize,
+        "before_featurize_s": 1.0,
+        "peak_rss_mib": {"driver": driver, "executor_jvm": 0, "worker": 1},
+    }
+
+
+def test_each_size_is_compared_with_plain_keras_measured_around_it():
+    """The host drifts over a run: a size's ratio uses the mean of the plain-Keras rates
+    measured just before and just after it, and the pair is printed."""
+    results = [_result(60, 10.0, 1000), _result(6000, 150.0, 1100)]
+    line = side_by_side(results, [100.0, 140.0, 160.0])
+    assert line["plain_keras_images_per_s"] == [120.0, 150.0]
+    assert line["plain_keras_before_after"] == [[100.0, 140.0], [140.0, 160.0]]
+    assert line["featurize_vs_plain_keras"] == [round(10 / 120, 3), 1.0]
+    assert line["driver_rss_vs_first"] == [1.0, 1.1]
+
+
+def test_a_size_without_a_featurization_has_no_ratio_and_the_rates_must_fit():
+    line = side_by_side([_result(60, None, 1000)], [100.0, 100.0])
+    assert line["featurize_vs_plain_keras"] == [None]
+    with pytest.raises(ValueError, match="2 plain-Keras rates for 2 sizes"):
+        side_by_side([_result(60, 1.0, 1), _result(600, 1.0, 1)], [100.0, 100.0])
