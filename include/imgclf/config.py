@@ -127,6 +127,11 @@ def _env_archive() -> Path | None:
     return Path(raw).expanduser().resolve() if raw else default_jvm_archive()
 
 
+# Rows per columnar batch (read or cached): at most 1 MB of a 2,048-double feature column.
+BATCH_ROWS = 64
+# Bytes of Parquet a writer buffers before it writes a row group.
+ROW_GROUP_BYTES = 8 * 1024 * 1024
+
 # A JVM flag that picks a garbage collector (two stop the JVM).
 _COLLECTOR = re.compile(
     r"-XX:\+Use(?:Serial|Parallel|ParallelOld|G1|Z|Shenandoah|Epsilon|ConcMarkSweep)GC\b"
@@ -248,6 +253,17 @@ class Settings:
             # dictionary encoding first tries, then abandons, a dictionary for every page
             # (measured: 0.8 s of the JVM's 10.1 s of CPU in the 6,000-image CNN pass).
             "spark.hadoop.parquet.enable.dictionary": "false",
+            # No buffer sized by a whole partition or file, so a job's memory does not grow
+            # with the images. Spark's defaults size them by rows (4,096 per Parquet read
+            # batch: 42 MB of one feature column at 1,280 doubles a row; 10,000 per cached
+            # batch), by the heap (64 MB sort and aggregation pages at 4g) or by the file
+            # (Parquet buffers a 128 MB row group while writing); at 60 images all of them
+            # are small, at 6,000 each is an array the collector must find room for in one
+            # piece (the train job's peak, local mode: see README, "Memory").
+            "spark.sql.parquet.columnarReaderBatchSize": str(BATCH_ROWS),
+            "spark.sql.inMemoryColumnarStorage.batchSize": str(BATCH_ROWS),
+            "spark.buffer.pageSize": "1m",  # the least Spark's own sizing picks
+            "spark.hadoop.parquet.block.size": str(ROW_GROUP_BYTES),
             **self.extra_spark_conf,
         }
         conf["spark.driver.extraJavaOptions"] = self.driver_java_options(executors_in_driver)

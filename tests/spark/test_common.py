@@ -43,6 +43,34 @@ def test_the_driver_jvm_runs_with_the_projects_options(spark):
 
 
 @pytest.mark.spark
+def test_features_are_written_and_read_in_bounded_pieces(spark, tmp_path):
+    """Parquet buffers a whole row group while writing, and reads a batch of rows at a time:
+    the session bounds both, so a bigger feature table never needs a bigger buffer (Parquet's
+    default row group, 128 MB, would hold all of this one; Spark's default read batch, 4,096
+    rows, 42 MB of it)."""
+    import pyarrow.parquet as pq
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import functions as F
+
+    from imgclf.config import BATCH_ROWS, ROW_GROUP_BYTES
+
+    n, dim = 1500, 1280  # 15.4 MB of random doubles: incompressible
+    values = F.transform(F.array_repeat(F.lit(0.0), dim), lambda _: F.rand(7))
+    table = spark.range(n).coalesce(1).select("id", array_to_vector(values).alias("features"))
+    table.write.parquet(str(tmp_path / "t"))
+    (file,) = (tmp_path / "t").glob("*.parquet")
+    meta = pq.ParquetFile(file).metadata
+    sizes = [meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)]
+    assert len(sizes) >= 2, sizes
+    assert max(sizes) <= 1.25 * ROW_GROUP_BYTES, sizes  # the writer checks its size in steps
+    assert sum(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) == n
+
+    assert int(spark.conf.get("spark.sql.parquet.columnarReaderBatchSize")) == BATCH_ROWS
+    back = spark.read.parquet(str(tmp_path / "t"))
+    assert back.count() == n and back.filter(F.col("id") == 7).first().features.size == dim
+
+
+@pytest.mark.spark
 def test_image_keys_are_every_files_hash_in_as_many_partitions_as_cores(spark, football):
     """A scan of small files has many partitions (here one per file); the cached keys are
     merged to one per core, so that a shuffle over them (the store lookup, the split's join)

@@ -114,3 +114,22 @@ def test_a_driver_whose_executors_run_elsewhere_collects_serially_unless_told_ot
     monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
     opts = Settings.from_env().driver_java_options(executors_in_driver=False)
     assert opts == "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC -Dx=1"
+
+
+def test_buffers_are_bounded_in_rows_and_bytes_unless_the_user_says_otherwise(monkeypatch):
+    """No buffer sized by a partition or a file: read and cached batches in rows, sort pages
+    and Parquet row groups in bytes; IMGCLF_SPARK_CONF still wins."""
+    from imgclf.config import BATCH_ROWS, ROW_GROUP_BYTES
+
+    monkeypatch.delenv("IMGCLF_SPARK_CONF", raising=False)
+    conf = Settings.from_env().spark_conf()
+    assert conf["spark.sql.parquet.columnarReaderBatchSize"] == str(BATCH_ROWS)
+    assert conf["spark.sql.inMemoryColumnarStorage.batchSize"] == str(BATCH_ROWS)
+    assert conf["spark.buffer.pageSize"] == "1m"
+    assert conf["spark.hadoop.parquet.block.size"] == str(ROW_GROUP_BYTES)
+    assert BATCH_ROWS * 2048 * 8 <= 1024 * 1024  # a 2,048-double feature column: <= 1 MB
+    user = {"spark.sql.parquet.columnarReaderBatchSize": "4096", "spark.buffer.pageSize": "8m"}
+    monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
+    conf = Settings.from_env().spark_conf()
+    assert conf["spark.sql.parquet.columnarReaderBatchSize"] == "4096"
+    assert conf["spark.buffer.pageSize"] == "8m"
