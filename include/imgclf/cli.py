@@ -196,7 +196,7 @@ def _spark_env() -> dict[str, str]:
 def _spark_submit(script: str, master: str) -> list[str]:
     settings = config.Settings.from_env()
     conf = {
-        **settings.spark_conf(executors_in_driver=config.is_local_master(master)),
+        **settings.spark_conf(),
         "spark.ui.enabled": "false",
     }
     return [

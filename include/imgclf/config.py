@@ -138,14 +138,6 @@ _COLLECTOR = re.compile(
 )
 
 
-def is_local_master(master: str) -> bool:
-    """Whether a Spark master URL runs the executor inside the driver's JVM (``local``,
-    ``local[N]``, ``local[*]``, ``local[N,F]``; not ``local-cluster[...]``, whose executors
-    are JVMs of their own)."""
-    master = master.strip()
-    return master == "local" or master.startswith("local[")
-
-
 @dataclass(frozen=True)
 class Settings:
     """Where things live and how jobs run, resolved once from the environment."""
@@ -208,27 +200,30 @@ class Settings:
         return self.registry_uri or self.mlflow_tracking_uri
 
     # --- how Spark jobs start ---------------------------------------------------------------
-    def driver_java_options(self, executors_in_driver: bool = True) -> str:
-        """``spark.driver.extraJavaOptions``: the C1 compiler only, the serial collector where
-        the executors run elsewhere, the class-data archive once it exists (Spark's driver
-        starts about 2 s sooner), then whatever ``IMGCLF_SPARK_CONF`` adds (a later ``-XX:``
-        flag wins: ``-XX:TieredStopAtLevel=4`` brings C2 back; a collector it names replaces
-        ours, as two would stop the JVM).
+    def driver_java_options(self) -> str:
+        """``spark.driver.extraJavaOptions``: the C1 compiler only, the serial collector, the
+        class-data archive once it exists (Spark's driver starts about 2 s sooner), then
+        whatever ``IMGCLF_SPARK_CONF`` adds (a later ``-XX:`` flag wins:
+        ``-XX:TieredStopAtLevel=4`` brings C2 back; a collector it names replaces ours, as two
+        would stop the JVM).
 
         Every job is a JVM of seconds to a minute: C2's compile threads cost more than its
         faster code returns (the 60-image DAG 49.9 -> 41.6 s, its train job 18.7 -> 14.9 s; at
         6,000 images the CNN pass 42.4 -> 41.6 s, the LR fit 5.4 -> 6.4 s).
 
-        On a cluster the driver holds paths, labels and plans only, and G1 (the JVM's default)
-        grows the heap into whatever ``spark.driver.memory`` allows instead of collecting: the
-        serial collector keeps it at what is live (``benchmarks.scale --standalone``: the
-        driver's peak 1,039 -> 1,644 MB from 60 to 6,000 images with G1, 768 -> 771 serial).
-        With a local master the driver JVM is also the executor that caches and featurizes: G1
-        stays (serial cost 2-3 % of the 6,000-image CNN pass there)."""
+        G1, the JVM's default, sizes the heap for throughput: it grows it into whatever
+        ``spark.driver.memory`` allows whenever collections take a few per cent of the time,
+        and Spark's ML fit allocates at GB/s (its NaN check of the features builds a SQL conf
+        per value). The serial collector keeps the heap near what is live. On a cluster the
+        driver's peak went 1,039 -> 1,644 MB from 60 to 6,000 images with G1, 768 -> 771
+        serial (``benchmarks.scale --standalone``); with a local master, where the driver JVM
+        is also the executor, the train job's peak at 6,000 images 1,502 and 2,023 MB with G1,
+        849 and 892 serial, its CNN pass 38.2 and 37.5 s with G1, 36.7 and 37.7 serial
+        (interleaved). See README, "Memory"."""
         options = ["-XX:TieredStopAtLevel=1"]
         user = self.extra_spark_conf.get("spark.driver.extraJavaOptions", "").strip()
         chosen = user + " " + self.extra_spark_conf.get("spark.driver.defaultJavaOptions", "")
-        if not executors_in_driver and not _COLLECTOR.search(chosen):
+        if not _COLLECTOR.search(chosen):
             options.append("-XX:+UseSerialGC")
         if self.jvm_archive is not None and self.jvm_archive.is_file():
             # -Xlog:cds off: a stale archive (another JDK) is ignored without a warning on stdout
@@ -239,9 +234,8 @@ class Settings:
             ]
         return " ".join([*options, user] if user else options)
 
-    def spark_conf(self, executors_in_driver: bool = True) -> dict[str, str]:
-        """The conf every job of the project runs with (spark-submit ``--conf`` pairs);
-        ``executors_in_driver``: the master is local (``is_local_master``)."""
+    def spark_conf(self) -> dict[str, str]:
+        """The conf every job of the project runs with (spark-submit ``--conf`` pairs)."""
         conf = {
             # Executors run the project's interpreter, with TensorFlow and the project installed.
             "spark.pyspark.python": self.python,
@@ -266,7 +260,7 @@ class Settings:
             "spark.hadoop.parquet.block.size": str(ROW_GROUP_BYTES),
             **self.extra_spark_conf,
         }
-        conf["spark.driver.extraJavaOptions"] = self.driver_java_options(executors_in_driver)
+        conf["spark.driver.extraJavaOptions"] = self.driver_java_options()
         return conf
 
     # --- layout under the data root -------------------------------------------------------

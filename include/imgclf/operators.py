@@ -9,31 +9,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from imgclf.config import Settings, is_local_master, spark_tasks_dir
-
-
-class SparkJobOperator(SparkSubmitOperator):
-    """``SparkSubmitOperator`` whose driver JVM options follow the master spark-submit gets,
-    as its hook resolves it from the connection when the task runs
-    (``Settings.driver_java_options``: a driver that is its own executor, or not)."""
-
-    def __init__(self, *, local_driver_options: str, cluster_driver_options: str, **kwargs):
-        super().__init__(**kwargs)
-        self.local_driver_options = local_driver_options
-        self.cluster_driver_options = cluster_driver_options
-
-    def master(self) -> str:
-        """The master the hook submits to (``yarn`` when the connection does not exist)."""
-        return SparkSubmitHook(conn_id=self._conn_id)._connection["master"]
-
-    def _get_hook(self) -> SparkSubmitHook:
-        local = is_local_master(self.master())
-        options = self.local_driver_options if local else self.cluster_driver_options
-        self.conf = {**(self.conf or {}), "spark.driver.extraJavaOptions": options}
-        return super()._get_hook()
+from imgclf.config import Settings, spark_tasks_dir
 
 
 def spark_job(
@@ -41,14 +19,12 @@ def spark_job(
 ) -> SparkSubmitOperator:
     """One spark-submit of ``spark_tasks/<script>`` with ``args`` (templated)."""
     options = {"retries": 1, "retry_delay": timedelta(seconds=20), **kwargs}  # a lost executor
-    return SparkJobOperator(
+    return SparkSubmitOperator(
         task_id=task_id,
         conn_id="spark_default",
         application=str(spark_tasks_dir() / script),
         name=f"imgclf-{task_id}",
         conf=settings.spark_conf(),
-        local_driver_options=settings.driver_java_options(executors_in_driver=True),
-        cluster_driver_options=settings.driver_java_options(executors_in_driver=False),
         env_vars={
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "IMGCLF_HOME": str(settings.home),

@@ -151,33 +151,22 @@ def _spark(host: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("connection", "master", "serial"),
-    [
-        (_spark("local[*]"), "local[*]", False),
-        (_spark("local"), "local", False),
-        (_spark("spark://spark-master:7077"), "spark://spark-master:7077", True),
-        ("spark://localhost:7077", "spark://localhost:7077", True),  # URI form: host "localhost"
-        (_spark("local-cluster[2,1,1024]"), "local-cluster[2,1,1024]", True),
-        (None, "yarn", True),  # no connection: the hook submits to yarn
-    ],
-)  # fmt: skip
-def test_the_driver_collects_serially_only_where_executors_run_elsewhere(
-    dag, monkeypatch, connection, master, serial
+    "connection",
+    [_spark("local[*]"), _spark("spark://spark-master:7077"), "spark://localhost:7077", None],
+)
+def test_every_job_submits_with_the_projects_driver_options_on_any_master(
+    dag, monkeypatch, connection
 ):
-    """The jobs' driver options follow the master spark-submit gets, as the provider's hook
-    resolves it from the connection when the task runs: a cluster's driver runs the serial
-    collector, a local master's driver (its own executor) the JVM's default."""
+    """What execute() submits with, as the provider's hook resolves the connection when the
+    task runs: C1 only and the serial collector, whichever master (no connection: yarn)."""
     if connection is None:
         monkeypatch.delenv("AIRFLOW_CONN_SPARK_DEFAULT", raising=False)
     else:
         monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", connection)
     for task_id in ("train", "tune", "challenge"):
-        job = dag.get_task(task_id)
-        assert job.master() == master
-        hook = job._get_hook()  # what execute() submits with
+        hook = dag.get_task(task_id)._get_hook()
         options = hook._conf["spark.driver.extraJavaOptions"].split()
-        assert options[0] == "-XX:TieredStopAtLevel=1"
-        assert ("-XX:+UseSerialGC" in options) is serial, options
+        assert options[:2] == ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"], options
         assert hook._conf["spark.pyspark.python"] == sys.executable  # the rest of the conf kept
 
 

@@ -7,6 +7,9 @@ import pytest
 
 from imgclf.config import PROJECT_ROOT, Settings, safe_name
 
+# C1 only (short-lived JVMs), the serial collector (a heap near what is live)
+DEFAULT_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
 
 def test_run_ids_become_hadoop_safe_folder_names():
     assert safe_name("manual__2026-11-27T23:33:27.230092+00:00") == (
@@ -56,10 +59,10 @@ def test_jvm_archive_is_used_only_once_it_exists(monkeypatch, tmp_path):
     s = Settings.from_env()
     assert s.jvm_archive == archive
     # not built yet: Spark starts as it always did (with C1 only, as every job)
-    assert s.spark_conf()["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"
+    assert s.spark_conf()["spark.driver.extraJavaOptions"] == DEFAULT_OPTIONS
     archive.write_bytes(b"x")
     opts = Settings.from_env().spark_conf()["spark.driver.extraJavaOptions"].split()
-    assert opts[:2] == ["-XX:TieredStopAtLevel=1", f"-XX:SharedArchiveFile={archive}"]
+    assert opts[:3] == [*DEFAULT_OPTIONS.split(), f"-XX:SharedArchiveFile={archive}"]
 
 
 def test_jvm_archive_off_and_user_java_options_kept(monkeypatch, tmp_path):
@@ -69,14 +72,14 @@ def test_jvm_archive_off_and_user_java_options_kept(monkeypatch, tmp_path):
     s = Settings.from_env()
     assert s.jvm_archive is None
     conf = s.spark_conf()
-    assert conf["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1 -Dfoo=1"
+    assert conf["spark.driver.extraJavaOptions"] == f"{DEFAULT_OPTIONS} -Dfoo=1"
     assert conf["spark.executor.memory"] == "2g"
     assert conf["spark.pyspark.python"] == s.python
     archive = tmp_path / "a.jsa"
     archive.write_bytes(b"x")
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", str(archive))
     opts = Settings.from_env().driver_java_options().split()
-    assert opts[1] == f"-XX:SharedArchiveFile={archive}" and opts[-1] == "-Dfoo=1"
+    assert opts[2] == f"-XX:SharedArchiveFile={archive}" and opts[-1] == "-Dfoo=1"
 
 
 def test_default_jvm_archive_is_keyed_by_spark_and_java(monkeypatch, tmp_path):
@@ -98,22 +101,18 @@ def test_default_jvm_archive_is_keyed_by_spark_and_java(monkeypatch, tmp_path):
     assert Settings.from_env().jvm_archive is None
 
 
-def test_a_driver_whose_executors_run_elsewhere_collects_serially_unless_told_otherwise(
-    monkeypatch,
-):
+def test_the_driver_collects_serially_unless_told_otherwise(monkeypatch):
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", "off")
     monkeypatch.delenv("IMGCLF_SPARK_CONF", raising=False)
-    s = Settings.from_env()
-    assert s.driver_java_options() == "-XX:TieredStopAtLevel=1"  # local: G1, the JVM's own
-    assert s.driver_java_options(executors_in_driver=False).split() == [
+    assert Settings.from_env().driver_java_options().split() == [
         "-XX:TieredStopAtLevel=1",
         "-XX:+UseSerialGC",
     ]
     # a collector of the user's replaces ours: two would stop the JVM
-    user = {"spark.driver.extraJavaOptions": "-XX:+UseParallelGC -Dx=1"}
-    monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
-    opts = Settings.from_env().driver_java_options(executors_in_driver=False)
-    assert opts == "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC -Dx=1"
+    for key in ("spark.driver.extraJavaOptions", "spark.driver.defaultJavaOptions"):
+        monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps({key: "-XX:+UseG1GC -Dx=1"}))
+        opts = Settings.from_env().driver_java_options()
+        assert "-XX:+UseSerialGC" not in opts.split(), key
 
 
 def test_buffers_are_bounded_in_rows_and_bytes_unless_the_user_says_otherwise(monkeypatch):
