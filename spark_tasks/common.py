@@ -158,7 +158,8 @@ def zero_byte_files(files: DataFrame) -> list[str]:
 
 
 # Rows per CNN task at most: a bound on what a failed task runs again (~6 s of a core) and on
-# what one task's Parquet writer holds (~10 MB of features).
+# the features one task writes (~10 MB; its Parquet writer holds one row group of them:
+# imgclf.config.ROW_GROUP_BYTES).
 MAX_ROWS_PER_TASK = 1000
 
 

@@ -58,7 +58,7 @@ def test_jvm_archive_is_used_only_once_it_exists(monkeypatch, tmp_path):
     monkeypatch.delenv("IMGCLF_SPARK_CONF", raising=False)
     s = Settings.from_env()
     assert s.jvm_archive == archive
-    # not built yet: Spark starts as it always did (with C1 only, as every job)
+    # not built yet: Spark starts as it always did (with the options every job has)
     assert s.spark_conf()["spark.driver.extraJavaOptions"] == DEFAULT_OPTIONS
     archive.write_bytes(b"x")
     opts = Settings.from_env().spark_conf()["spark.driver.extraJavaOptions"].split()
@@ -109,10 +109,13 @@ def test_the_driver_collects_serially_unless_told_otherwise(monkeypatch):
         "-XX:+UseSerialGC",
     ]
     # a collector of the user's replaces ours: two would stop the JVM
-    for key in ("spark.driver.extraJavaOptions", "spark.driver.defaultJavaOptions"):
-        monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps({key: "-XX:+UseG1GC -Dx=1"}))
-        opts = Settings.from_env().driver_java_options()
-        assert "-XX:+UseSerialGC" not in opts.split(), key
+    user = {"spark.driver.extraJavaOptions": "-XX:+UseG1GC -Dx=1"}
+    monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
+    assert Settings.from_env().driver_java_options() == "-XX:TieredStopAtLevel=1 -XX:+UseG1GC -Dx=1"
+    # also when it comes in the other option Spark puts on the driver's command line
+    user = {"spark.driver.defaultJavaOptions": "-XX:+UseParallelGC"}
+    monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
+    assert Settings.from_env().driver_java_options() == "-XX:TieredStopAtLevel=1"
 
 
 def test_buffers_are_bounded_in_rows_and_bytes_unless_the_user_says_otherwise(monkeypatch):
