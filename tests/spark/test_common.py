@@ -96,3 +96,38 @@ def test_image_keys_are_every_files_hash_in_as_many_partitions_as_cores(spark, f
     }
     assert got == expected
     keys.unpersist()
+
+
+@pytest.mark.spark
+def test_the_store_loads_one_row_per_image_and_moves_no_features_to_get_it(spark, tmp_path, caplog):
+    """Appends never repeat a key, so the features are read as stored: no shuffle, no sort of
+    1,280 doubles a row (``dropDuplicates`` did both on every load). Two runs that featurized
+    the same image at once leave a repeated key: that load keeps one row of each, and says so."""
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    from spark_tasks.common import FeatureStore
+
+    store = FeatureStore(spark, tmp_path, "model-avg")
+    assert store.load() is None  # nothing stored yet
+
+    def append(keys):
+        rows = [(k, Vectors.dense([float(i), 1.0])) for i, k in enumerate(keys)]
+        schema = StructType(
+            [StructField("sha256", StringType()), StructField("features", VectorUDT())]
+        )
+        spark.createDataFrame(rows, schema).coalesce(1).write.mode("append").parquet(
+            str(store.path)
+        )
+
+    append(["a", "b", "c"])
+    loaded = store.load()
+    plan = loaded._jdf.queryExecution().executedPlan().toString()
+    assert "Exchange" not in plan and "Aggregate" not in plan, plan
+    assert sorted(r["sha256"] for r in loaded.collect()) == ["a", "b", "c"]
+
+    append(["c", "d"])  # "c" again, as a concurrent run would have written it
+    with caplog.at_level("WARNING", logger="spark_tasks.common"):
+        loaded = store.load()
+    assert sorted(r["sha256"] for r in loaded.collect()) == ["a", "b", "c", "d"]
+    assert f"feature store {store.path}: 1 rows repeat a sha256" in caplog.text
