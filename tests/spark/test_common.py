@@ -35,13 +35,16 @@ def test_featurize_partitions_keep_every_core_busy_to_the_last_round(cores, rows
 @pytest.mark.spark
 def test_the_driver_jvm_runs_with_the_projects_options(spark):
     """Settings.spark_conf's driver options reach the JVM: C1 only (short-lived jobs), the
-    serial collector (a heap near what is live)."""
+    serial collector, its heap starting at 128 MB and following what is live."""
     jvm = spark.sparkContext._jvm
     bean = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
         jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
     )
     assert bean.getVMOption("TieredStopAtLevel").getValue() == "1"
     assert bean.getVMOption("UseSerialGC").getValue() == "true"
+    assert int(bean.getVMOption("InitialHeapSize").getValue()) == 128 * 1024 * 1024
+    assert bean.getVMOption("MinHeapFreeRatio").getValue() == "20"
+    assert bean.getVMOption("MaxHeapFreeRatio").getValue() == "40"
 
 
 @pytest.mark.spark

@@ -7,8 +7,11 @@ import pytest
 
 from imgclf.config import PROJECT_ROOT, Settings, safe_name
 
-# C1 only (short-lived JVMs), the serial collector (a heap near what is live)
-DEFAULT_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+# C1 only (short-lived JVMs), the serial collector with a heap that follows what is live
+DEFAULT_OPTIONS = (
+    "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xms128m -XX:MinHeapFreeRatio=20"
+    " -XX:MaxHeapFreeRatio=40"
+)
 
 
 def test_run_ids_become_hadoop_safe_folder_names():
@@ -62,7 +65,8 @@ def test_jvm_archive_is_used_only_once_it_exists(monkeypatch, tmp_path):
     assert s.spark_conf()["spark.driver.extraJavaOptions"] == DEFAULT_OPTIONS
     archive.write_bytes(b"x")
     opts = Settings.from_env().spark_conf()["spark.driver.extraJavaOptions"].split()
-    assert opts[:3] == [*DEFAULT_OPTIONS.split(), f"-XX:SharedArchiveFile={archive}"]
+    n = len(DEFAULT_OPTIONS.split())
+    assert opts[: n + 1] == [*DEFAULT_OPTIONS.split(), f"-XX:SharedArchiveFile={archive}"]
 
 
 def test_jvm_archive_off_and_user_java_options_kept(monkeypatch, tmp_path):
@@ -79,7 +83,8 @@ def test_jvm_archive_off_and_user_java_options_kept(monkeypatch, tmp_path):
     archive.write_bytes(b"x")
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", str(archive))
     opts = Settings.from_env().driver_java_options().split()
-    assert opts[2] == f"-XX:SharedArchiveFile={archive}" and opts[-1] == "-Dfoo=1"
+    archive_at = len(DEFAULT_OPTIONS.split())
+    assert opts[archive_at] == f"-XX:SharedArchiveFile={archive}" and opts[-1] == "-Dfoo=1"
 
 
 def test_default_jvm_archive_is_keyed_by_spark_and_java(monkeypatch, tmp_path):
@@ -107,8 +112,12 @@ def test_the_driver_collects_serially_unless_told_otherwise(monkeypatch):
     assert Settings.from_env().driver_java_options().split() == [
         "-XX:TieredStopAtLevel=1",
         "-XX:+UseSerialGC",
+        "-Xms128m",  # not 1/64 of the machine's memory
+        "-XX:MinHeapFreeRatio=20",
+        "-XX:MaxHeapFreeRatio=40",
     ]
-    # a collector of the user's replaces ours: two would stop the JVM
+    # a collector of the user's replaces ours, and our sizing of the heap for it: two
+    # collectors would stop the JVM
     user = {"spark.driver.extraJavaOptions": "-XX:+UseG1GC -Dx=1"}
     monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
     assert Settings.from_env().driver_java_options() == "-XX:TieredStopAtLevel=1 -XX:+UseG1GC -Dx=1"
