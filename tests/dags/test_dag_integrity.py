@@ -158,7 +158,8 @@ def test_every_job_submits_with_the_projects_driver_options_on_any_master(
     dag, monkeypatch, connection
 ):
     """What execute() submits with, as the provider's hook resolves the connection when the
-    task runs: C1 only and the serial collector, whichever master (no connection: yarn)."""
+    task runs: C1 only, bounded direct buffers and the serial collector, whichever master
+    (no connection: yarn)."""
     if connection is None:
         monkeypatch.delenv("AIRFLOW_CONN_SPARK_DEFAULT", raising=False)
     else:
@@ -166,7 +167,8 @@ def test_every_job_submits_with_the_projects_driver_options_on_any_master(
     for task_id in ("train", "tune", "challenge"):
         hook = dag.get_task(task_id)._get_hook()
         options = hook._conf["spark.driver.extraJavaOptions"].split()
-        assert options[:2] == ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"], options
+        assert options[0] == "-XX:TieredStopAtLevel=1", options
+        assert "-XX:+UseSerialGC" in options and "-Djdk.nio.maxCachedBufferSize=262144" in options
         assert hook._conf["spark.pyspark.python"] == sys.executable  # the rest of the conf kept
 
 

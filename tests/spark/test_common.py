@@ -48,6 +48,34 @@ def test_the_driver_jvm_runs_with_the_projects_options(spark):
 
 
 @pytest.mark.spark
+def test_reading_big_column_chunks_leaves_no_big_direct_buffers(spark, tmp_path):
+    """Parquet reads a column chunk into a heap buffer through a file channel; the JDK copies
+    it through a temporary direct buffer as large as the read and keeps that in the reading
+    thread, unbounded. Spark's task threads live on, so direct memory followed the largest
+    chunk each had read (without the option this test's read leaves ~8 MB per thread)."""
+    from pyspark.sql import functions as F
+
+    from imgclf.config import NIO_CACHED_BYTES
+
+    jvm = spark.sparkContext._jvm
+    assert jvm.java.lang.System.getProperty("jdk.nio.maxCachedBufferSize") == str(NIO_CACHED_BYTES)
+    pool_class = jvm.java.lang.Class.forName("java.lang.management.BufferPoolMXBean")
+
+    def direct_bytes() -> int:
+        pools = jvm.java.lang.management.ManagementFactory.getPlatformMXBeans(pool_class)
+        return next(p.getTotalCapacity() for p in pools if p.getName() == "direct")
+
+    blob = F.expr("unbase64(repeat('QUJD', 21846))")  # 65,538 bytes a row
+    rows = spark.range(256).repartition(2).select("id", blob.alias("blob"))
+    # uncompressed: the codec's own (pooled) direct buffers stay out of the count
+    rows.write.option("compression", "none").parquet(str(tmp_path / "t"))
+    before = direct_bytes()
+    total = spark.read.parquet(str(tmp_path / "t")).agg(F.sum(F.length("blob"))).first()[0]
+    assert total == 256 * 65538
+    assert direct_bytes() - before < 1024 * 1024, (before, direct_bytes())
+
+
+@pytest.mark.spark
 def test_features_are_written_and_read_in_bounded_pieces(spark, tmp_path):
     """Parquet buffers a whole row group while writing, and reads a batch of rows at a time:
     the session bounds both, so a bigger feature table never needs a bigger buffer (Parquet's

@@ -9,8 +9,8 @@ from imgclf.config import PROJECT_ROOT, Settings, safe_name
 
 # C1 only (short-lived JVMs), the serial collector with a heap that follows what is live
 DEFAULT_OPTIONS = (
-    "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xms128m -XX:MinHeapFreeRatio=20"
-    " -XX:MaxHeapFreeRatio=40"
+    "-XX:TieredStopAtLevel=1 -Djdk.nio.maxCachedBufferSize=262144 -XX:+UseSerialGC -Xms128m"
+    " -XX:MinHeapFreeRatio=20 -XX:MaxHeapFreeRatio=40"
 )
 
 
@@ -111,6 +111,7 @@ def test_the_driver_collects_serially_unless_told_otherwise(monkeypatch):
     monkeypatch.delenv("IMGCLF_SPARK_CONF", raising=False)
     assert Settings.from_env().driver_java_options().split() == [
         "-XX:TieredStopAtLevel=1",
+        "-Djdk.nio.maxCachedBufferSize=262144",  # no thread keeps a large direct buffer
         "-XX:+UseSerialGC",
         "-Xms128m",  # not 1/64 of the machine's memory
         "-XX:MinHeapFreeRatio=20",
@@ -120,11 +121,19 @@ def test_the_driver_collects_serially_unless_told_otherwise(monkeypatch):
     # collectors would stop the JVM
     user = {"spark.driver.extraJavaOptions": "-XX:+UseG1GC -Dx=1"}
     monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
-    assert Settings.from_env().driver_java_options() == "-XX:TieredStopAtLevel=1 -XX:+UseG1GC -Dx=1"
+    assert Settings.from_env().driver_java_options().split() == [
+        "-XX:TieredStopAtLevel=1",
+        "-Djdk.nio.maxCachedBufferSize=262144",
+        "-XX:+UseG1GC",
+        "-Dx=1",
+    ]
     # also when it comes in the other option Spark puts on the driver's command line
     user = {"spark.driver.defaultJavaOptions": "-XX:+UseParallelGC"}
     monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
-    assert Settings.from_env().driver_java_options() == "-XX:TieredStopAtLevel=1"
+    assert Settings.from_env().driver_java_options().split() == [
+        "-XX:TieredStopAtLevel=1",
+        "-Djdk.nio.maxCachedBufferSize=262144",
+    ]
 
 
 def test_buffers_are_bounded_in_rows_and_bytes_unless_the_user_says_otherwise(monkeypatch):
