@@ -84,7 +84,12 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
     grid_values = {"reg_param": [0.0, 0.5], "elastic_net_param": [0.0, 0.5], "max_iter": [3, 20]}
     ctx = start(home, "r3", tiny_model, tune_grid=grid_values)
     train.run(ctx, spark)
+    spark.catalog.clearCache()
     fast = tune.run(ctx, spark)
+    # nothing cached is left: the split is read from its file, and the cross-validation's one
+    # cached partition is dropped once it is done (a cache of the whole split held its
+    # features on the heap: 80 MB of the tune job's peak at 6,000 images)
+    assert spark.sparkContext._jsc.getPersistentRDDs().isEmpty()
     assert fast["featurized_images"] == 0  # the stored features: the CNN does not run
     cv = fast["cv"]
     assert (cv["folds"], cv["metric"], len(cv["grid"])) == (2, "accuracy", 8)
