@@ -134,7 +134,7 @@ def _env_archive() -> Path | None:
 # interleaved, 3 runs each: peak 821/817/806 -> 682/693/697 MB at 6,000 images, 579/580 ->
 # 517/511 MB at 60; the CNN pass 39.5/39.0/38.9 -> 36.3/37.7/38.6 s, the LR fit
 # 6.8/6.4/6.5 -> 6.3/7.5/6.4 s (16 full collections instead of 4: 1.5 s more in pauses).
-SERIAL_HEAP = ["-XX:+UseSerialGC", "-Xms128m", "-XX:MinHeapFreeRatio=20", "-XX:MaxHeapFreeRatio=40"]
+SERIAL_HEAP = ("-XX:+UseSerialGC", "-Xms128m", "-XX:MinHeapFreeRatio=20", "-XX:MaxHeapFreeRatio=40")
 
 # The largest temporary direct buffer a thread keeps. Parquet reads a column chunk into a heap
 # buffer through a file channel; the JDK copies it through a direct buffer as large as the read

@@ -7,11 +7,12 @@ import pytest
 
 from imgclf.config import PROJECT_ROOT, Settings, safe_name
 
-# C1 only (short-lived JVMs), the serial collector with a heap that follows what is live
-DEFAULT_OPTIONS = (
-    "-XX:TieredStopAtLevel=1 -Djdk.nio.maxCachedBufferSize=262144 -XX:+UseSerialGC -Xms128m"
-    " -XX:MinHeapFreeRatio=20 -XX:MaxHeapFreeRatio=40"
-)
+# Every driver: C1 only (short-lived JVMs), no thread keeps a large temporary direct buffer
+ALWAYS = ["-XX:TieredStopAtLevel=1", "-Djdk.nio.maxCachedBufferSize=262144"]
+# unless the user names a collector: the serial one, its heap starting at 128 MB (not 1/64 of
+# the machine's memory) and following what is live
+SERIAL = ["-XX:+UseSerialGC", "-Xms128m", "-XX:MinHeapFreeRatio=20", "-XX:MaxHeapFreeRatio=40"]
+DEFAULT_OPTIONS = " ".join([*ALWAYS, *SERIAL])
 
 
 def test_run_ids_become_hadoop_safe_folder_names():
@@ -65,8 +66,11 @@ def test_jvm_archive_is_used_only_once_it_exists(monkeypatch, tmp_path):
     assert s.spark_conf()["spark.driver.extraJavaOptions"] == DEFAULT_OPTIONS
     archive.write_bytes(b"x")
     opts = Settings.from_env().spark_conf()["spark.driver.extraJavaOptions"].split()
-    n = len(DEFAULT_OPTIONS.split())
-    assert opts[: n + 1] == [*DEFAULT_OPTIONS.split(), f"-XX:SharedArchiveFile={archive}"]
+    assert opts[: len(ALWAYS + SERIAL) + 1] == [
+        *ALWAYS,
+        *SERIAL,
+        f"-XX:SharedArchiveFile={archive}",
+    ]
 
 
 def test_jvm_archive_off_and_user_java_options_kept(monkeypatch, tmp_path):
@@ -83,8 +87,8 @@ def test_jvm_archive_off_and_user_java_options_kept(monkeypatch, tmp_path):
     archive.write_bytes(b"x")
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", str(archive))
     opts = Settings.from_env().driver_java_options().split()
-    archive_at = len(DEFAULT_OPTIONS.split())
-    assert opts[archive_at] == f"-XX:SharedArchiveFile={archive}" and opts[-1] == "-Dfoo=1"
+    assert opts[len(ALWAYS + SERIAL)] == f"-XX:SharedArchiveFile={archive}"
+    assert opts[-1] == "-Dfoo=1"
 
 
 def test_default_jvm_archive_is_keyed_by_spark_and_java(monkeypatch, tmp_path):
@@ -109,31 +113,16 @@ def test_default_jvm_archive_is_keyed_by_spark_and_java(monkeypatch, tmp_path):
 def test_the_driver_collects_serially_unless_told_otherwise(monkeypatch):
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", "off")
     monkeypatch.delenv("IMGCLF_SPARK_CONF", raising=False)
-    assert Settings.from_env().driver_java_options().split() == [
-        "-XX:TieredStopAtLevel=1",
-        "-Djdk.nio.maxCachedBufferSize=262144",  # no thread keeps a large direct buffer
-        "-XX:+UseSerialGC",
-        "-Xms128m",  # not 1/64 of the machine's memory
-        "-XX:MinHeapFreeRatio=20",
-        "-XX:MaxHeapFreeRatio=40",
-    ]
+    assert Settings.from_env().driver_java_options().split() == [*ALWAYS, *SERIAL]
     # a collector of the user's replaces ours, and our sizing of the heap for it: two
     # collectors would stop the JVM
     user = {"spark.driver.extraJavaOptions": "-XX:+UseG1GC -Dx=1"}
     monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
-    assert Settings.from_env().driver_java_options().split() == [
-        "-XX:TieredStopAtLevel=1",
-        "-Djdk.nio.maxCachedBufferSize=262144",
-        "-XX:+UseG1GC",
-        "-Dx=1",
-    ]
+    assert Settings.from_env().driver_java_options().split() == [*ALWAYS, "-XX:+UseG1GC", "-Dx=1"]
     # also when it comes in the other option Spark puts on the driver's command line
     user = {"spark.driver.defaultJavaOptions": "-XX:+UseParallelGC"}
     monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
-    assert Settings.from_env().driver_java_options().split() == [
-        "-XX:TieredStopAtLevel=1",
-        "-Djdk.nio.maxCachedBufferSize=262144",
-    ]
+    assert Settings.from_env().driver_java_options().split() == ALWAYS
 
 
 def test_buffers_are_bounded_in_rows_and_bytes_unless_the_user_says_otherwise(monkeypatch):
