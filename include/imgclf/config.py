@@ -140,8 +140,9 @@ SERIAL_HEAP = ("-XX:+UseSerialGC", "-Xms128m", "-XX:MinHeapFreeRatio=20", "-XX:M
 # buffer through a file channel; the JDK copies it through a direct buffer as large as the read
 # and caches that in the reading thread, unbounded, and Spark's task threads live on (train job
 # at 6,000 images: 45 MB of direct buffers, 8 MB with this; 256 rows of 64 KB read back: 16 MB
-# vs 0.2 MB).
+# vs 0.2 MB). Every JVM of a job gets it: on a cluster the executors do the reading.
 NIO_CACHED_BYTES = 256 * 1024
+_NIO_BOUND = f"-Djdk.nio.maxCachedBufferSize={NIO_CACHED_BYTES}"
 
 # Rows per columnar batch (read or cached): at most 1 MB of a 2,048-double feature column.
 BATCH_ROWS = 64
@@ -241,7 +242,7 @@ class Settings:
         849 and 892 serial, its CNN pass 38.2 and 37.5 s with G1, 36.7 and 37.7 serial
         (interleaved). Its heap starts at 128 MB and grows or shrinks only as far as what is
         live needs (``SERIAL_HEAP``). See README, "Memory"."""
-        options = ["-XX:TieredStopAtLevel=1", f"-Djdk.nio.maxCachedBufferSize={NIO_CACHED_BYTES}"]
+        options = ["-XX:TieredStopAtLevel=1", _NIO_BOUND]
         user = self.extra_spark_conf.get("spark.driver.extraJavaOptions", "").strip()
         chosen = user + " " + self.extra_spark_conf.get("spark.driver.defaultJavaOptions", "")
         if not _COLLECTOR.search(chosen):
@@ -254,6 +255,15 @@ class Settings:
                 "-Xlog:cds+dynamic=off",
             ]
         return " ".join([*options, user] if user else options)
+
+    def executor_java_options(self) -> str:
+        """``spark.executor.extraJavaOptions``: on a cluster the executors' JVMs read the
+        Parquet, so they get the same bound on cached temporary direct buffers as the driver
+        (``NIO_CACHED_BYTES``), then whatever ``IMGCLF_SPARK_CONF`` adds. Nothing else of the
+        driver's: executors are the cluster's to size and collect (and with a local master
+        there is no executor JVM; this is ignored)."""
+        user = self.extra_spark_conf.get("spark.executor.extraJavaOptions", "").strip()
+        return f"{_NIO_BOUND} {user}" if user else _NIO_BOUND
 
     def spark_conf(self) -> dict[str, str]:
         """The conf every job of the project runs with (spark-submit ``--conf`` pairs)."""
@@ -282,6 +292,7 @@ class Settings:
             **self.extra_spark_conf,
         }
         conf["spark.driver.extraJavaOptions"] = self.driver_java_options()
+        conf["spark.executor.extraJavaOptions"] = self.executor_java_options()
         return conf
 
     # --- layout under the data root -------------------------------------------------------

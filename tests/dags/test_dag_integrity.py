@@ -154,11 +154,12 @@ def _spark(host: str) -> str:
     "connection",
     [_spark("local[*]"), _spark("spark://spark-master:7077"), "spark://localhost:7077", None],
 )
-def test_every_job_submits_with_the_projects_driver_options_on_any_master(
+def test_every_job_submits_with_the_projects_jvm_options_on_any_master(
     dag, monkeypatch, connection
 ):
     """What execute() submits with, as the provider's hook resolves the connection when the
-    task runs: C1 only, bounded direct buffers and the serial collector, whichever master
+    task runs: C1 only, bounded direct buffers and the serial collector (executors: the
+    bound on direct buffers alone), whichever master
     (no connection: yarn)."""
     if connection is None:
         monkeypatch.delenv("AIRFLOW_CONN_SPARK_DEFAULT", raising=False)
@@ -169,6 +170,8 @@ def test_every_job_submits_with_the_projects_driver_options_on_any_master(
         options = hook._conf["spark.driver.extraJavaOptions"].split()
         assert options[0] == "-XX:TieredStopAtLevel=1", options
         assert "-XX:+UseSerialGC" in options and "-Djdk.nio.maxCachedBufferSize=262144" in options
+        executor = hook._conf["spark.executor.extraJavaOptions"].split()
+        assert executor == ["-Djdk.nio.maxCachedBufferSize=262144"], executor
         assert hook._conf["spark.pyspark.python"] == sys.executable  # the rest of the conf kept
 
 

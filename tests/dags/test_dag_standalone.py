@@ -90,3 +90,7 @@ def test_a_run_on_the_cluster_that_fails_the_gate_promotes_nothing(
         p.read_text(errors="replace") for p in (cluster["work"] / "work").rglob("stderr")
     )
     assert "imgclf-code.zip" in logs
+    # each executor JVM was started with the bound on cached temporary direct buffers (the
+    # worker writes its command line first in its stderr)
+    commands = [line for line in logs.splitlines() if line.startswith("Spark Executor Command:")]
+    assert commands and all("-Djdk.nio.maxCachedBufferSize=262144" in c for c in commands), commands

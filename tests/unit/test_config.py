@@ -125,6 +125,20 @@ def test_the_driver_collects_serially_unless_told_otherwise(monkeypatch):
     assert Settings.from_env().driver_java_options().split() == ALWAYS
 
 
+def test_executors_bound_their_direct_buffers_too_and_keep_the_users_options(monkeypatch):
+    """On a cluster the executors read the Parquet: they get the driver's bound on cached
+    temporary direct buffers, and nothing else of its options (no collector or heap of ours)."""
+    monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", "off")
+    monkeypatch.delenv("IMGCLF_SPARK_CONF", raising=False)
+    bound = "-Djdk.nio.maxCachedBufferSize=262144"
+    assert Settings.from_env().spark_conf()["spark.executor.extraJavaOptions"] == bound
+    user = {"spark.executor.extraJavaOptions": "-XX:+UseG1GC -Dx=1"}
+    monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
+    conf = Settings.from_env().spark_conf()
+    assert conf["spark.executor.extraJavaOptions"] == f"{bound} -XX:+UseG1GC -Dx=1"
+    assert "-XX:+UseSerialGC" in conf["spark.driver.extraJavaOptions"]  # the driver's own
+
+
 def test_buffers_are_bounded_in_rows_and_bytes_unless_the_user_says_otherwise(monkeypatch):
     """No buffer sized by a partition or a file: read and cached batches in rows, sort pages
     and Parquet row groups in bytes; IMGCLF_SPARK_CONF still wins."""
