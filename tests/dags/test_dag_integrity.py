@@ -158,9 +158,8 @@ def test_every_job_submits_with_the_projects_jvm_options_on_any_master(
     dag, monkeypatch, connection
 ):
     """What execute() submits with, as the provider's hook resolves the connection when the
-    task runs: C1 only, bounded direct buffers and the serial collector (executors: the
-    bound on direct buffers alone), whichever master
-    (no connection: yarn)."""
+    task runs, whichever master (no connection: yarn): drivers C1 only, bounded direct
+    buffers and the serial collector with its heap sizing; executors the bound alone."""
     if connection is None:
         monkeypatch.delenv("AIRFLOW_CONN_SPARK_DEFAULT", raising=False)
     else:
@@ -168,8 +167,14 @@ def test_every_job_submits_with_the_projects_jvm_options_on_any_master(
     for task_id in ("train", "tune", "challenge"):
         hook = dag.get_task(task_id)._get_hook()
         options = hook._conf["spark.driver.extraJavaOptions"].split()
-        assert options[0] == "-XX:TieredStopAtLevel=1", options
-        assert "-XX:+UseSerialGC" in options and "-Djdk.nio.maxCachedBufferSize=262144" in options
+        assert options[:6] == [
+            "-XX:TieredStopAtLevel=1",
+            "-Djdk.nio.maxCachedBufferSize=262144",
+            "-XX:+UseSerialGC",
+            "-Xms128m",
+            "-XX:MinHeapFreeRatio=20",
+            "-XX:MaxHeapFreeRatio=40",
+        ], options
         executor = hook._conf["spark.executor.extraJavaOptions"].split()
         assert executor == ["-Djdk.nio.maxCachedBufferSize=262144"], executor
         assert hook._conf["spark.pyspark.python"] == sys.executable  # the rest of the conf kept

@@ -7,8 +7,10 @@ import pytest
 
 from imgclf.config import PROJECT_ROOT, Settings, safe_name
 
-# Every driver: C1 only (short-lived JVMs), no thread keeps a large temporary direct buffer
-ALWAYS = ["-XX:TieredStopAtLevel=1", "-Djdk.nio.maxCachedBufferSize=262144"]
+# Every JVM of a job (drivers and executors): no thread keeps a large temporary direct buffer
+NIO_BOUND = "-Djdk.nio.maxCachedBufferSize=262144"
+# Every driver: C1 only (short-lived JVMs), and that bound
+ALWAYS = ["-XX:TieredStopAtLevel=1", NIO_BOUND]
 # unless the user names a collector: the serial one, its heap starting at 128 MB (not 1/64 of
 # the machine's memory) and following what is live
 SERIAL = ["-XX:+UseSerialGC", "-Xms128m", "-XX:MinHeapFreeRatio=20", "-XX:MaxHeapFreeRatio=40"]
@@ -130,12 +132,11 @@ def test_executors_bound_their_direct_buffers_too_and_keep_the_users_options(mon
     temporary direct buffers, and nothing else of its options (no collector or heap of ours)."""
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", "off")
     monkeypatch.delenv("IMGCLF_SPARK_CONF", raising=False)
-    bound = "-Djdk.nio.maxCachedBufferSize=262144"
-    assert Settings.from_env().spark_conf()["spark.executor.extraJavaOptions"] == bound
+    assert Settings.from_env().spark_conf()["spark.executor.extraJavaOptions"] == NIO_BOUND
     user = {"spark.executor.extraJavaOptions": "-XX:+UseG1GC -Dx=1"}
     monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
     conf = Settings.from_env().spark_conf()
-    assert conf["spark.executor.extraJavaOptions"] == f"{bound} -XX:+UseG1GC -Dx=1"
+    assert conf["spark.executor.extraJavaOptions"] == f"{NIO_BOUND} -XX:+UseG1GC -Dx=1"
     assert "-XX:+UseSerialGC" in conf["spark.driver.extraJavaOptions"]  # the driver's own
 
 
