@@ -35,7 +35,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
-from imgclf import config, runs, tasks
+from imgclf import config, connections, runs, tasks
 from imgclf import params as run_params
 from imgclf.github import DownloadError
 from imgclf.operators import run_job
@@ -89,7 +89,7 @@ with DAG(
     @task(retries=1, retry_delay=timedelta(seconds=30))
     def download() -> dict:
         ctx = get_current_context()
-        api_url, token = tasks.github_endpoint(BaseHook.get_connection)
+        api_url, token = connections.github_endpoint(BaseHook.get_connection)
         try:
             params = runs.load_params(SETTINGS, ctx["run_id"])
             return tasks.download(SETTINGS, ctx["run_id"], params, api_url, token)

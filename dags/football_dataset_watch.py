@@ -23,7 +23,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from imgclf import config, tasks
+from imgclf import config, connections, tasks
 from imgclf import params as run_params
 from imgclf.github import DownloadError
 
@@ -49,7 +49,7 @@ with DAG(
     @task(outlets=[Asset(config.DATASET_ASSET)])
     def check_dataset() -> dict:
         ctx = get_current_context()
-        api_url, token = tasks.github_endpoint(BaseHook.get_connection)
+        api_url, token = connections.github_endpoint(BaseHook.get_connection)
         try:
             result = tasks.dataset_changed(SETTINGS, dict(ctx["params"]), api_url, token)
         except DownloadError as exc:

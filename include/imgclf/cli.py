@@ -42,12 +42,13 @@ def _classes(values: list[str] | None) -> dict[str, str]:
 
 def cmd_download(args: argparse.Namespace) -> int:
     from imgclf.dataset import sync_dataset
-    from imgclf.github import DownloadError, GitHubClient, endpoint_from_env
+    from imgclf.connections import endpoint_from_env
+    from imgclf.github import DownloadError, GitHubClient
 
     classes = _classes(args.classes)
-    api_url, token = endpoint_from_env(dict(os.environ))
     settings = config.Settings.from_env()
     try:
+        api_url, token = endpoint_from_env(dict(os.environ))
         client = GitHubClient.from_settings(settings, args.api_url or api_url, token)
         result = sync_dataset(
             client, args.repo, args.ref, classes, Path(args.dest),

@@ -172,6 +172,12 @@ class Settings:
     max_image_pixels: int = 64_000_000
     # The first retry's wait against GitHub (doubling, with as much jitter); 0 retries at once.
     github_backoff: float = 0.5
+    # How slow the remote may be (docs/security.md): every answer must average this many bytes
+    # a second once its grace has passed, and one download (listings and files) must end by
+    # its deadline. An honest GitHub is far faster; a stalled or trickling one is cut.
+    github_grace: float = 30.0
+    github_min_rate: float = 8192.0
+    github_deadline: float = 600.0
     extra_spark_conf: dict[str, str] = field(default_factory=dict)
     py_files: str = ""  # comma-separated zips shipped to executors (spark-submit --py-files)
     # The Spark driver's class-data-sharing archive (``make install``); None = not used.
@@ -195,6 +201,13 @@ class Settings:
             max_image_pixels=_env_int("IMGCLF_MAX_IMAGE_PIXELS", cls.max_image_pixels),
             github_backoff=_env_number(
                 "IMGCLF_GITHUB_BACKOFF", cls.github_backoff, float, 0.0, 60.0
+            ),
+            github_grace=_env_number("IMGCLF_GITHUB_GRACE", cls.github_grace, float, 0.1, 3600.0),
+            github_min_rate=_env_number(
+                "IMGCLF_GITHUB_MIN_RATE", cls.github_min_rate, float, 1.0, 1e9
+            ),
+            github_deadline=_env_number(
+                "IMGCLF_GITHUB_DEADLINE", cls.github_deadline, float, 1.0, 7 * 86400.0
             ),
             extra_spark_conf=_env_conf("IMGCLF_SPARK_CONF"),
             py_files=os.environ.get("IMGCLF_PY_FILES", "").strip(),

@@ -118,16 +118,17 @@ def list_remote(
 ) -> list[RemoteFile]:
     """Every class's validated image files; ``DownloadError`` on a label conflict."""
     remote: list[RemoteFile] = []
-    for label, folder in sorted(classes.items()):
-        files = client.list_folder(repo, ref, folder, label)
-        log.info("class %r: %d image files listed in %s", label, len(files), folder)
-        remote.extend(files)
+    with client.download():  # one deadline for all the listings
+        for label, folder in sorted(classes.items()):
+            files = client.list_folder(repo, ref, folder, label)
+            log.info("class %r: %d image files listed in %s", label, len(files), folder)
+            remote.extend(files)
     by_sha: dict[str, RemoteFile] = {}
     for f in remote:
         other = by_sha.setdefault(f.sha, f)
         if other.label != f.label:
             raise UntrustedListingError(
-                f"label conflict: {other.label}/{other.name} and {f.label}/{f.name} have the "
+                f"label conflict: {other.what} and {f.what} have the "
                 f"same content (blob {f.sha}); an image cannot be in two classes; "
                 "nothing was changed"
             )
@@ -217,7 +218,7 @@ def sync_dataset(
             "(no manifest.json); choose an empty or new folder"
         )
     store = snapshots_dir(dest)
-    with locked(store / ".lock"):
+    with locked(store / ".lock"), client.download():  # one deadline for the whole sync
         remote = list_remote(client, repo, ref, classes)
         counts = {label: 0 for label in classes}
         for f in remote:
@@ -262,7 +263,8 @@ def _stage_and_swap(
         errors = _fetch_all(client, todo, workers, max_pixels, result)
         if errors:
             result.failed = sorted(errors)
-            shown_errors = [str(errors[k]) for k in sorted(errors)][:3]
+            causes = sorted(errors, key=lambda k: (errors[k].consequence, k))  # causes first
+            shown_errors = [str(errors[k]) for k in causes][:3]
             more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
             error = DownloadError(
                 f"{len(errors)} of {len(remote)} files failed, nothing was changed "
@@ -327,7 +329,7 @@ def _fetch_all(client, todo, workers, max_pixels, result) -> dict[str, Any]:
         try:
             verify_image(data, max_pixels)
         except ImageRejectedError as exc:
-            raise UntrustedListingError(f"{f.label}/{f.name}: {exc}") from None
+            raise UntrustedListingError(f"{f.what}: {exc}") from None
         _write(target, data)
         return len(data)
 

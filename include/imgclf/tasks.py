@@ -1,6 +1,6 @@
 """The work of the DAG's Python tasks, as plain functions (no Airflow import here): the
 download, the branch, the gate, the promotion, the data watcher's check. The run record lives
-in ``runs``, the GitHub connection in ``github``.
+in ``runs``, the GitHub connection in ``connections``.
 
 Each takes and returns small values (paths, counts, dicts), so the DAG's XComs stay small and
 the same functions run from the ``imgclf`` command line and in unit tests.
@@ -23,18 +23,6 @@ log = logging.getLogger(__name__)
 
 class GateFailedError(RuntimeError):
     """The candidate model is below ``min_accuracy``: nothing is promoted."""
-
-
-def github_endpoint(get_connection) -> tuple[str, str | None]:
-    """API URL and token of the ``github_default`` connection (``get_connection(conn_id)``);
-    public GitHub without a token when there is no such connection."""
-    from imgclf.github import PUBLIC_API_URL, endpoint
-
-    try:
-        conn = get_connection("github_default")
-    except Exception:  # Airflow raises its own not-found error types
-        return PUBLIC_API_URL, None
-    return endpoint(conn)
 
 
 def dataset_changed(

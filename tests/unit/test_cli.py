@@ -9,7 +9,7 @@ import re
 import pytest
 
 from imgclf.cli import _classes, build_parser, main
-from imgclf.github import endpoint_from_env
+from imgclf.connections import endpoint_from_env
 from imgclf.testing.github_stub import GitHubStub
 from tests.fixtures_images import make_images
 
@@ -42,7 +42,7 @@ def test_unverifiable_file_fails_the_command_naming_it(stub, tmp_path, capsys, m
     stub.add_faults(r"/raw/.*/red1\.png$", ["garbage"] * 8)
     code, lines, err = _download(stub, tmp_path / "d", capsys)
     assert code == 1
-    assert "red/red1.png failed verification" in err
+    assert "red/red1.png' failed verification" in err
     assert lines[-1] == "downloaded=5 unchanged=0 removed=0 failed=1"
 
 

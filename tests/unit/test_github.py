@@ -101,6 +101,8 @@ def test_an_unreachable_remote_fails_fast_in_one_line_naming_host_cause_and_reme
 
 
 def test_a_listing_entry_with_another_folders_path_is_refused(tmp_path):
+    from imgclf.github.listing import Folder, _entry
+
     (tmp_path / "messi").mkdir()
     (tmp_path / "messi" / "a.jpg").write_bytes(b"x")
     with GitHubStub(tmp_path, repo="o/r", ref="main", prefix="data") as stub:
@@ -108,16 +110,17 @@ def test_a_listing_entry_with_another_folders_path_is_refused(tmp_path):
         entries = client._api_json(
             f"{stub.url}/repos/o/r/contents/data/messi", "x", {"ref": "main"}
         )
+        where = Folder(stub.url, "o/r", "main", "data/messi", "messi", client.origins)
         entry = {**entries[0], "path": "data/ronaldo/a.jpg"}
         with pytest.raises(ValueError, match=r"path 'data/ronaldo/a\.jpg' is not data/messi/a"):
-            client._entry(entry, "o/r", "main", "data/messi", "messi")
+            _entry(entry, where)
         other = {**entries[0], "download_url": "http://127.0.0.1:1/raw/o/r/main/data/messi/a.jpg"}
         with pytest.raises(ValueError, match="not at a trusted origin"):
-            client._entry(other, "o/r", "main", "data/messi", "messi")
+            _entry(other, where)
         wrong = {**entries[0], "download_url": entries[0]["download_url"].replace("messi/a", "b")}
         with pytest.raises(ValueError, match=r"is not for data/messi/a\.jpg"):
-            client._entry(wrong, "o/r", "main", "data/messi", "messi")
-        assert client._entry(entries[0], "o/r", "main", "data/messi", "messi").name == "a.jpg"
+            _entry(wrong, where)
+        assert _entry(entries[0], where).name == "a.jpg"
     assert issubclass(UntrustedListingError, Exception)
 
 
@@ -136,7 +139,7 @@ def test_a_listing_entry_with_another_folders_path_is_refused(tmp_path):
 def test_one_reading_of_the_github_connection(conn, url):
     from types import SimpleNamespace
 
-    from imgclf.github import endpoint
+    from imgclf.connections import endpoint
 
     fields = {"conn_type": None, "host": None, "schema": None, "port": None, "password": "t"}
     assert endpoint(SimpleNamespace(**{**fields, **conn})) == (url, "t")
