@@ -41,8 +41,8 @@ def _classes(values: list[str] | None) -> dict[str, str]:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from imgclf.dataset import sync_dataset
     from imgclf.connections import endpoint_from_env
+    from imgclf.dataset import sync_dataset
     from imgclf.github import DownloadError, GitHubClient
 
     classes = _classes(args.classes)

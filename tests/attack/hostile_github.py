@@ -13,6 +13,11 @@ Independent of ``imgclf`` (it imports nothing from it), so the attack tests judg
   ends (chunked), bounded here by ``max_bytes`` and ``max_seconds``, stopping as soon as the
   client goes away. Streamed bodies leave a ``Stream`` record (bytes written, whether the
   client disconnected) in ``streams``.
+- ``Reply.trickle``: headers at once, then the body a few bytes at a time, one piece every
+  ``interval`` seconds; ``Reply.stall``: accepts the request and never answers (or sends its
+  headers and then nothing); ``Reply.raw``: exact bytes on the wire (duplicate headers, odd
+  framing), optionally one byte every ``interval`` seconds. All bounded by ``max_seconds`` and
+  left as soon as the client goes away.
 - ``FakeRepo``: the GitHub shape on top of one server: listing entries with real git blob
   SHA-1s (``entry``), listings (``set_listing``, any JSON at all), raw files.
 
@@ -26,6 +31,8 @@ import binascii
 import contextlib
 import hashlib
 import json
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -93,10 +100,11 @@ class Reply:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    kind: str = "fixed"  # fixed | streamed | endless
+    kind: str = "fixed"  # fixed | streamed | endless | trickle | stall | raw
     chunk_size: int = 64 * 1024
     max_bytes: int = 256 * 1024 * 1024
     max_seconds: float = 60.0
+    interval: float = 0.0  # trickle / raw: seconds between pieces
 
     @classmethod
     def fixed(cls, status: int = 200, body: bytes | str = b"", headers=None) -> Reply:
@@ -136,6 +144,28 @@ class Reply:
             max_seconds=max_seconds,
             headers=dict(headers or {}),
         )
+
+    @classmethod
+    def trickle(
+        cls, body: bytes, interval: float = 1.0, piece: int = 1, max_seconds: float = 60.0,
+        headers=None,
+    ) -> Reply:  # fmt: skip
+        """200 with the body's true Content-Length, then ``piece`` bytes every ``interval``."""
+        return cls(body=body, kind="trickle", chunk_size=piece, interval=interval,
+                   max_seconds=min(max_seconds, 300.0), headers=dict(headers or {}))  # fmt: skip
+
+    @classmethod
+    def stall(cls, max_seconds: float = 60.0, headers: dict[str, str] | None = None) -> Reply:
+        """Read the request, then send nothing; with ``headers``, send a 200 with those
+        headers (a Content-Length among them, say) and then no body."""
+        return cls(kind="stall", headers=dict(headers or {}), max_bytes=int(headers is not None),
+                   max_seconds=min(max_seconds, 300.0))  # fmt: skip
+
+    @classmethod
+    def raw(cls, data: bytes, interval: float = 0.0, max_seconds: float = 60.0) -> Reply:
+        """Exactly ``data`` on the wire (status line, headers, body), then close; one byte
+        every ``interval`` seconds when it is given."""
+        return cls(body=data, kind="raw", interval=interval, max_seconds=min(max_seconds, 300.0))
 
 
 Answer = Reply | Callable[[Request], Reply]
@@ -249,6 +279,8 @@ class HostileServer:
         try:
             if reply.kind == "endless":
                 self._send_endless(h, req, reply)
+            elif reply.kind in ("trickle", "stall", "raw"):
+                self._send_slowly(h, req, reply)
             elif reply.kind == "streamed":
                 self._send_streamed(h, req, reply)
             else:
@@ -324,6 +356,58 @@ class HostileServer:
             s.stalled = True
         finally:
             h.close_connection = True  # no terminating chunk: the body never "ends"
+            s.seconds = time.monotonic() - started
+            s.done.set()
+
+    def _client_left(self, h: _Handler, wait: float) -> bool:
+        """Whether the client closed its end, waiting up to ``wait`` seconds to see."""
+        ready, _, _ = select.select([h.connection], [], [], max(0.0, wait))
+        if not ready:
+            return False
+        try:
+            return h.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _send_slowly(self, h: _Handler, req: Request, reply: Reply) -> None:
+        """trickle, stall, raw: every wait is bounded by ``max_seconds`` and the server
+        stopping, and ends as soon as the client has gone."""
+        s = self._stream(req)
+        started = time.monotonic()
+        deadline = started + reply.max_seconds
+        body = reply.body if reply.kind in ("trickle", "raw") else b""
+        try:
+            if reply.kind == "trickle" or (reply.kind == "stall" and reply.max_bytes):
+                h.send_response(200)
+                for k, v in reply.headers.items():
+                    h.send_header(k, v)
+                if reply.kind == "trickle":
+                    h.send_header("Content-Length", str(len(reply.body)))
+                    h.send_header("Connection", "close")
+                h.end_headers()
+                h.wfile.flush()
+            step = reply.chunk_size if reply.kind == "trickle" else (1 if reply.interval else 0)
+            pieces = [body[i : i + step] for i in range(0, len(body), step)] if step else [body]
+            for piece in pieces:  # bounded: the body's length
+                if self._stopping.is_set() or time.monotonic() >= deadline:
+                    s.capped = True
+                    break
+                h.connection.sendall(piece)
+                s.sent += len(piece)
+                if reply.interval and self._client_left(h, reply.interval):
+                    s.disconnected = True
+                    break
+            if reply.kind == "stall":
+                while not self._stopping.is_set() and time.monotonic() < deadline:  # bounded
+                    if self._client_left(h, 0.1):
+                        s.disconnected = True
+                        break
+                else:
+                    s.capped = True
+        except (BrokenPipeError, ConnectionResetError):
+            s.disconnected = True
+        finally:
+            h.close_connection = True
             s.seconds = time.monotonic() - started
             s.done.set()
 

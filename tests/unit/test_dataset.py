@@ -195,7 +195,9 @@ def test_too_few_images_fails_with_counts(stub, tmp_path):
 
 def test_same_content_in_two_classes_is_a_label_conflict(stub, remote, tmp_path):
     (remote / "ronaldo" / "copy.jpg").write_bytes((remote / "messi" / "a.JPG").read_bytes())
-    with pytest.raises(DownloadError, match=r"label conflict: .messi/a\.JPG. and .ronaldo/copy\.jpg"):
+    with pytest.raises(
+        DownloadError, match=r"label conflict: .messi/a\.JPG. and .ronaldo/copy\.jpg"
+    ):
         _download(stub, tmp_path / "raw")
 
 

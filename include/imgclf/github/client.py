@@ -186,9 +186,7 @@ class GitHubClient:
         """One attempt: the verified bytes, or ``None`` and the problem to retry.
         Errors that another attempt cannot help (too slow, untrusted, 404) are raised."""
         try:
-            answer = self.transport.get(
-                remote.download_url, api=False, what=what, cap=remote.size
-            )
+            answer = self.transport.get(remote.download_url, api=False, what=what, cap=remote.size)
         except BodyOverCapError:
             return None, f"the body is longer than the listing's size {remote.size}"
         except (AnswerBrokeOffError, RemoteUnreachableError) as exc:

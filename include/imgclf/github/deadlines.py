@@ -129,7 +129,7 @@ class Watch:
                 if t.error is None and not t.done:
                     self._cut(t, DownloadStoppedError(f"{t.what}: cut, the download stopped"))
             self._cond.notify_all()
-            return self.stopped if error.consequence else error
+            return error
 
     def _deadline_error(self, what: str, host: str, t: Transfer | None) -> DownloadError:
         got = f" ({t.received} bytes of it so far)" if t is not None else ""
@@ -179,7 +179,7 @@ class Watch:
         took = now - t.started
         if not t.answered:
             return RemoteTooSlowError(
-                f"{t.what}: {t.host} accepted the connection but sent no answer in "
+                f"{t.what}: {t.host} accepted the connection but sent no complete answer in "
                 f"{took:.0f} s (IMGCLF_GITHUB_GRACE={self.limits.grace:g})"
             )
         return RemoteTooSlowError(

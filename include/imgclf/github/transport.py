@@ -1,4 +1,4 @@
-"""The HTTP under the client: sessions, timeouts and deadlines, redirects, rate limits, capped reads.
+"""The HTTP under the client: sessions, timeouts, deadlines, redirects, rate limits, capped reads.
 
 Retries, one layer each: urllib3 (``DeadlineRetry``) owns connection errors and 5xx (exponential
 backoff with jitter, ``Retry-After`` ignored, so its sleeps are bounded by its own backoff and
@@ -54,6 +54,19 @@ from imgclf.github.origins import Origins, show_origin
 
 log = logging.getLogger(__name__)
 
+
+class _NoTraceback(logging.Filter):
+    """urllib3 logs headers it cannot parse (a hostile answer, or one the watchdog cut in the
+    middle of its headers) with a traceback: keep its one line, drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+logging.getLogger("urllib3.connection").addFilter(_NoTraceback())
+
 _REDIRECTS = (301, 302, 303, 307, 308)
 _LONGEST_WAIT = 366 * 86400.0  # a Retry-After or reset further away than this is "never"
 
@@ -87,9 +100,11 @@ class DeadlineRetry(Retry):
     def increment(self, method=None, url=None, response=None, error=None, _pool=None,
                   _stacktrace=None):  # fmt: skip
         t = current()
-        if self.watch is not None and t is not None and error is not None:
-            if t.error is not None or isinstance(error, ReadTimeoutError):
-                raise self.watch.too_slow(t)
+        too_slow = error is not None and (
+            isinstance(error, ReadTimeoutError) or (t is not None and t.error is not None)
+        )
+        if self.watch is not None and t is not None and too_slow:
+            raise self.watch.too_slow(t)
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         if self.watch is not None and t is not None:
             t.detach()
@@ -110,7 +125,7 @@ def _attach(conn: HTTPConnection) -> Transfer | None:
 
 
 class _WatchedHTTPConnection(HTTPConnection):
-    def getresponse(self):  # type: ignore[override]
+    def getresponse(self):
         t = _attach(self)
         response = super().getresponse()
         if t is not None:
@@ -119,7 +134,7 @@ class _WatchedHTTPConnection(HTTPConnection):
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
-    def getresponse(self):  # type: ignore[override]
+    def getresponse(self):
         t = _attach(self)
         response = super().getresponse()
         if t is not None:
@@ -396,7 +411,13 @@ class Transport:
                 self._waited += wait
         if not allowed:
             when = datetime.fromtimestamp(time.time() + wait, UTC)  # wait is within a year
-            reset_at = f"{when:%H:%M:%S}" if wait < 86400 else f"{when:%Y-%m-%d %H:%M:%S}"
+            reset = (
+                f"it resets at {when:%H:%M:%S} UTC (in {wait:.0f} s"
+                if wait < 86400
+                else f"it resets at {when:%Y-%m-%d %H:%M} UTC (in {wait / 86400:.0f} days"
+                if wait < _LONGEST_WAIT
+                else "it asks for a wait of a year or more (refused"
+            )
             hint = (
                 "the token's limit is used up"
                 if self._token
@@ -405,10 +426,9 @@ class Transport:
             )
             raise RateLimitError(
                 self.redact(
-                    f"GitHub rate limit hit while fetching {what} from {host}: it resets at "
-                    f"{reset_at} UTC (in {wait:.0f} s; this downloader waits "
-                    f"{self.max_rate_limit_wait:.0f} s in all, {self._waited:.0f} s used, and "
-                    f"never past IMGCLF_GITHUB_DEADLINE); {hint}"
+                    f"GitHub rate limit hit while fetching {what} from {host}: {reset}; this "
+                    f"downloader waits {self.max_rate_limit_wait:.0f} s in all, "
+                    f"{self._waited:.0f} s used, and never past IMGCLF_GITHUB_DEADLINE); {hint}"
                 )
             )
         log.warning("rate limited on %s: waiting %.1f s", what, wait)
