@@ -480,6 +480,23 @@ class FakeRepo:
         self.set_listing(folder, entries)
         return entries
 
+    def set_tree(self, folder: str, items: list[dict[str, Any]], contents_limit: int = 1000):
+        """A folder too big for the contents API: its listing has ``contents_limit`` entries,
+        its parent lists it as a ``dir``, and the Git Trees API answers ``items``."""
+        parent, _, leaf = folder.rpartition("/")
+        tree_sha = hashlib.sha1(json.dumps(items).encode(), usedforsecurity=False).hexdigest()
+        filler = {"name": "x.txt", "path": f"{folder}/x.txt", "type": "file", "size": 1}
+        self.set_listing(folder, [filler] * contents_limit)
+        self.set_listing(parent, [{"name": leaf, "path": folder, "type": "dir", "sha": tree_sha}])
+        tree = {"sha": tree_sha, "tree": items, "truncated": False}
+        self.server.route(f"/repos/{self.repo}/git/trees/{tree_sha}", Reply.json(tree))
+
+    @staticmethod
+    def tree_item(name: str, data: bytes, mode: str = "100644") -> dict[str, Any]:
+        """A Git Trees item (a blob) for ``data``."""
+        return {"path": name, "mode": mode, "type": "blob", "sha": git_blob_sha(data),
+                "size": len(data)}  # fmt: skip
+
     def raw_requests(self) -> list[Request]:
         return [r for r in self.server.requests if r.path.startswith("/raw/")]
 

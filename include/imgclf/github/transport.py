@@ -309,7 +309,9 @@ class Transport:
             timeout = (max(0.01, min(self.limits.connect, self.watch.remaining())),
                        self.limits.grace)  # fmt: skip
             try:
-                resp = session.send(prepared, timeout=timeout, stream=True, allow_redirects=False)
+                # the adapter itself: Session.send would parse a redirect's Location already
+                adapter = session.get_adapter(prepared.url)
+                resp = adapter.send(prepared, stream=True, timeout=timeout)
             except DownloadError:
                 raise
             except Exception as exc:
