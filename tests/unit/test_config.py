@@ -157,3 +157,23 @@ def test_buffers_are_bounded_in_rows_and_bytes_unless_the_user_says_otherwise(mo
     conf = Settings.from_env().spark_conf()
     assert conf["spark.sql.parquet.columnarReaderBatchSize"] == "4096"
     assert conf["spark.buffer.pageSize"] == "8m"
+
+
+def test_the_remotes_deadlines_come_from_the_environment_within_bounds(monkeypatch):
+    from imgclf.github import GitHubClient
+
+    for var in ("IMGCLF_GITHUB_GRACE", "IMGCLF_GITHUB_MIN_RATE", "IMGCLF_GITHUB_DEADLINE"):
+        monkeypatch.delenv(var, raising=False)
+    s = Settings.from_env()
+    assert (s.github_grace, s.github_min_rate, s.github_deadline) == (30.0, 8192.0, 600.0)
+    monkeypatch.setenv("IMGCLF_GITHUB_GRACE", "2.5")
+    monkeypatch.setenv("IMGCLF_GITHUB_MIN_RATE", "100")
+    monkeypatch.setenv("IMGCLF_GITHUB_DEADLINE", "60")
+    limits = GitHubClient.from_settings(Settings.from_env(), "http://127.0.0.1:1", None).watch
+    assert (limits.limits.grace, limits.limits.min_rate, limits.limits.deadline) == (2.5, 100, 60)
+    for var, bad in (("IMGCLF_GITHUB_GRACE", "0"), ("IMGCLF_GITHUB_MIN_RATE", "fast"),
+                     ("IMGCLF_GITHUB_DEADLINE", "-1")):  # fmt: skip
+        monkeypatch.setenv(var, bad)
+        with pytest.raises(ValueError, match=var):
+            Settings.from_env()
+        monkeypatch.setenv(var, "5")

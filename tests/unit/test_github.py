@@ -143,3 +143,124 @@ def test_one_reading_of_the_github_connection(conn, url):
 
     fields = {"conn_type": None, "host": None, "schema": None, "port": None, "password": "t"}
     assert endpoint(SimpleNamespace(**{**fields, **conn})) == (url, "t")
+
+
+# --- round two: deadlines, one-line errors, the Trees API's modes --------------------------------
+def test_the_floor_rate_rule_solved_for_time():
+    from imgclf.github import Limits
+
+    limits = Limits(grace=30.0, min_rate=8192.0)
+    assert limits.cut_after(0) == 30.0  # a stall: the grace
+    assert limits.cut_after(4096) == pytest.approx(60.0)  # half the floor: twice the grace
+    assert limits.cut_after(8192) == float("inf")  # at the floor: never
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("5", 5.0), ("-3", 0.0), ("inf", 366 * 86400.0), ("1e300", 366 * 86400.0), ("nan", None),
+     ("soon", None), (None, None), ("Thu, 01 Jan 1970 00:00:10 GMT", 0.0)],
+)  # fmt: skip
+def test_a_retry_after_is_read_within_a_year_or_not_at_all(value, seconds):
+    from imgclf.github.transport import parse_wait
+
+    assert parse_wait(value, now=100.0) == seconds
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [("http://127.0.0.1:99999/x", "parse|port"), ("http://[::1/x", "parse")],
+)  # fmt: skip
+def test_urls_that_cannot_be_requested_are_refused_by_the_origin_check(url, why):
+    with pytest.raises(ValueError, match=why):
+        origin_of(url)
+
+
+def _where():
+    from imgclf.github.listing import Folder
+    from imgclf.github.origins import Origins
+
+    return Folder("http://127.0.0.1:9", "o/r", "main", "d/m", "m", Origins("http://127.0.0.1:9"))
+
+
+def _file(name: str, sha: str = "a" * 40) -> dict:
+    return {"name": name, "path": f"d/m/{name}", "sha": sha, "size": 3, "type": "file"}
+
+
+def test_the_same_name_twice_is_a_listing_error():
+    from imgclf.github.listing import validate
+
+    with pytest.raises(UntrustedListingError, match=r"entry #1: 'a\.jpg' is listed twice"):
+        validate([_file("a.jpg"), _file("a.jpg", "b" * 40)], _where())
+    assert [f.name for f in validate([_file("b.jpg"), _file("a.jpg")], _where())] == [
+        "a.jpg",
+        "b.jpg",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("item", "kind"),
+    [({"mode": "100644", "type": "blob"}, "file"), ({"mode": "100755", "type": "blob"}, "file"),
+     ({"mode": "120000", "type": "blob"}, "symlink"), ({"mode": "040000", "type": "tree"}, "dir"),
+     ({"mode": "160000", "type": "commit"}, "submodule")],
+)  # fmt: skip
+def test_git_trees_modes_map_to_the_contents_apis_types(item, kind):
+    from imgclf.github.listing import tree_entry, validate
+
+    entry = tree_entry({"path": "a.jpg", "sha": "a" * 40, "size": 3, **item}, "d/m", "x")
+    assert entry["type"] == kind
+    assert len(validate([entry], _where())) == (kind == "file")  # only files are images
+
+
+def test_a_tree_blob_of_unknown_mode_fails_the_listing():
+    from imgclf.github.listing import tree_entry
+
+    with pytest.raises(UntrustedListingError, match="mode '100666'"):
+        tree_entry({"path": "a.jpg", "mode": "100666", "type": "blob"}, "d/m", "x")
+
+
+def test_errors_say_whether_a_retry_can_help():
+    from imgclf import github as gh
+
+    never = (gh.RemoteTooSlowError, gh.DownloadStoppedError, gh.UntrustedAnswerError,
+             gh.UntrustedListingError, gh.RemoteUnreachableError, gh.NotFoundError,
+             gh.RateLimitError)  # fmt: skip
+    assert not any(e.retryable for e in never)  # the DAG fails these at once
+    assert gh.AnswerBrokeOffError.retryable and gh.FetchError.retryable
+    assert gh.DownloadStoppedError.consequence and not gh.RemoteTooSlowError.consequence
+
+
+def test_an_unforeseen_exception_below_the_client_is_one_line(monkeypatch):
+    import imgclf.github.client as client_module
+
+    def broken(get_json, where):
+        raise TypeError("something nobody foresaw\nsecond line")
+
+    monkeypatch.setattr(client_module, "list_folder", broken)
+    from imgclf.github import UntrustedAnswerError
+
+    with pytest.raises(UntrustedAnswerError) as err:
+        GitHubClient("http://127.0.0.1:9", token="ghp_SECRET").list_folder("o/r", "main", "d", "m")
+    assert "\n" not in str(err.value) and "TypeError" in str(err.value)
+
+
+def test_the_watchdog_thread_ends_when_nothing_is_in_flight():
+    import threading
+
+    from imgclf.github import Limits
+    from imgclf.github.deadlines import Watch
+
+    watch = Watch(Limits(grace=0.2, min_rate=10, deadline=5))
+    with watch.download(), watch.transfer("x", "h"):
+        assert any(t.name == "imgclf-watchdog" for t in threading.enumerate())
+    deadline = time.monotonic() + 5
+    while any(t.name == "imgclf-watchdog" for t in threading.enumerate()):  # bounded
+        assert time.monotonic() < deadline, "the watchdog outlived its transfers"
+        time.sleep(0.05)
+
+
+def test_a_bad_github_connection_in_the_environment_is_one_line():
+    from imgclf.connections import endpoint_from_env
+    from imgclf.github import DownloadError
+
+    with pytest.raises(DownloadError, match="AIRFLOW_CONN_GITHUB_DEFAULT is not a connection"):
+        endpoint_from_env({"AIRFLOW_CONN_GITHUB_DEFAULT": "{not json"})
