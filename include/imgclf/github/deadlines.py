@@ -15,18 +15,27 @@ The first answer cut for being too slow stops the whole download (the download f
 the answers still in flight are cut at once and nothing more is requested. A watchdog thread,
 alive only while answers are in flight, enforces both by shutting down the socket of the
 answer that broke them; the thread that was reading gets ``RemoteTooSlowError`` naming the
-host, the file and what was slow.
+host, the file and what was slow. ``DeadlineRetry`` and ``WatchedAdapter`` are where urllib3
+and requests meet these rules: no retry for a slow answer, a socket for the watchdog.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.util.retry import Retry
 
 from imgclf.github.errors import DownloadError, DownloadStoppedError, RemoteTooSlowError
 
@@ -228,3 +237,90 @@ class Watch:
                             self._cut(t, DownloadStoppedError(f"{t.what}: cut, download stopped"))
                 self._cond.wait(max(0.01, min(wake - now, 1.0)))
             self._thread = None
+
+
+# --- where urllib3 and requests meet the rules ----------------------------------------------
+class DeadlineRetry(Retry):
+    """urllib3's retries, minus what a retry cannot help: an answer cut or timed out for being
+    too slow (another try costs another full wait), and a backoff past the download's deadline."""
+
+    def __init__(self, *args: Any, watch: Watch | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.watch = watch
+
+    def new(self, **kw: Any) -> DeadlineRetry:
+        kw.setdefault("watch", self.watch)
+        return super().new(**kw)
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None,
+                  _stacktrace=None):  # fmt: skip
+        t = current()
+        too_slow = error is not None and (
+            isinstance(error, ReadTimeoutError) or (t is not None and t.error is not None)
+        )
+        if self.watch is not None and t is not None and too_slow:
+            raise self.watch.too_slow(t)
+        new = super().increment(method, url, response, error, _pool, _stacktrace)
+        if self.watch is not None and t is not None:
+            t.detach()
+            self.watch.check(t.what, t.host)
+            backoff = new.get_backoff_time() + (self.backoff_jitter or 0.0)
+            if backoff >= self.watch.remaining():
+                self.watch.sleep(backoff, t.what, t.host)  # raises: past the deadline
+        return new
+
+
+def _attach(conn: HTTPConnection) -> Transfer | None:
+    t = current()
+    if t is not None:
+        t.attach(conn.sock)
+        if t.error is not None:  # cut (the download stopped) before it was even sent
+            raise t.error
+    return t
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def getresponse(self):
+        t = _attach(self)
+        response = super().getresponse()
+        if t is not None:
+            t.answered = True
+        return response
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def getresponse(self):
+        t = _attach(self)
+        response = super().getresponse()
+        if t is not None:
+            t.answered = True
+        return response
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class WatchedAdapter(HTTPAdapter):
+    """requests' adapter on pools whose connections hand their socket to the watchdog."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+
+
+class _NoTraceback(logging.Filter):
+    """urllib3 logs headers it cannot parse (a hostile answer, or one the watchdog cut in the
+    middle of its headers) with a traceback: keep its one line, drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+logging.getLogger("urllib3.connection").addFilter(_NoTraceback())

@@ -9,9 +9,9 @@ file. Redirects are followed here, by hand, to trusted origins only (``Origins``
 goes only where ``Origins.may_send_token`` allows and is redacted from every message.
 
 Bodies are streamed under a cap and asked for uncompressed; a compressed one is refused as
-such. Every request is watched (``deadlines.Watch``): a socket is attached to its transfer
-when the request has been sent, and each read returns as soon as any bytes arrive, so the
-watchdog sees an answer's progress byte by byte.
+such. Every request is watched (``deadlines``): its connection hands its socket to the
+watchdog when the request has been sent, and each read returns as soon as any bytes arrive,
+so the watchdog sees an answer's progress byte by byte.
 """
 
 from __future__ import annotations
@@ -27,10 +27,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.utils import check_header_validity
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     NameResolutionError,
@@ -38,9 +35,8 @@ from urllib3.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
-from urllib3.util.retry import Retry
 
-from imgclf.github.deadlines import Limits, Transfer, Watch, current
+from imgclf.github.deadlines import DeadlineRetry, Limits, Transfer, Watch, WatchedAdapter
 from imgclf.github.errors import (
     REMEDY,
     AnswerBrokeOffError,
@@ -54,18 +50,6 @@ from imgclf.github.origins import Origins, show_origin
 
 log = logging.getLogger(__name__)
 
-
-class _NoTraceback(logging.Filter):
-    """urllib3 logs headers it cannot parse (a hostile answer, or one the watchdog cut in the
-    middle of its headers) with a traceback: keep its one line, drop the traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.exc_info = None
-        record.exc_text = None
-        return True
-
-
-logging.getLogger("urllib3.connection").addFilter(_NoTraceback())
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _LONGEST_WAIT = 366 * 86400.0  # a Retry-After or reset further away than this is "never"
@@ -83,79 +67,6 @@ class Answer:
     headers: Any  # requests' case-insensitive dict
     body: bytes | None
     host: str
-
-
-class DeadlineRetry(Retry):
-    """urllib3's retries, minus what a retry cannot help: an answer cut or timed out for being
-    too slow (another try costs another full wait), and a backoff past the download's deadline."""
-
-    def __init__(self, *args: Any, watch: Watch | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.watch = watch
-
-    def new(self, **kw: Any) -> DeadlineRetry:
-        kw.setdefault("watch", self.watch)
-        return super().new(**kw)
-
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None,
-                  _stacktrace=None):  # fmt: skip
-        t = current()
-        too_slow = error is not None and (
-            isinstance(error, ReadTimeoutError) or (t is not None and t.error is not None)
-        )
-        if self.watch is not None and t is not None and too_slow:
-            raise self.watch.too_slow(t)
-        new = super().increment(method, url, response, error, _pool, _stacktrace)
-        if self.watch is not None and t is not None:
-            t.detach()
-            self.watch.check(t.what, t.host)
-            backoff = new.get_backoff_time() + (self.backoff_jitter or 0.0)
-            if backoff >= self.watch.remaining():
-                self.watch.sleep(backoff, t.what, t.host)  # raises: past the deadline
-        return new
-
-
-def _attach(conn: HTTPConnection) -> Transfer | None:
-    t = current()
-    if t is not None:
-        t.attach(conn.sock)
-        if t.error is not None:  # cut (the download stopped) before it was even sent
-            raise t.error
-    return t
-
-
-class _WatchedHTTPConnection(HTTPConnection):
-    def getresponse(self):
-        t = _attach(self)
-        response = super().getresponse()
-        if t is not None:
-            t.answered = True
-        return response
-
-
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def getresponse(self):
-        t = _attach(self)
-        response = super().getresponse()
-        if t is not None:
-            t.answered = True
-        return response
-
-
-class _Pool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _TLSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class _Adapter(HTTPAdapter):
-    """requests' adapter on pools whose connections hand their socket to the watchdog."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
 
 
 def no_connection_made(exc: BaseException) -> str | None:
@@ -257,7 +168,7 @@ class Transport:
             )
             session = requests.Session()
             session.trust_env = False  # no .netrc credentials, no proxy from the environment
-            adapter = _Adapter(
+            adapter = WatchedAdapter(
                 max_retries=retry, pool_connections=len(self.origins.allowed), pool_maxsize=2
             )
             session.mount("http://", adapter)
