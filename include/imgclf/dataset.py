@@ -270,7 +270,8 @@ def _stage_and_swap(
                 f"{len(errors)} of {len(remote)} files failed, nothing was changed "
                 f"({result.summary()}): " + "; ".join(shown_errors) + more
             )
-            error.retryable = any(e.retryable for e in errors.values())
+            # worth a retry only if every cause is (a refused or slow file stays so)
+            error.retryable = all(e.retryable for e in errors.values() if not e.consequence)
             error.result = result
             _keep_partial(staging, partial)
             raise error

@@ -320,3 +320,13 @@ def test_the_stand_in_answers_at_loopback_speed(stub, tmp_path):
         for f in files:
             client.fetch(f)
     assert time.monotonic() - started < 2.0  # 60 requests: >= 2.4 s with a stall each
+
+
+def test_a_sync_is_retried_only_when_every_failed_file_is_worth_it(stub, remote, tmp_path):
+    """A file that never verifies (retryable) beside a file that is not an image (refused):
+    a retry cannot fix the second, so the whole sync is not retryable."""
+    stub.add_faults(r"/raw/.*/b\.png$", ["garbage"] * 4)
+    (remote / "ronaldo" / "z.jpg").write_bytes(b"not an image")
+    with pytest.raises(DownloadError, match=r"2 of 7 files failed") as err:
+        _download(stub, tmp_path / "raw")
+    assert not err.value.retryable

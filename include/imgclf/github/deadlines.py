@@ -318,8 +318,9 @@ class _NoTraceback(logging.Filter):
     middle of its headers) with a traceback: keep its one line, drop the traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.exc_info = None
-        record.exc_text = None
+        if str(record.msg).startswith("Failed to parse headers"):
+            record.exc_info = None
+            record.exc_text = None
         return True
 
 
