@@ -190,7 +190,7 @@ class GitHubClient:
         except BodyOverCapError:
             return None, f"the body is longer than the listing's size {remote.size}"
         except (AnswerBrokeOffError, RemoteUnreachableError) as exc:
-            return None, str(exc)
+            return None, str(exc).removeprefix(f"{what}: ")
         if answer.status == 404:
             raise NotFoundError(f"{what}: 404 Not Found at its download_url")
         if answer.status != 200 or answer.body is None:

@@ -185,12 +185,13 @@ class Transport:
         for waits in range(11):  # bounded: 10 waits at most, each within the budget
             with self.watch.transfer(what, "the remote") as t:
                 resp = self._send(t, url, api=api, what=what, params=params)
-                wait = self._rate_limit_wait(resp)
-                if wait is None:
-                    body = self._read(t, resp, cap, what) if resp.status_code == 200 else None
+                try:  # closed whatever happens: a body refused half-way is not reused
+                    wait = self._rate_limit_wait(resp)
+                    if wait is None:
+                        body = self._read(t, resp, cap, what) if resp.status_code == 200 else None
+                        return Answer(resp.status_code, resp.headers, body, t.host)
+                finally:
                     resp.close()
-                    return Answer(resp.status_code, resp.headers, body, t.host)
-                resp.close()
             self._wait_out(wait, waits, what, t.host)
         raise AssertionError("unreachable")  # the loop returns or raises
 
