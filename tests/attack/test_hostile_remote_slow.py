@@ -166,8 +166,10 @@ def test_the_default_deadlines_end_a_trickle_or_a_stall_within_two_minutes():
 
 
 def test_the_cut_comes_when_the_arithmetic_says(world: World):
-    """A body at ~640 bytes/s under a 1,024 bytes/s floor and a 1 s grace: cut at
-    1 / (1 - 640/1024) = 2.7 s after its request, not at the grace and not never."""
+    """A body at ~640 bytes/s under a 1,024 bytes/s floor and a 1 s grace is cut when the bytes
+    it sent no longer cover the floor: at ``grace + bytes / floor`` seconds (about 2.7 s), later
+    than the grace by exactly the credit its bytes earned. Checked from the line's own figures,
+    so a slowed-down server (a loaded machine) does not make it flaky."""
     world.sync_honest()
     data = _noise_png(48, seed=9)
     entry = world.gh.entry(MESSI, "messi4.png", data, serve=False)
@@ -182,11 +184,9 @@ def test_the_cut_comes_when_the_arithmetic_says(world: World):
     v.check(m is not None, f"no 'N bytes in T s' in {run.error_lines()!r}")
     if m:
         got, took = int(m.group(1)), int(m.group(2))
-        from imgclf.github import Limits
-
-        expected = Limits(grace=GRACE, min_rate=FLOOR).cut_after(got / max(took, 1))
-        v.check(2 <= took <= 4, f"cut after {took} s, expected ~2.7 s")
-        v.check(abs(took - expected) <= 1.5, f"cut after {took} s, rule says {expected:.1f} s")
+        rule = GRACE + got / FLOOR
+        v.check(got > 0 and abs(took - rule) <= 1.0, f"{got} bytes cut after {took} s: the "
+                f"rule says {rule:.1f} s")  # fmt: skip
     v.finish()
 
 
