@@ -264,3 +264,28 @@ def test_a_bad_github_connection_in_the_environment_is_one_line():
 
     with pytest.raises(DownloadError, match="AIRFLOW_CONN_GITHUB_DEFAULT is not a connection"):
         endpoint_from_env({"AIRFLOW_CONN_GITHUB_DEFAULT": "{not json"})
+
+
+def test_an_unreachable_file_host_stops_the_download_without_fetch_retries(tmp_path, caplog):
+    """The listing comes from the API; every file from a raw host that refuses connections:
+    one 'cannot reach' line, no per-file attempts on top of urllib3's connection retries."""
+    import logging
+
+    from imgclf.dataset import sync_dataset
+    from imgclf.github import DownloadError
+    from tests.attack.hostile_github import FakeRepo, HostileServer
+
+    caplog.set_level(logging.WARNING)
+    port = _closed_port()
+    raw = f"http://127.0.0.1:{port}/raw/{{repo}}/{{ref}}/{{path}}"
+    with HostileServer() as api:
+        gh = FakeRepo(api)
+        entries = gh.set_files("d/m", {f"m{i}.jpg": bytes([i]) * 10 for i in range(6)})
+        gh.set_listing("d/m", [{**e, "download_url": None} for e in entries])
+        client = GitHubClient(api.url, raw_url=raw, backoff=0.01)
+        with pytest.raises(DownloadError) as err:
+            sync_dataset(client, "owner/repo", "main", {"m": "d/m"}, tmp_path / "raw", workers=2)
+    message = str(err.value)
+    assert f"cannot reach http://127.0.0.1:{port}" in message and "refused" in message
+    assert not err.value.retryable and "\n" not in message
+    assert "attempt 1/4" not in caplog.text  # the client did not retry what urllib3 had

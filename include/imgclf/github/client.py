@@ -4,7 +4,8 @@ It puts the other modules together: ``origins`` (where requests may go), ``trans
 under deadlines), ``listing`` (what an entry must be). A file's body must be exactly its
 listed size with its listed blob SHA; body-level failures (reset mid-body, short body, SHA
 mismatch) are tried ``attempts`` times, within the download's deadline; a body that is too slow,
-compressed or refused otherwise is not tried again. Whatever goes wrong below, a caller gets a
+compressed or refused otherwise is not tried again, and a host that cannot be reached, or is
+too slow, stops the whole download. Whatever goes wrong below, a caller gets a
 ``DownloadError`` with a one-line message (an unexpected exception too, its traceback logged at
 DEBUG level only).
 """
@@ -184,13 +185,18 @@ class GitHubClient:
 
     def _try_fetch(self, remote: RemoteFile, what: str) -> tuple[bytes | None, str]:
         """One attempt: the verified bytes, or ``None`` and the problem to retry.
-        Errors that another attempt cannot help (too slow, untrusted, 404) are raised."""
+        Errors that another attempt cannot help (unreachable, too slow, untrusted, 404) are
+        raised."""
         try:
             answer = self.transport.get(remote.download_url, api=False, what=what, cap=remote.size)
         except BodyOverCapError:
             return None, f"the body is longer than the listing's size {remote.size}"
-        except (AnswerBrokeOffError, RemoteUnreachableError) as exc:
+        except AnswerBrokeOffError as exc:
             return None, str(exc).removeprefix(f"{what}: ")
+        except RemoteUnreachableError as exc:
+            # urllib3 tried the connection 4 times already, and the other files go to the same
+            # host: the download stops here rather than 4 times 4 connect timeouts per file
+            raise self.watch.stop(exc) from None
         if answer.status == 404:
             raise NotFoundError(f"{what}: 404 Not Found at its download_url")
         if answer.status != 200 or answer.body is None:
