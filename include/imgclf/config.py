@@ -170,6 +170,10 @@ class Settings:
     # the downloader, the featurizer and prediction: imgclf.images reads the same variable).
     max_file_bytes: int = 50 * 1024 * 1024
     max_image_pixels: int = 64_000_000
+    # ... and bytes a .keras model file may declare, all members uncompressed (imgclf.models).
+    max_model_bytes: int = 1024**3
+    # Seconds a sync waits for another sync of the same destination before giving up.
+    sync_lock_wait: float = 600.0
     # The first retry's wait against GitHub (doubling, with as much jitter); 0 retries at once.
     github_backoff: float = 0.5
     extra_spark_conf: dict[str, str] = field(default_factory=dict)
@@ -193,6 +197,10 @@ class Settings:
             download_workers=_env_int("IMGCLF_DOWNLOAD_WORKERS", 4),
             max_file_bytes=_env_int("IMGCLF_MAX_FILE_BYTES", cls.max_file_bytes),
             max_image_pixels=_env_int("IMGCLF_MAX_IMAGE_PIXELS", cls.max_image_pixels),
+            max_model_bytes=_env_int("IMGCLF_MAX_MODEL_BYTES", cls.max_model_bytes),
+            sync_lock_wait=_env_number(
+                "IMGCLF_SYNC_LOCK_WAIT", cls.sync_lock_wait, float, 0.0, 7 * 86400.0
+            ),
             github_backoff=_env_number(
                 "IMGCLF_GITHUB_BACKOFF", cls.github_backoff, float, 0.0, 60.0
             ),

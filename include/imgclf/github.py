@@ -55,6 +55,8 @@ from urllib3.exceptions import (
 from urllib3.util import parse_url
 from urllib3.util.retry import Retry
 
+from imgclf.names import check_spark_name
+
 if TYPE_CHECKING:
     from imgclf.config import Settings
 
@@ -140,6 +142,8 @@ def check_name(name: Any) -> str:
         raise ValueError(f"name {shown(name)} is a hidden file")
     if len(name) > MAX_NAME_CHARS or len(name.encode("utf-8", "surrogatepass")) > 255:
         raise ValueError(f"name {shown(name)} is longer than {MAX_NAME_CHARS} characters")
+    if is_image_name(name):  # a file we store: every Spark reader must read it (imgclf.names)
+        check_spark_name(name)
     return name
 
 
