@@ -52,7 +52,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         result = sync_dataset(
             client, args.repo, args.ref, classes, Path(args.dest),
             min_images_per_class=args.min_images_per_class, workers=args.workers,
-            max_image_pixels=settings.max_image_pixels,
+            max_image_pixels=settings.max_image_pixels, lock_wait=settings.sync_lock_wait,
         )  # fmt: skip
     except DownloadError as exc:
         print(f"imgclf download: {exc}", file=sys.stderr)

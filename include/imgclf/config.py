@@ -14,6 +14,7 @@ import re
 import shutil
 import sys
 from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import TypeVar
@@ -174,6 +175,12 @@ class Settings:
     max_model_bytes: int = 1024**3
     # Seconds a sync waits for another sync of the same destination before giving up.
     sync_lock_wait: float = 600.0
+    # Every task's execution_timeout (seconds): generous for honest runs, so that nothing stalled
+    # holds a DAG (max_active_runs=1) forever. Python tasks; the download (its lock wait, then
+    # the transfer); a Spark job (the CNN over every new image: hours at 100,000s of images).
+    task_timeout: float = 1800.0
+    download_timeout: float = 3 * 3600.0
+    spark_job_timeout: float = 12 * 3600.0
     # The first retry's wait against GitHub (doubling, with as much jitter); 0 retries at once.
     github_backoff: float = 0.5
     extra_spark_conf: dict[str, str] = field(default_factory=dict)
@@ -201,6 +208,13 @@ class Settings:
             sync_lock_wait=_env_number(
                 "IMGCLF_SYNC_LOCK_WAIT", cls.sync_lock_wait, float, 0.0, 7 * 86400.0
             ),
+            task_timeout=_env_number("IMGCLF_TASK_TIMEOUT", cls.task_timeout, float, 1.0),
+            download_timeout=_env_number(
+                "IMGCLF_DOWNLOAD_TIMEOUT", cls.download_timeout, float, 1.0
+            ),
+            spark_job_timeout=_env_number(
+                "IMGCLF_SPARK_JOB_TIMEOUT", cls.spark_job_timeout, float, 1.0
+            ),
             github_backoff=_env_number(
                 "IMGCLF_GITHUB_BACKOFF", cls.github_backoff, float, 0.0, 60.0
             ),
@@ -216,6 +230,10 @@ class Settings:
             mlflow_ui_url=os.environ.get("IMGCLF_MLFLOW_UI_URL", "").strip().rstrip("/")
             or cls.mlflow_ui_url,
         )
+
+    def timeout(self, kind: str = "task") -> timedelta:
+        """A task's ``execution_timeout``: ``kind`` is ``task``, ``download`` or ``spark_job``."""
+        return timedelta(seconds=getattr(self, f"{kind}_timeout"))
 
     # --- MLflow ------------------------------------------------------------------------------
     @property

@@ -18,7 +18,12 @@ def spark_job(
     settings: Settings, task_id: str, script: str, args: list[str], **kwargs
 ) -> SparkSubmitOperator:
     """One spark-submit of ``spark_tasks/<script>`` with ``args`` (templated)."""
-    options = {"retries": 1, "retry_delay": timedelta(seconds=20), **kwargs}  # a lost executor
+    options = {
+        "retries": 1,  # a lost executor
+        "retry_delay": timedelta(seconds=20),
+        "execution_timeout": settings.timeout("spark_job"),
+        **kwargs,
+    }
     return SparkSubmitOperator(
         task_id=task_id,
         conn_id="spark_default",

@@ -136,7 +136,7 @@ def test_bad_param_values_fail_the_first_task_with_one_line(dag, name, bad, boun
     from imgclf import params
 
     assert dag.params.get_param(name).resolve(bad) == bad  # the trigger is accepted
-    with pytest.raises(ValueError, match="^invalid run parameters: ") as err:
+    with pytest.raises(ValueError, match=r"^invalid run parameters: ") as err:
         params.validate({name: bad}, check_weights=False)
     message = str(err.value)
     assert "\n" not in message and bound in message, message
@@ -268,3 +268,40 @@ def parse_time_imports() -> dict[str, list[str]]:
 @pytest.mark.parametrize("dag_file", DAG_FILES)
 def test_no_heavy_import_at_parse_time(parse_time_imports, dag_file):
     assert parse_time_imports[dag_file] == [], f"{dag_file} imports {parse_time_imports[dag_file]}"
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES)
+def test_every_task_of_every_dag_has_an_execution_timeout(dag_file, monkeypatch):
+    """One stalled task must not hold a DAG that runs one run at a time forever: every task
+    has a bound, from the settings (generous: an honest run never meets it)."""
+    import datetime
+
+    from imgclf.config import Settings
+
+    dag = load_dag(dag_file.removesuffix(".py"))
+    defaults = Settings.from_env()
+    for t in dag.tasks:
+        timeout = t.execution_timeout
+        assert isinstance(timeout, datetime.timedelta), (dag_file, t.task_id)
+        assert datetime.timedelta(minutes=10) <= timeout <= datetime.timedelta(days=1), t.task_id
+        if t.task_id in ("train", "tune", "challenge", "predict"):
+            assert timeout == defaults.timeout("spark_job"), t.task_id
+        elif t.task_id == "download":
+            assert timeout == defaults.timeout("download")
+        else:
+            assert timeout == defaults.timeout(), t.task_id
+
+
+def test_the_timeouts_are_settings(monkeypatch):
+    import datetime
+
+    from imgclf.config import Settings
+
+    monkeypatch.setenv("IMGCLF_SPARK_JOB_TIMEOUT", "7200")
+    monkeypatch.setenv("IMGCLF_TASK_TIMEOUT", "900")
+    s = Settings.from_env()
+    assert s.timeout("spark_job") == datetime.timedelta(hours=2)
+    assert s.timeout() == datetime.timedelta(minutes=15)
+    monkeypatch.setenv("IMGCLF_TASK_TIMEOUT", "-1")
+    with pytest.raises(ValueError, match=r"IMGCLF_TASK_TIMEOUT=-1\.0 must be >= 1\.0"):
+        Settings.from_env()
