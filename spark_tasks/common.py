@@ -23,7 +23,7 @@ from pyspark.ml.feature import IndexToString, StringIndexer, StringIndexerModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from imgclf.config import Settings
+from imgclf.config import LOOPBACK, Settings
 from imgclf.github import IMAGE_EXTENSIONS
 from imgclf.metrics import classification_report
 from imgclf.models import ModelSpec
@@ -56,7 +56,8 @@ def spark_session(app_name: str) -> SparkSession:
     use_this_interpreter_for_workers()
     builder = SparkSession.builder.appName(app_name)
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we start the JVM: the project's conf
-        conf: dict[str, Any] = dict(Settings.from_env().spark_conf())
+        conf: dict[str, Any] = dict(Settings.from_env().spark_conf("local[*]"))
+        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)  # the UI too, as spark-submit's
         builder = builder.master("local[*]").config(map=conf)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

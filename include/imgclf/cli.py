@@ -185,8 +185,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _spark_env() -> dict[str, str]:
+def _spark_env(master: str) -> dict[str, str]:
     env = os.environ.copy()
+    if config.is_local_master(master):  # the UI, RPC and block manager on loopback
+        env.update(config.loopback_env())
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
@@ -196,7 +198,7 @@ def _spark_env() -> dict[str, str]:
 def _spark_submit(script: str, master: str) -> list[str]:
     settings = config.Settings.from_env()
     conf = {
-        **settings.spark_conf(),
+        **settings.spark_conf(master),
         "spark.ui.enabled": "false",
     }
     return [
@@ -223,7 +225,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "--version", found["version"],
         "--out", str(Path(args.out).resolve()),
     ]  # fmt: skip
-    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
+    return subprocess.run(cmd, env=_spark_env(args.master), check=False).returncode
 
 
 def cmd_job(args: argparse.Namespace) -> int:
@@ -238,7 +240,7 @@ def cmd_job(args: argparse.Namespace) -> int:
         elif not arg.startswith("--master="):
             forwarded.append(arg)
     cmd = [*_spark_submit(args.script, args.master), *forwarded]
-    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
+    return subprocess.run(cmd, env=_spark_env(args.master), check=False).returncode
 
 
 def build_parser() -> argparse.ArgumentParser:

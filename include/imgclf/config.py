@@ -97,6 +97,29 @@ def _env_conf(name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in conf.items()}
 
 
+# Where a local-mode Spark listens: its driver RPC, block manager and UI have no authentication
+# unless spark.authenticate is on (docs/security.md), so on a laptop they stay off the network.
+LOOPBACK = "127.0.0.1"
+
+
+def is_local_master(master: str) -> bool:
+    """``local``, ``local[*]``, ``local[N,F]``, ``local-cluster[...]``: everything on this host."""
+    return master.strip().startswith("local")
+
+
+def loopback_conf() -> dict[str, str]:
+    """The Spark conf that keeps a local-mode job's listening sockets on ``LOOPBACK``: the
+    driver's RPC and block manager (``spark.driver.bindAddress``; ``spark.driver.host`` is the
+    address it advertises). The UI binds to ``SPARK_LOCAL_IP`` (``loopback_env``)."""
+    return {"spark.driver.bindAddress": LOOPBACK, "spark.driver.host": LOOPBACK}
+
+
+def loopback_env() -> dict[str, str]:
+    """The environment of a local-mode spark-submit: ``SPARK_LOCAL_IP`` is the address Spark's
+    web UI binds to (else every interface) and the default of the driver's addresses."""
+    return {"SPARK_LOCAL_IP": LOOPBACK}
+
+
 def java_executable() -> str | None:
     """The ``java`` that spark-submit will run: ``$JAVA_HOME/bin/java``, else the one on PATH."""
     home = os.environ.get("JAVA_HOME", "").strip()
@@ -291,8 +314,10 @@ class Settings:
         user = self.extra_spark_conf.get("spark.executor.extraJavaOptions", "").strip()
         return f"{_NIO_BOUND} {user}" if user else _NIO_BOUND
 
-    def spark_conf(self) -> dict[str, str]:
-        """The conf every job of the project runs with (spark-submit ``--conf`` pairs)."""
+    def spark_conf(self, master: str | None = None) -> dict[str, str]:
+        """The conf every job of the project runs with (spark-submit ``--conf`` pairs); with a
+        local ``master``, its sockets on loopback (``loopback_conf``; ``IMGCLF_SPARK_CONF``
+        may still say otherwise)."""
         conf = {
             # Executors run the project's interpreter, with TensorFlow and the project installed.
             "spark.pyspark.python": self.python,
@@ -315,6 +340,7 @@ class Settings:
             "spark.sql.inMemoryColumnarStorage.batchSize": str(BATCH_ROWS),
             "spark.buffer.pageSize": "1m",  # the least Spark's own sizing picks
             "spark.hadoop.parquet.block.size": str(ROW_GROUP_BYTES),
+            **(loopback_conf() if master is not None and is_local_master(master) else {}),
             **self.extra_spark_conf,
         }
         conf["spark.driver.extraJavaOptions"] = self.driver_java_options()

@@ -198,6 +198,11 @@ def test_every_job_submits_with_the_projects_jvm_options_on_any_master(
         executor = hook._conf["spark.executor.extraJavaOptions"].split()
         assert executor == ["-Djdk.nio.maxCachedBufferSize=262144"], executor
         assert hook._conf["spark.pyspark.python"] == sys.executable  # the rest of the conf kept
+        local = connection is not None and "local[" in connection
+        # local mode: every socket of the job on loopback (tests/attack/test_spark_sockets.py);
+        # on a cluster the executors must reach the driver: its address is the cluster's to say
+        assert (hook._conf.get("spark.driver.bindAddress") == "127.0.0.1") is local
+        assert ((hook._env_vars or {}).get("SPARK_LOCAL_IP") == "127.0.0.1") is local
 
 
 def test_the_form_is_the_schema_with_titles_and_sections(dag):
