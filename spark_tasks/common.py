@@ -100,6 +100,53 @@ def manifest_files(manifest_path: Path, raw_dir: Path) -> list[str]:
     return files
 
 
+def check_all_read(files: list[str], keys: DataFrame) -> None:
+    """Raise ``JobCheckError`` unless Spark read every one of ``files`` (``keys``' paths): a file
+    it skipped or misread would otherwise be left out of training without a word."""
+    from spark_tasks.job import JobCheckError
+
+    read = {r["path"] for r in keys.select("path").collect()}
+    missing = sorted(set(files) - read)
+    if missing:
+        shown = ", ".join(repr(p) for p in missing[:3]) + (" ..." if len(missing) > 3 else "")
+        raise JobCheckError(
+            f"Spark read {len(files) - len(missing)} of the manifest's {len(files)} files; "
+            f"not read: {shown}"
+        )
+
+
+def account_for_every_file(
+    manifest_count: int,
+    keys: DataFrame,
+    features: DataFrame,
+    failed: list[dict[str, str]],
+    split_counts: dict[str, int],
+) -> list[dict[str, str]]:
+    """Every file of the manifest is trained on or listed as failed: the list of those without
+    features (``{"path", "error"}``, by path; a file whose content failed in an earlier run too),
+    after checking ``train + test + failed == manifest`` (``JobCheckError`` otherwise)."""
+    from spark_tasks.job import JobCheckError
+
+    errors = {f["path"]: f["error"] for f in failed}
+    rows = keys.join(features.select("sha256"), "sha256", "left_anti").select("path", "sha256")
+    missing = rows.orderBy("path").collect()
+    by_sha = {r["sha256"]: errors[r["path"]] for r in missing if r["path"] in errors}
+    listed = [
+        {
+            "path": r["path"],
+            "error": errors.get(r["path"]) or by_sha.get(r["sha256"], "no features"),
+        }
+        for r in missing
+    ]
+    trained = sum(split_counts.values())
+    if trained + len(listed) != manifest_count:
+        raise JobCheckError(
+            f"counts do not add up: the manifest lists {manifest_count} files, {trained} were "
+            f"split for training and test and {len(listed)} failed"
+        )
+    return listed
+
+
 def image_keys(images: DataFrame) -> DataFrame:
     """``(path, label, sha256)`` of ``images``, hashed once and cached: rows without pixels
     that every later step (store lookup, split, join) reads instead of the files.

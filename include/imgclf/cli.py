@@ -209,9 +209,25 @@ def _spark_submit(script: str, master: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _images_problem(value: str | None) -> str | None:
+    """Why ``--images`` is not a folder of images to read, checked before Spark starts."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.exists():
+        return f"--images {str(value)!r} does not exist"
+    if not path.is_dir():
+        return f"--images {str(value)!r} is not a folder"
+    return None
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score a folder with the champion (or --version) through spark-submit."""
     from imgclf.tasks import resolve_version
+
+    if problem := _images_problem(args.images):
+        print(f"imgclf predict: {problem}", file=sys.stderr)
+        return 2
 
     try:
         found = resolve_version(config.Settings.from_env(), args.version)
@@ -231,6 +247,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_job(args: argparse.Namespace) -> int:
     """``featurize`` / ``evaluate``: their job's own options, forwarded to it through
     spark-submit as the DAG runs its jobs (declared once, in the job's ``build_parser``)."""
+    if problem := _images_problem(str(args.images) if args.images is not None else None):
+        print(f"imgclf {args.command}: {problem}", file=sys.stderr)
+        return 2
     forwarded, skip = [], False
     for arg in args.argv:
         if skip:
