@@ -93,8 +93,17 @@ def read_images(spark: SparkSession, paths: list[str]) -> DataFrame:
 
 def manifest_files(manifest_path: Path, raw_dir: Path) -> list[str]:
     """The absolute paths of a manifest's images (its paths are relative to ``raw_dir``)."""
+    from imgclf.names import check_spark_name
+
     manifest = json.loads(Path(manifest_path).read_text())
-    files = [str(raw_dir / entry["path"]) for entry in manifest["files"]]
+    files = []
+    for entry in manifest["files"]:
+        for part in Path(entry["path"]).parts:  # a dataset synced before the rule existed
+            try:
+                check_spark_name(part, f"dataset file {entry['path']!r}: name")
+            except ValueError as exc:
+                raise ValueError(f"{exc} (imgclf download now refuses it: sync again)") from None
+        files.append(str(raw_dir / entry["path"]))
     if not files:
         raise ValueError(f"manifest {manifest_path} lists no files")
     return files

@@ -5,6 +5,7 @@ and every name it refuses is one Spark would have skipped or misread."""
 from __future__ import annotations
 
 import hashlib
+import re
 import io
 from pathlib import Path
 
@@ -106,3 +107,61 @@ def test_what_the_rule_refuses_spark_would_misread(spark, tmp_path, name):
     except Exception:
         listed = 0
     assert explicit == 0 or listed < 2  # one reader or the other misreads it
+
+
+def _manifest(tmp_path: Path, paths: list[str]) -> Path:
+    import json
+
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"files": [{"path": p} for p in paths]}))
+    return path
+
+
+def test_a_dataset_synced_before_the_rule_fails_the_job_naming_the_file(tmp_path):
+    """An older dataset may hold such a name: the train job says which, before Spark reads."""
+    from spark_tasks.common import manifest_files
+
+    good = _manifest(tmp_path, ["messi/a b.jpg", "ronaldo/x.jpg"])
+    assert manifest_files(good, tmp_path) == [str(tmp_path / "messi/a b.jpg"),
+                                              str(tmp_path / "ronaldo/x.jpg")]  # fmt: skip
+    for bad in ("messi/[x].jpg", "_messi/x.jpg", "messi/a:b.jpg"):
+        with pytest.raises(
+            ValueError, match=rf"^dataset file {re.escape(repr(bad))}: name .* sync again\)$"
+        ):
+            manifest_files(_manifest(tmp_path, ["ronaldo/x.jpg", bad]), tmp_path)
+
+
+def test_a_file_spark_did_not_read_fails_the_job_naming_it(spark, tmp_path):
+    from spark_tasks.common import check_all_read, image_keys, read_images
+    from spark_tasks.job import JobCheckError
+
+    (tmp_path / "messi").mkdir()
+    files = []
+    for name in ("ok.jpg", "_hidden.jpg"):  # as if an older version had stored it
+        (tmp_path / "messi" / name).write_bytes(_jpeg())
+        files.append(str(tmp_path / "messi" / name))
+    keys = image_keys(read_images(spark, files))
+    with pytest.raises(JobCheckError, match=r"Spark read 1 of the manifest's 2 files; not read: "
+                       r"'.*/messi/_hidden\.jpg'$"):  # fmt: skip
+        check_all_read(files, keys)
+    check_all_read(files[:1], keys)
+
+
+def test_trained_plus_failed_is_the_manifest_or_the_job_says_so(spark):
+    from spark_tasks.common import account_for_every_file
+    from spark_tasks.job import JobCheckError
+
+    keys = spark.createDataFrame(
+        [("/d/a.jpg", "s1"), ("/d/b.jpg", "s2"), ("/d/c.jpg", "s2"), ("/d/e.jpg", "s3")],
+        "path string, sha256 string",
+    )
+    features = spark.createDataFrame([("s1",), ("s3",)], "sha256 string")
+    failed = [{"path": "/d/b.jpg", "error": "not a decodable image"}]  # one path per content
+    listed = account_for_every_file(4, keys, features, failed, {"train": 1, "test": 1})
+    assert listed == [  # both files of the failed content, with its error
+        {"path": "/d/b.jpg", "error": "not a decodable image"},
+        {"path": "/d/c.jpg", "error": "not a decodable image"},
+    ]
+    with pytest.raises(JobCheckError, match=r"^counts do not add up: the manifest lists 5 files, "
+                       r"2 were split for training and test and 2 failed$"):  # fmt: skip
+        account_for_every_file(5, keys, features, failed, {"train": 1, "test": 1})
