@@ -5,8 +5,8 @@ and every name it refuses is one Spark would have skipped or misread."""
 from __future__ import annotations
 
 import hashlib
-import re
 import io
+import re
 from pathlib import Path
 
 import pytest
