@@ -73,7 +73,12 @@ with DAG(
     max_active_runs=1,
     params=PARAMS,
     tags=["imgclf", "spark", "transfer-learning"],
-    default_args={"owner": "imgclf", "retries": 0, "on_failure_callback": note_failure},
+    default_args={
+        "owner": "imgclf",
+        "retries": 0,
+        "on_failure_callback": note_failure,
+        "execution_timeout": SETTINGS.timeout(),  # the Spark jobs and the download: their own
+    },
 ) as dag:
 
     @task(retries=0)
@@ -86,7 +91,9 @@ with DAG(
         runs.open_run(SETTINGS, ctx["dag"].dag_id, ctx["run_id"], checked)  # its MLflow run
         return checked
 
-    @task(retries=1, retry_delay=timedelta(seconds=30))
+    @task(
+        retries=1, retry_delay=timedelta(seconds=30), execution_timeout=SETTINGS.timeout("download")
+    )
     def download() -> dict:
         ctx = get_current_context()
         api_url, token = connections.github_endpoint(BaseHook.get_connection)

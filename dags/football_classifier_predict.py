@@ -42,7 +42,7 @@ with DAG(
         ),
     },
     tags=["imgclf", "predict"],
-    default_args={"owner": "imgclf", "retries": 0},
+    default_args={"owner": "imgclf", "retries": 0, "execution_timeout": SETTINGS.timeout()},
 ) as dag:
 
     @task

@@ -43,15 +43,26 @@ with DAG(
     max_active_runs=1,
     params={name: Param(**spec) for name, spec in run_params.airflow_params(WATCHED).items()},
     tags=["imgclf", "watch"],
-    default_args={"owner": "imgclf", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    default_args={
+        "owner": "imgclf",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "execution_timeout": SETTINGS.timeout(),  # a listing, no download
+    },
 ) as dag:
 
     @task(outlets=[Asset(config.DATASET_ASSET)])
     def check_dataset() -> dict:
         ctx = get_current_context()
         api_url, token = connections.github_endpoint(BaseHook.get_connection)
+        try:  # the Params hold types only: the bounds and patterns are the schema's (one line)
+            watched = run_params.validate(
+                {k: ctx["params"][k] for k in WATCHED}, check_weights=False
+            )
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from None
         try:
-            result = tasks.dataset_changed(SETTINGS, dict(ctx["params"]), api_url, token)
+            result = tasks.dataset_changed(SETTINGS, watched, api_url, token)
         except DownloadError as exc:
             if exc.retryable:
                 raise

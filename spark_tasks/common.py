@@ -23,7 +23,7 @@ from pyspark.ml.feature import IndexToString, StringIndexer, StringIndexerModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from imgclf.config import Settings
+from imgclf.config import LOOPBACK, Settings
 from imgclf.github import IMAGE_EXTENSIONS
 from imgclf.metrics import classification_report
 from imgclf.models import ModelSpec
@@ -56,7 +56,8 @@ def spark_session(app_name: str) -> SparkSession:
     use_this_interpreter_for_workers()
     builder = SparkSession.builder.appName(app_name)
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we start the JVM: the project's conf
-        conf: dict[str, Any] = dict(Settings.from_env().spark_conf())
+        conf: dict[str, Any] = dict(Settings.from_env().spark_conf("local[*]"))
+        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)  # the UI too, as spark-submit's
         builder = builder.master("local[*]").config(map=conf)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
@@ -92,11 +93,67 @@ def read_images(spark: SparkSession, paths: list[str]) -> DataFrame:
 
 def manifest_files(manifest_path: Path, raw_dir: Path) -> list[str]:
     """The absolute paths of a manifest's images (its paths are relative to ``raw_dir``)."""
+    from imgclf.names import check_spark_name
+
     manifest = json.loads(Path(manifest_path).read_text())
-    files = [str(raw_dir / entry["path"]) for entry in manifest["files"]]
+    files = []
+    for entry in manifest["files"]:
+        for part in Path(entry["path"]).parts:  # a dataset synced before the rule existed
+            try:
+                check_spark_name(part, f"dataset file {entry['path']!r}: name")
+            except ValueError as exc:
+                raise ValueError(f"{exc} (imgclf download now refuses it: sync again)") from None
+        files.append(str(raw_dir / entry["path"]))
     if not files:
         raise ValueError(f"manifest {manifest_path} lists no files")
     return files
+
+
+def check_all_read(files: list[str], keys: DataFrame) -> None:
+    """Raise ``JobCheckError`` unless Spark read every one of ``files`` (``keys``' paths): a file
+    it skipped or misread would otherwise be left out of training without a word."""
+    from spark_tasks.job import JobCheckError
+
+    read = {r["path"] for r in keys.select("path").collect()}
+    missing = sorted(set(files) - read)
+    if missing:
+        shown = ", ".join(repr(p) for p in missing[:3]) + (" ..." if len(missing) > 3 else "")
+        raise JobCheckError(
+            f"Spark read {len(files) - len(missing)} of the manifest's {len(files)} files; "
+            f"not read: {shown}"
+        )
+
+
+def account_for_every_file(
+    manifest_count: int,
+    keys: DataFrame,
+    features: DataFrame,
+    failed: list[dict[str, str]],
+    split_counts: dict[str, int],
+) -> list[dict[str, str]]:
+    """Every file of the manifest is trained on or listed as failed: the list of those without
+    features (``{"path", "error"}``, by path; a file whose content failed in an earlier run too),
+    after checking ``train + test + failed == manifest`` (``JobCheckError`` otherwise)."""
+    from spark_tasks.job import JobCheckError
+
+    errors = {f["path"]: f["error"] for f in failed}
+    rows = keys.join(features.select("sha256"), "sha256", "left_anti").select("path", "sha256")
+    missing = rows.orderBy("path").collect()
+    by_sha = {r["sha256"]: errors[r["path"]] for r in missing if r["path"] in errors}
+    listed = [
+        {
+            "path": r["path"],
+            "error": errors.get(r["path"]) or by_sha.get(r["sha256"], "no features"),
+        }
+        for r in missing
+    ]
+    trained = sum(split_counts.values())
+    if trained + len(listed) != manifest_count:
+        raise JobCheckError(
+            f"counts do not add up: the manifest lists {manifest_count} files, {trained} were "
+            f"split for training and test and {len(listed)} failed"
+        )
+    return listed
 
 
 def image_keys(images: DataFrame) -> DataFrame:

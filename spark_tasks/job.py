@@ -22,6 +22,10 @@ from typing import Any
 from imgclf.config import Settings, safe_name
 
 
+class JobCheckError(RuntimeError):
+    """A job's own check failed (its counts do not add up): the message says what and why."""
+
+
 @dataclass
 class JobContext:
     """What a job of run ``run_id`` needs: settings (every path), the run's params."""
@@ -75,5 +79,17 @@ def main(
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--data-root", type=Path, default=None, help="default: IMGCLF_HOME")
     args = parser.parse_args(argv)
-    job(context(args.run_id, args.data_root))
+    ctx = context(args.run_id, args.data_root)
+    name = Path(sys.argv[0]).stem
+    error = ctx.run_dir / f"{name}.error"  # the task's failure line (runs.record_failure)
+    error.unlink(missing_ok=True)
+    try:
+        job(ctx)
+    except (ValueError, JobCheckError) as exc:  # bad input or a broken invariant: one line
+        line = " ".join(str(exc).split())
+        logging.getLogger(__name__).error("%s failed: %s", name, line)
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        error.write_text(line[:2000] + "\n")
+        print(f"imgclf {name}: {line}", file=sys.stderr)
+        return 2
     return 0

@@ -129,7 +129,13 @@ def load(model: str, pooling: str = "avg", preprocessing: str = "none") -> Loade
     else:
         if preprocessing not in PREPROCESSINGS:
             raise ValueError(f"preprocessing {preprocessing!r} is not one of {PREPROCESSINGS}")
-        loaded = keras.saving.load_model(model, compile=False)
+        try:  # safe_mode (the default): a serialized lambda is refused, never run
+            loaded = keras.saving.load_model(model, compile=False, safe_mode=True)
+        except (ValueError, TypeError, KeyError, OSError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(
+                f"model file {model!r}: Keras refused to load it: {first[:300]}"
+            ) from None
         shape = loaded.input_shape
         if isinstance(shape, list):
             raise ValueError(f"model file {model} has {len(shape)} inputs; one image input needed")

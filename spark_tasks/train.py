@@ -54,6 +54,7 @@ def run(ctx: JobContext, spark=None) -> dict:
     identity = featurizer.identity()
     files = common.manifest_files(settings.manifest_copy(ctx.run_id), settings.raw_dir)
     keys = common.image_keys(common.read_images(spark, files))  # hashed once, cached
+    common.check_all_read(files, keys)  # every file of the manifest, or a line naming the rest
     phases.lap("list_and_hash")
     store = common.FeatureStore(spark, settings.features_dir, identity)
     # laps: lookup, list_new, featurize (the CNN pass), store
@@ -82,6 +83,7 @@ def run(ctx: JobContext, spark=None) -> dict:
     model_path = settings.stage_dir(ctx.run_id, "baseline") / "model"
     common.full_model(featurizer, classifier).write().overwrite().save(str(model_path))
     counts = {r["split"]: r["count"] for r in dataset.groupBy("split").count().collect()}
+    failed = common.account_for_every_file(len(files), keys, features, result.failed, counts)
     no_face = common.no_face_paths(dataset, p["model"])
     phases.lap("save")
     metrics = {
@@ -97,7 +99,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         "n_train": counts.get("train", 0),
         "n_test": counts.get("test", 0),
         "featurized_images": result.images,
-        "failed_images": result.failed,
+        "failed_images": failed,
         **({"no_face_images": no_face} if no_face is not None else {}),
         "model_path": str(model_path),
         **phases.timing(),

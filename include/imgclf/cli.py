@@ -53,7 +53,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         result = sync_dataset(
             client, args.repo, args.ref, classes, Path(args.dest),
             min_images_per_class=args.min_images_per_class, workers=args.workers,
-            max_image_pixels=settings.max_image_pixels,
+            max_image_pixels=settings.max_image_pixels, lock_wait=settings.sync_lock_wait,
         )  # fmt: skip
     except DownloadError as exc:
         print(f"imgclf download: {exc}", file=sys.stderr)
@@ -186,8 +186,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _spark_env() -> dict[str, str]:
+def _spark_env(master: str) -> dict[str, str]:
     env = os.environ.copy()
+    if config.is_local_master(master):  # the UI, RPC and block manager on loopback
+        env.update(config.loopback_env())
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
@@ -197,7 +199,7 @@ def _spark_env() -> dict[str, str]:
 def _spark_submit(script: str, master: str) -> list[str]:
     settings = config.Settings.from_env()
     conf = {
-        **settings.spark_conf(),
+        **settings.spark_conf(master),
         "spark.ui.enabled": "false",
     }
     return [
@@ -208,9 +210,25 @@ def _spark_submit(script: str, master: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _images_problem(value: str | None) -> str | None:
+    """Why ``--images`` is not a folder of images to read, checked before Spark starts."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.exists():
+        return f"--images {str(value)!r} does not exist"
+    if not path.is_dir():
+        return f"--images {str(value)!r} is not a folder"
+    return None
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score a folder with the champion (or --version) through spark-submit."""
     from imgclf.tasks import resolve_version
+
+    if problem := _images_problem(args.images):
+        print(f"imgclf predict: {problem}", file=sys.stderr)
+        return 2
 
     try:
         found = resolve_version(config.Settings.from_env(), args.version)
@@ -224,12 +242,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "--version", found["version"],
         "--out", str(Path(args.out).resolve()),
     ]  # fmt: skip
-    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
+    return subprocess.run(cmd, env=_spark_env(args.master), check=False).returncode
 
 
 def cmd_job(args: argparse.Namespace) -> int:
     """``featurize`` / ``evaluate``: their job's own options, forwarded to it through
     spark-submit as the DAG runs its jobs (declared once, in the job's ``build_parser``)."""
+    if problem := _images_problem(str(args.images) if args.images is not None else None):
+        print(f"imgclf {args.command}: {problem}", file=sys.stderr)
+        return 2
     forwarded, skip = [], False
     for arg in args.argv:
         if skip:
@@ -239,7 +260,7 @@ def cmd_job(args: argparse.Namespace) -> int:
         elif not arg.startswith("--master="):
             forwarded.append(arg)
     cmd = [*_spark_submit(args.script, args.master), *forwarded]
-    return subprocess.run(cmd, env=_spark_env(), check=False).returncode
+    return subprocess.run(cmd, env=_spark_env(args.master), check=False).returncode
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ import re
 import shutil
 import sys
 from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import TypeVar
@@ -96,6 +97,29 @@ def _env_conf(name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in conf.items()}
 
 
+# Where a local-mode Spark listens: its driver RPC, block manager and UI have no authentication
+# unless spark.authenticate is on (docs/security.md), so on a laptop they stay off the network.
+LOOPBACK = "127.0.0.1"
+
+
+def is_local_master(master: str) -> bool:
+    """``local``, ``local[*]``, ``local[N,F]``, ``local-cluster[...]``: everything on this host."""
+    return master.strip().startswith("local")
+
+
+def loopback_conf() -> dict[str, str]:
+    """The Spark conf that keeps a local-mode job's listening sockets on ``LOOPBACK``: the
+    driver's RPC and block manager (``spark.driver.bindAddress``; ``spark.driver.host`` is the
+    address it advertises). The UI binds to ``SPARK_LOCAL_IP`` (``loopback_env``)."""
+    return {"spark.driver.bindAddress": LOOPBACK, "spark.driver.host": LOOPBACK}
+
+
+def loopback_env() -> dict[str, str]:
+    """The environment of a local-mode spark-submit: ``SPARK_LOCAL_IP`` is the address Spark's
+    web UI binds to (else every interface) and the default of the driver's addresses."""
+    return {"SPARK_LOCAL_IP": LOOPBACK}
+
+
 def java_executable() -> str | None:
     """The ``java`` that spark-submit will run: ``$JAVA_HOME/bin/java``, else the one on PATH."""
     home = os.environ.get("JAVA_HOME", "").strip()
@@ -170,6 +194,16 @@ class Settings:
     # the downloader, the featurizer and prediction: imgclf.images reads the same variable).
     max_file_bytes: int = 50 * 1024 * 1024
     max_image_pixels: int = 64_000_000
+    # ... and bytes a .keras model file may declare, all members uncompressed (imgclf.models).
+    max_model_bytes: int = 1024**3
+    # Seconds a sync waits for another sync of the same destination before giving up.
+    sync_lock_wait: float = 600.0
+    # Every task's execution_timeout (seconds): generous for honest runs, so that nothing stalled
+    # holds a DAG (max_active_runs=1) forever. Python tasks; the download (its lock wait, then
+    # the transfer); a Spark job (the CNN over every new image: hours at 100,000s of images).
+    task_timeout: float = 1800.0
+    download_timeout: float = 3 * 3600.0
+    spark_job_timeout: float = 12 * 3600.0
     # The first retry's wait against GitHub (doubling, with as much jitter); 0 retries at once.
     github_backoff: float = 0.5
     # How slow the remote may be (docs/security.md): every answer must average this many bytes
@@ -199,6 +233,17 @@ class Settings:
             download_workers=_env_int("IMGCLF_DOWNLOAD_WORKERS", 4),
             max_file_bytes=_env_int("IMGCLF_MAX_FILE_BYTES", cls.max_file_bytes),
             max_image_pixels=_env_int("IMGCLF_MAX_IMAGE_PIXELS", cls.max_image_pixels),
+            max_model_bytes=_env_int("IMGCLF_MAX_MODEL_BYTES", cls.max_model_bytes),
+            sync_lock_wait=_env_number(
+                "IMGCLF_SYNC_LOCK_WAIT", cls.sync_lock_wait, float, 0.0, 7 * 86400.0
+            ),
+            task_timeout=_env_number("IMGCLF_TASK_TIMEOUT", cls.task_timeout, float, 1.0),
+            download_timeout=_env_number(
+                "IMGCLF_DOWNLOAD_TIMEOUT", cls.download_timeout, float, 1.0
+            ),
+            spark_job_timeout=_env_number(
+                "IMGCLF_SPARK_JOB_TIMEOUT", cls.spark_job_timeout, float, 1.0
+            ),
             github_backoff=_env_number(
                 "IMGCLF_GITHUB_BACKOFF", cls.github_backoff, float, 0.0, 60.0
             ),
@@ -221,6 +266,10 @@ class Settings:
             mlflow_ui_url=os.environ.get("IMGCLF_MLFLOW_UI_URL", "").strip().rstrip("/")
             or cls.mlflow_ui_url,
         )
+
+    def timeout(self, kind: str = "task") -> timedelta:
+        """A task's ``execution_timeout``: ``kind`` is ``task``, ``download`` or ``spark_job``."""
+        return timedelta(seconds=getattr(self, f"{kind}_timeout"))
 
     # --- MLflow ------------------------------------------------------------------------------
     @property
@@ -278,8 +327,10 @@ class Settings:
         user = self.extra_spark_conf.get("spark.executor.extraJavaOptions", "").strip()
         return f"{_NIO_BOUND} {user}" if user else _NIO_BOUND
 
-    def spark_conf(self) -> dict[str, str]:
-        """The conf every job of the project runs with (spark-submit ``--conf`` pairs)."""
+    def spark_conf(self, master: str | None = None) -> dict[str, str]:
+        """The conf every job of the project runs with (spark-submit ``--conf`` pairs); with a
+        local ``master``, its sockets on loopback (``loopback_conf``; ``IMGCLF_SPARK_CONF``
+        may still say otherwise)."""
         conf = {
             # Executors run the project's interpreter, with TensorFlow and the project installed.
             "spark.pyspark.python": self.python,
@@ -302,6 +353,7 @@ class Settings:
             "spark.sql.inMemoryColumnarStorage.batchSize": str(BATCH_ROWS),
             "spark.buffer.pageSize": "1m",  # the least Spark's own sizing picks
             "spark.hadoop.parquet.block.size": str(ROW_GROUP_BYTES),
+            **(loopback_conf() if master is not None and is_local_master(master) else {}),
             **self.extra_spark_conf,
         }
         conf["spark.driver.extraJavaOptions"] = self.driver_java_options()

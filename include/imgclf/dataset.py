@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -33,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from imgclf.files import atomic_write_json, fsync_dir, locked
+from imgclf.files import LockError, atomic_write_json, fsync_dir, locked
 from imgclf.github import (
     DownloadError,
     GitHubClient,
@@ -47,6 +48,7 @@ from imgclf.images import ImageRejectedError, verify_image
 log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
+DEFAULT_LOCK_WAIT = 600.0  # Settings.sync_lock_wait
 PROGRESS_SECONDS = 5.0
 
 
@@ -58,12 +60,70 @@ def fingerprint(pairs: list[tuple[str, str]]) -> str:
     return digest.hexdigest()
 
 
+# What a manifest must be for anything here to trust it. Older versions wrote the same keys.
+_HEX = {"type": "string", "pattern": "^[0-9a-f]+$"}
+MANIFEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["version", "classes", "files"],
+    "properties": {
+        "version": {"type": "integer"},
+        "repo": {"type": "string"},
+        "ref": {"type": "string"},
+        "classes": {"type": "object", "additionalProperties": {"type": "string"}},
+        "fingerprint": _HEX,
+        "complete": {"type": "boolean"},
+        "files": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["class", "name", "path", "size", "sha256"],
+                "properties": {
+                    "class": {"type": "string"},
+                    "name": {"type": "string"},
+                    "path": {"type": "string"},
+                    "size": {"type": "integer", "minimum": 0},
+                    "sha256": {**_HEX, "minLength": 64, "maxLength": 64},
+                    "blob_sha": {**_HEX, "minLength": 40, "maxLength": 40},
+                    "time": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+# Folders of the snapshot store a sync made, by name: snapshots (and an adopted old layout,
+# each with its manifest), a failed sync's verified files, a killed sync's staging.
+SNAPSHOT_NAME = re.compile(r"(\d{8}T\d{6}-[0-9a-f]{12}(-[0-9a-f]{6})?|legacy-\d+(-[0-9a-f]{6})?)")
+STAGING_NAME = re.compile(r"\.staging-[0-9a-f]{12}")
+PARTIAL = "partial"
+
+
+def manifest_problem(data: Any) -> str | None:
+    """Why ``data`` is not a manifest of ``MANIFEST_SCHEMA`` (the first problem), or ``None``."""
+    from jsonschema import Draft202012Validator
+
+    error = next(iter(Draft202012Validator(MANIFEST_SCHEMA).iter_errors(data)), None)
+    if error is None:
+        return None
+    where = "/".join(map(str, error.absolute_path)) or "the top level"
+    message = error.message if len(error.message) <= 120 else error.message[:117] + "..."
+    return f"{where}: {message}"
+
+
 def load_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest at ``path``, or ``None`` if it is missing, unreadable or not of
+    ``MANIFEST_SCHEMA`` (then with a warning: the next sync rebuilds it)."""
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
-    return data if isinstance(data, dict) else None
+    except (OSError, ValueError) as exc:
+        log.warning("manifest %s is unreadable (%s): treated as absent", path, exc)
+        return None
+    problem = manifest_problem(data)
+    if problem is not None:
+        log.warning("manifest %s is not a dataset manifest (%s): treated as absent", path, problem)
+        return None
+    return data
 
 
 @dataclass
@@ -104,13 +164,48 @@ def snapshots_dir(dest: Path) -> Path:
 
 def current_snapshot(dest: Path) -> Path | None:
     """The folder ``dest`` holds the dataset in: its symlink's target, or ``dest`` itself when it
-    is a folder made by an older version (a real directory with a manifest)."""
+    is a folder made by an older version (a real directory with a manifest; whether it truly is
+    one is ``legacy_problem``'s to prove before anything moves it)."""
     if dest.is_symlink():
         target = dest.resolve()
         return target if target.is_dir() else None
     if dest.is_dir() and (dest / "manifest.json").is_file():
         return dest
     return None
+
+
+def legacy_problem(folder: Path) -> str | None:
+    """Why ``folder`` (a real directory with a ``manifest.json``) is not proven to be a dataset
+    an older version made, or ``None``: its manifest is of ``MANIFEST_SCHEMA`` and its files are
+    exactly the manifest's (no other file, each of the listed size and sha256)."""
+    manifest = load_manifest(folder / "manifest.json")
+    if manifest is None:
+        return "its manifest.json is not an imgclf dataset manifest"
+    listed = {entry["path"]: entry for entry in manifest["files"]}
+    found: set[str] = set()
+    for root, dirs, files in os.walk(folder):  # never follows a symlinked folder
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            found.add(os.path.relpath(os.path.join(root, name), folder))
+    extra = sorted(found - set(listed) - {"manifest.json"})
+    if extra:
+        return f"{shown(extra[0])} is not in its manifest" + (
+            f" (and {len(extra) - 1} more files)" if len(extra) > 1 else ""
+        )
+    for rel, entry in sorted(listed.items()):
+        path = folder / rel
+        if rel not in found or path.is_symlink() or not path.is_file():
+            return f"{shown(rel)}, listed in its manifest, is missing"
+        if path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
+            return f"{shown(rel)} does not match its manifest (size or sha256)"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def list_remote(
@@ -171,20 +266,25 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def _swap(dest: Path, snapshot: Path) -> None:
-    """Point ``dest`` at ``snapshot`` with one atomic rename of a symlink."""
+def _swap(dest: Path, snapshot: Path) -> Path | None:
+    """Point ``dest`` at ``snapshot`` with one atomic rename of a symlink. An older version's
+    plain folder (proven by ``legacy_problem``) becomes a snapshot of its own first: returned."""
     parent = dest.parent
     link = parent / f".{dest.name}.swap-{os.getpid()}"
     link.unlink(missing_ok=True)
     os.symlink(os.path.relpath(snapshot, parent), link)
+    adopted = None
     if dest.is_dir() and not dest.is_symlink():
-        # an older version's plain folder: it becomes a snapshot of its own first
         if any(dest.iterdir()):
-            os.rename(dest, snapshots_dir(dest) / f"legacy-{int(time.time())}")
+            adopted = snapshots_dir(dest) / f"legacy-{int(time.time())}"
+            if adopted.exists():
+                adopted = adopted.with_name(adopted.name + f"-{uuid.uuid4().hex[:6]}")
+            os.rename(dest, adopted)
         else:
             dest.rmdir()
     os.replace(link, dest)
     fsync_dir(parent)
+    return adopted
 
 
 def sync_dataset(
@@ -197,11 +297,14 @@ def sync_dataset(
     min_images_per_class: int = 1,
     workers: int = 4,
     max_image_pixels: int | None = None,
+    lock_wait: float | None = DEFAULT_LOCK_WAIT,
 ) -> DownloadResult:
     """Make ``dest`` the verified copy of the remote folders, or change nothing and raise.
 
     Raises ``DownloadError`` naming what is wrong: a bad listing entry, a class below
-    ``min_images_per_class``, the same content in two classes, a file that does not verify.
+    ``min_images_per_class``, the same content in two classes, a file that does not verify,
+    a local folder that is not provably ours, another sync of ``dest`` holding the lock for
+    longer than ``lock_wait`` seconds (``None``: wait as long as it takes), a write that fails.
     """
     from imgclf.params import check_classes
 
@@ -211,30 +314,59 @@ def sync_dataset(
     except ValueError as exc:
         raise DownloadError(str(exc)) from None
     dest = Path(dest).absolute()
-    legacy_or_new = dest.is_symlink() or current_snapshot(dest) is not None
-    if dest.exists() and not legacy_or_new and (not dest.is_dir() or any(dest.iterdir())):
-        raise DownloadError(
-            f"refusing to replace {dest}: it is not a dataset made by imgclf download "
-            "(no manifest.json); choose an empty or new folder"
-        )
     store = snapshots_dir(dest)
-    with locked(store / ".lock"), client.download():  # one deadline for the whole sync
-        remote = list_remote(client, repo, ref, classes)
-        counts = {label: 0 for label in classes}
-        for f in remote:
-            counts[f.label] += 1
-        small = {k: v for k, v in counts.items() if v < min_images_per_class}
-        if small:
+    if store.is_symlink():
+        raise DownloadError(
+            f"refusing to use {store}: the snapshot store is a symbolic link (the sync deletes "
+            "old snapshots in it); make it a real folder or choose another --dest"
+        )
+    current = current_snapshot(dest)
+    if current is None and dest.exists() and not dest.is_symlink():
+        if not dest.is_dir() or any(dest.iterdir()):
             raise DownloadError(
-                f"classes with fewer than min_images_per_class={min_images_per_class} images in "
-                "the remote listing: "
-                + ", ".join(f"{k}={v}" for k, v in sorted(small.items()))
-                + "; nothing was changed"
+                f"refusing to replace {dest}: it is not a dataset made by imgclf download "
+                "(no manifest.json); choose an empty or new folder"
             )
-        return _stage_and_swap(
-            client, repo, ref, classes, dest, store, remote, counts, workers, max_image_pixels,
-            started,
+    elif current == dest:  # a real folder with a manifest.json: adopted only if proven
+        problem = legacy_problem(dest)
+        if problem is not None:
+            raise DownloadError(
+                f"refusing to adopt {dest} as an existing dataset: {problem}; "
+                "nothing was changed (choose an empty or new folder)"
+            )
+
+    def waiting(holder: str) -> None:
+        log.warning(
+            "waiting for another sync of %s (%s); giving up after %g s (IMGCLF_SYNC_LOCK_WAIT)",
+            dest, holder, lock_wait,
         )  # fmt: skip
+
+    try:
+        with locked(store / ".lock", wait=lock_wait, on_wait=waiting), client.download():
+            remote = list_remote(client, repo, ref, classes)
+            counts = {label: 0 for label in classes}
+            for f in remote:
+                counts[f.label] += 1
+            small = {k: v for k, v in counts.items() if v < min_images_per_class}
+            if small:
+                raise DownloadError(
+                    f"classes with fewer than min_images_per_class={min_images_per_class} "
+                    "images in the remote listing: "
+                    + ", ".join(f"{k}={v}" for k, v in sorted(small.items()))
+                    + "; nothing was changed"
+                )
+            return _stage_and_swap(
+                client, repo, ref, classes, dest, store, remote, counts, workers,
+                max_image_pixels, started,
+            )  # fmt: skip
+    except LockError as exc:
+        raise DownloadError(f"sync of {dest}: {exc}; nothing was changed") from None
+    except OSError as exc:  # disk full, permissions, ... while staging: nothing good is lost
+        what = f" ({exc.filename})" if exc.filename else ""
+        raise DownloadError(
+            f"cannot write the dataset under {store}{what}: {exc.strerror or exc}; "
+            f"{dest} is unchanged"
+        ) from None
 
 
 def _stage_and_swap(
@@ -242,8 +374,11 @@ def _stage_and_swap(
 ) -> DownloadResult:
     result = DownloadResult(counts=counts)
     current = current_snapshot(dest)
-    partial = store / "partial"  # a failed sync's verified files, reused by blob SHA
-    sources = [p for p in (current, partial) if p is not None and p.is_dir()]
+    partial = store / PARTIAL  # a failed sync's verified files, reused by blob SHA
+    killed = sorted(  # a killed sync's staging: its finished files verified too (blob SHA again)
+        p for p in store.iterdir() if STAGING_NAME.fullmatch(p.name) and not p.is_symlink()
+    )
+    sources = [p for p in (current, partial, *killed) if p is not None and p.is_dir()]
     staging = store / f".staging-{uuid.uuid4().hex[:12]}"
     listed = {(f.label, f.name) for f in remote}
     if current is not None:
@@ -286,11 +421,12 @@ def _stage_and_swap(
             snapshot = snapshot.with_name(snapshot.name + f"-{uuid.uuid4().hex[:6]}")
         os.rename(staging, snapshot)
         fsync_dir(store)
-        _swap(dest, snapshot)
+        adopted = _swap(dest, snapshot)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _prune(store, keep={snapshot, *([current] if current is not None else [])})
+    previous = adopted or current  # kept for a run that may still read it
+    _prune(store, keep={snapshot, *([previous] if previous is not None else [])})
     return _done(result, manifest, dest, started)
 
 
@@ -331,7 +467,12 @@ def _fetch_all(client, todo, workers, max_pixels, result) -> dict[str, Any]:
             verify_image(data, max_pixels)
         except ImageRejectedError as exc:
             raise UntrustedListingError(f"{f.what}: {exc}") from None
-        _write(target, data)
+        try:
+            _write(target, data)
+        except OSError as exc:  # disk full...: this file failed, the dataset is unchanged
+            raise DownloadError(
+                f"{f.what}: cannot write {target}: {exc.strerror or exc}"
+            ) from None
         return len(data)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -393,9 +534,18 @@ def _manifest(repo, ref, classes, remote, staging, current) -> dict[str, Any]:
 
 
 def _prune(store: Path, keep: set[Path]) -> None:
-    """Remove snapshots other than ``keep`` (the new one and the one it replaced)."""
+    """Remove the folders of ``store`` a sync made, other than ``keep`` (the new snapshot and
+    the one it replaced): snapshots by name and manifest, a failed sync's ``partial`` and killed
+    syncs' staging by name. Anything else (a symlink, a user's folder) is left alone."""
     keep = {p.resolve() for p in keep}
     for child in store.iterdir():
-        if child.name == ".lock" or child.resolve() in keep or not child.is_dir():
+        if child.is_symlink() or not child.is_dir() or child.resolve() in keep:
+            continue
+        if SNAPSHOT_NAME.fullmatch(child.name):
+            manifest = load_manifest(child / "manifest.json")
+            if manifest is None:
+                log.warning("not pruning %s: it has no valid manifest.json", child)
+                continue
+        elif not (child.name == PARTIAL or STAGING_NAME.fullmatch(child.name)):
             continue
         shutil.rmtree(child, ignore_errors=True)

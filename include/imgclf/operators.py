@@ -11,15 +11,38 @@ from datetime import timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from imgclf.config import Settings, spark_tasks_dir
+from imgclf.config import (
+    Settings,
+    is_local_master,
+    loopback_conf,
+    loopback_env,
+    spark_tasks_dir,
+)
+
+
+class SparkJobOperator(SparkSubmitOperator):
+    """The provider's operator; in local mode (the ``spark_default`` master, resolved when the
+    task runs, as the hook does) the driver's RPC, block manager and UI listen on loopback."""
+
+    def _get_hook(self):
+        hook = super()._get_hook()
+        if is_local_master(hook._connection["master"]):
+            hook._conf = {**loopback_conf(), **hook._conf}  # IMGCLF_SPARK_CONF still wins
+            hook._env_vars = {**loopback_env(), **(hook._env_vars or {})}
+        return hook
 
 
 def spark_job(
     settings: Settings, task_id: str, script: str, args: list[str], **kwargs
 ) -> SparkSubmitOperator:
     """One spark-submit of ``spark_tasks/<script>`` with ``args`` (templated)."""
-    options = {"retries": 1, "retry_delay": timedelta(seconds=20), **kwargs}  # a lost executor
-    return SparkSubmitOperator(
+    options = {
+        "retries": 1,  # a lost executor
+        "retry_delay": timedelta(seconds=20),
+        "execution_timeout": settings.timeout("spark_job"),
+        **kwargs,
+    }
+    return SparkJobOperator(
         task_id=task_id,
         conn_id="spark_default",
         application=str(spark_tasks_dir() / script),

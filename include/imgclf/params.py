@@ -17,6 +17,7 @@ from typing import Any
 
 from imgclf import config
 from imgclf.models import APPLICATIONS, FACE_MODELS, POOLINGS, RUNTIMES, check_model
+from imgclf.names import check_spark_name
 from imgclf.split import holdout_count
 
 _CLASS_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
@@ -67,7 +68,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
     },
     "classes": {
         "type": "object", "minProperties": 2,
-        "propertyNames": {"pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", "maxLength": 64},
+        "propertyNames": {"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", "maxLength": 64},
         "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 500},
         "default": config.DEFAULT_CLASSES, "section": DATA,
         "title": "Classes", "description": "Class name -> image folder in the repository.",
@@ -147,11 +148,43 @@ SCHEMA: dict[str, Any] = {
 DEFAULTS: dict[str, Any] = {name: prop["default"] for name, prop in PROPERTIES.items()}
 
 
+# What Airflow would check itself when a run is triggered, and answer with jsonschema's whole
+# error (schema and instance, dozens of lines): left to ``validate`` (the first task), which
+# names the parameter and the bound in one line. The form shows the bounds in the description
+# and an ``enum`` as a drop-down of ``examples``.
+_CHECKED_BY_VALIDATE = (
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern", "minLength",
+    "maxLength", "minProperties", "propertyNames", "additionalProperties", "properties",
+    "required", "minItems", "maxItems", "items", "enum",
+)  # fmt: skip
+
+
+def bounds_text(prop: dict[str, Any]) -> str:
+    """``">= 0, <= 1"``: a parameter's numeric bounds, as the form and the README show them."""
+    return ", ".join(
+        f"{label} {prop[key]}"
+        for key, label in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                           ("exclusiveMaximum", "<"))
+        if key in prop
+    )  # fmt: skip
+
+
 def airflow_params(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Keyword arguments for ``airflow.sdk.Param`` per parameter (``Param(**kwargs)``)."""
+    """Keyword arguments for ``airflow.sdk.Param`` per parameter (``Param(**kwargs)``): the
+    schema's type, default, title, section and description (with its bounds); the bounds
+    themselves are ``validate``'s, so that a bad value fails the first task with one line."""
     import copy
 
-    return {name: copy.deepcopy(PROPERTIES[name]) for name in (names or list(PROPERTIES))}
+    out = {}
+    for name in names or list(PROPERTIES):
+        spec = {k: copy.deepcopy(v) for k, v in PROPERTIES[name].items()
+                if k not in _CHECKED_BY_VALIDATE}  # fmt: skip
+        if "enum" in PROPERTIES[name]:
+            spec["examples"] = list(PROPERTIES[name]["enum"])
+        if bounds := bounds_text(PROPERTIES[name]):
+            spec["description"] += f" ({bounds})"
+        out[name] = spec
+    return out
 
 
 def markdown_table() -> str:
@@ -163,13 +196,8 @@ def markdown_table() -> str:
         default = (
             json.dumps(prop["default"]) if isinstance(prop["default"], dict) else prop["default"]
         )
-        bounds = [
-            f"{label} {prop[key]}"
-            for key, label in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
-                               ("exclusiveMaximum", "<"))
-            if key in prop
-        ]  # fmt: skip
-        meaning = prop["description"] + (f" ({', '.join(bounds)})" if bounds else "")
+        bounds = bounds_text(prop)
+        meaning = prop["description"] + (f" ({bounds})" if bounds else "")
         rows.append(f"| {prop['section']} | `{name}` | {prop['title']} | `{default}` | {meaning} |")
     return "\n".join(rows)
 
@@ -218,7 +246,7 @@ def check_class_name(name: Any) -> str:
 
     A class name becomes a folder (``raw/<name>/``) and a label: ASCII letters, digits, ``_``,
     ``.``, ``-``; at most ``CLASS_NAME_MAX`` characters; not starting with ``.`` (so neither
-    ``.`` nor ``..`` nor a hidden folder).
+    ``.`` nor ``..`` nor a hidden folder) nor ``_`` (Spark skips such folders: ``imgclf.names``).
     """
     if not isinstance(name, str):
         raise ValueError(f"class name {name!r} is not a string")
@@ -231,6 +259,7 @@ def check_class_name(name: Any) -> str:
         )
     if name.startswith("."):
         raise ValueError(f"class name {name!r} must not start with '.'")
+    check_spark_name(name, "class name")  # a folder every Spark reader must list (`_x`)
     if len(name) > CLASS_NAME_MAX:
         raise ValueError(f"class name {name!r} is longer than {CLASS_NAME_MAX} characters")
     return name
@@ -377,6 +406,8 @@ def validate(params: dict[str, Any], *, check_weights: bool = True) -> dict[str,
         named = _class_problems(merged["classes"])
         if named:
             problems = [p for p in problems if not p.startswith("classes")] + named
+    if len(problems) == 1:
+        raise ValueError(f"invalid run parameters: {problems[0]}")
     if problems:
         raise ValueError("invalid run parameters:\n- " + "\n- ".join(problems))
     return merged

@@ -52,7 +52,13 @@ def load_params(settings: Settings, run_id: str) -> dict[str, Any]:
 
 
 def record_failure(settings: Settings, run_id: str, task_id: str, error: BaseException) -> Path:
-    """Note why a run failed (``runs/<run>/failure.json``): for the record, ``imgclf summary``."""
+    """Note why a run failed (``runs/<run>/failure.json``): for the record, ``imgclf summary``.
+
+    A Spark job that failed on a check of its own left its one line in ``<task>.error``: that
+    line, rather than the operator's "Cannot execute: spark-submit ..."."""
+    job_line = settings.run_dir(run_id) / f"{task_id}.error"
+    if job_line.is_file():
+        error = RuntimeError(job_line.read_text(errors="replace")[:2000])
     message = " ".join(str(error).split()) or type(error).__name__
     path = settings.run_dir(run_id) / "failure.json"
     atomic_write_json(path, {"run_id": run_id, "task": task_id, "error": message[:2000]})

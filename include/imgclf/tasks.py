@@ -80,6 +80,7 @@ def download(
         min_images_per_class=params["min_images_per_class"],
         workers=settings.download_workers,
         max_image_pixels=settings.max_image_pixels,
+        lock_wait=settings.sync_lock_wait,
     )
     manifest = settings.manifest_copy(run_id)
     manifest.parent.mkdir(parents=True, exist_ok=True)

@@ -115,20 +115,40 @@ def test_param_defaults_match_the_reference_run(dag):
 
 
 @pytest.mark.parametrize(
-    ("name", "bad"),
+    ("name", "bad", "bound"),
     [
-        ("min_accuracy", 1.5), ("target_accuracy", -0.1), ("test_fraction", 1.0),
-        ("test_fraction", 0), ("seed", -1), ("seed", "twelve"), ("max_iter", 0),
-        ("pooling", "sum"), ("repo", "not a repo"), ("cv_folds", 1),
-        ("classes", {"messi": "x"}), ("tune_grid", {"reg_param": [0.1]}),
-        ("tune_grid", {"reg_param": [], "elastic_net_param": [0.0], "max_iter": [10]}),
+        ("min_accuracy", 1.5, "maximum of 1"), ("target_accuracy", -0.1, "minimum of 0"),
+        ("test_fraction", 1.0, "maximum of 1"), ("test_fraction", 0, "minimum of 0"),
+        ("test_fraction", -0.2, "minimum of 0"), ("seed", -1, "minimum of 0"),
+        ("max_iter", 0, "minimum of 1"), ("pooling", "sum", "not one of"),
+        ("repo", "not a repo", "does not match"), ("cv_folds", 1, "minimum of 2"),
+        ("classes", {"messi": "x"}, "enough properties"),
+        ("classes", {"_m": "a", "r": "b"}, "class name '_m' starts with '_'"),
+        ("tune_grid", {"reg_param": [0.1], "max_iter": [9]}, "required property"),
+        ("tune_grid", {"reg_param": [], "elastic_net_param": [0.0], "max_iter": [10]},
+         "should be non-empty"),
     ],
 )  # fmt: skip
-def test_bad_param_values_are_rejected_by_the_form(dag, name, bad):
+def test_bad_param_values_fail_the_first_task_with_one_line(dag, name, bad, bound):
+    """Airflow checks a trigger's values against its Params and answers jsonschema's whole
+    error (schema and instance, dozens of lines): the Params leave the bounds to
+    ``validate_params``, which names the parameter and the bound in one line."""
+    from imgclf import params
+
+    assert dag.params.get_param(name).resolve(bad) == bad  # the trigger is accepted
+    with pytest.raises(ValueError, match=r"^invalid run parameters: ") as err:
+        params.validate({name: bad}, check_weights=False)
+    message = str(err.value)
+    assert "\n" not in message and bound in message, message
+    assert name in message or name == "classes", message
+    assert len(message) < 300 and "Failed validating" not in message, message
+
+
+def test_a_value_of_the_wrong_type_is_still_refused_by_the_form(dag):
     from airflow.sdk.definitions.param import ParamValidationError
 
     with pytest.raises(ParamValidationError):
-        dag.params.get_param(name).resolve(bad)
+        dag.params.get_param("seed").resolve("twelve")
 
 
 def test_jobs_get_only_the_run_id_and_read_the_pinned_params(dag):
@@ -178,6 +198,11 @@ def test_every_job_submits_with_the_projects_jvm_options_on_any_master(
         executor = hook._conf["spark.executor.extraJavaOptions"].split()
         assert executor == ["-Djdk.nio.maxCachedBufferSize=262144"], executor
         assert hook._conf["spark.pyspark.python"] == sys.executable  # the rest of the conf kept
+        local = connection is not None and "local[" in connection
+        # local mode: every socket of the job on loopback (tests/attack/test_spark_sockets.py);
+        # on a cluster the executors must reach the driver: its address is the cluster's to say
+        assert (hook._conf.get("spark.driver.bindAddress") == "127.0.0.1") is local
+        assert ((hook._env_vars or {}).get("SPARK_LOCAL_IP") == "127.0.0.1") is local
 
 
 def test_the_form_is_the_schema_with_titles_and_sections(dag):
@@ -186,9 +211,15 @@ def test_the_form_is_the_schema_with_titles_and_sections(dag):
     assert set(dag.params) == set(PROPERTIES)
     for name, prop in PROPERTIES.items():
         schema = dag.params.get_param(name).schema
+        description = dag.params.get_param(name).description
         assert schema["title"] == prop["title"] and schema["section"] == prop["section"]
-        for bound in ("minimum", "maximum", "exclusiveMinimum", "enum", "pattern"):
-            assert schema.get(bound) == prop.get(bound), (name, bound)
+        assert schema["type"] == prop["type"]
+        for bound in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            if bound in prop:  # shown, and checked by validate_params (one line)
+                assert f"{prop[bound]})" in description or f"{prop[bound]}," in description, (
+                    name, bound,
+                )  # fmt: skip
+        assert schema.get("examples", prop.get("enum")) == prop.get("enum", prop.get("examples"))
     assert len({p["section"] for p in PROPERTIES.values()}) >= 5
 
 
@@ -242,3 +273,40 @@ def parse_time_imports() -> dict[str, list[str]]:
 @pytest.mark.parametrize("dag_file", DAG_FILES)
 def test_no_heavy_import_at_parse_time(parse_time_imports, dag_file):
     assert parse_time_imports[dag_file] == [], f"{dag_file} imports {parse_time_imports[dag_file]}"
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES)
+def test_every_task_of_every_dag_has_an_execution_timeout(dag_file, monkeypatch):
+    """One stalled task must not hold a DAG that runs one run at a time forever: every task
+    has a bound, from the settings (generous: an honest run never meets it)."""
+    import datetime
+
+    from imgclf.config import Settings
+
+    dag = load_dag(dag_file.removesuffix(".py"))
+    defaults = Settings.from_env()
+    for t in dag.tasks:
+        timeout = t.execution_timeout
+        assert isinstance(timeout, datetime.timedelta), (dag_file, t.task_id)
+        assert datetime.timedelta(minutes=10) <= timeout <= datetime.timedelta(days=1), t.task_id
+        if t.task_id in ("train", "tune", "challenge", "predict"):
+            assert timeout == defaults.timeout("spark_job"), t.task_id
+        elif t.task_id == "download":
+            assert timeout == defaults.timeout("download")
+        else:
+            assert timeout == defaults.timeout(), t.task_id
+
+
+def test_the_timeouts_are_settings(monkeypatch):
+    import datetime
+
+    from imgclf.config import Settings
+
+    monkeypatch.setenv("IMGCLF_SPARK_JOB_TIMEOUT", "7200")
+    monkeypatch.setenv("IMGCLF_TASK_TIMEOUT", "900")
+    s = Settings.from_env()
+    assert s.timeout("spark_job") == datetime.timedelta(hours=2)
+    assert s.timeout() == datetime.timedelta(minutes=15)
+    monkeypatch.setenv("IMGCLF_TASK_TIMEOUT", "-1")
+    with pytest.raises(ValueError, match=r"IMGCLF_TASK_TIMEOUT=-1\.0 must be >= 1\.0"):
+        Settings.from_env()

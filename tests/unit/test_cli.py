@@ -132,3 +132,23 @@ def test_download_refuses_a_bad_class_before_any_request(tmp_path):
     with pytest.raises(SystemExit, match=r"^imgclf: --class '\.\.=CH13/football/messi': "):
         main([*argv, "--class", "..=CH13/football/messi", "--class", "b=CH13/football/b"])
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("command", ["predict", "featurize", "evaluate"])
+def test_a_missing_images_folder_is_one_line_before_spark(command, tmp_path, capsys, monkeypatch):
+    import subprocess
+
+    started = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: started.append(a))
+    missing = tmp_path / "nonexistent"
+    argv = [command, "--images", str(missing)]
+    argv += ["--out", str(tmp_path / "o")] if command != "evaluate" else []
+    argv += ["--model", "InceptionV3"] if command != "predict" else []
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"imgclf {command}: --images {str(missing)!r} does not exist"]
+    assert started == []  # no spark-submit
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    argv[2] = str(tmp_path / "file.jpg")
+    assert main(argv) == 2
+    assert "is not a folder" in capsys.readouterr().err

@@ -264,12 +264,29 @@ def test_a_shrunken_listing_below_the_minimum_changes_nothing(stub, remote, tmp_
     assert not any("/raw/" in q["path"] for q in stub.requests[-2:])
 
 
-def test_a_legacy_plain_folder_is_migrated_and_a_foreign_folder_refused(stub, tmp_path):
-    legacy = tmp_path / "legacy"
-    (legacy / "messi").mkdir(parents=True)
-    (legacy / "manifest.json").write_text("{}")
+def test_a_legacy_plain_folder_is_migrated_only_when_proven_and_kept(stub, remote, tmp_path):
+    import shutil
+
+    first = tmp_path / "first"
+    _download(stub, first)
+    legacy = tmp_path / "legacy"  # what an older version left: a plain folder, same layout
+    shutil.copytree(first.resolve(), legacy)
+    (remote / "ronaldo" / "new.jpg").write_bytes(_img("RGB", "JPEG", (7, 7, 7)))
     r = _download(stub, legacy)
-    assert legacy.is_symlink() and r.downloaded == 6
+    assert legacy.is_symlink() and r.unchanged == 6 and r.downloaded == 1
+    kept = [p for p in snapshots_dir(legacy).iterdir() if p.name.startswith("legacy-")]
+    assert len(kept) == 1 and (kept[0] / "manifest.json").is_file()  # not deleted the same run
+    fake = tmp_path / "fake"  # a user's folder that merely holds a file called manifest.json
+    (fake / "messi").mkdir(parents=True)
+    (fake / "manifest.json").write_text("{}")
+    (fake / "messi" / "mine.jpg").write_bytes(b"my photo")
+    with pytest.raises(DownloadError, match=r"^refusing to adopt .*fake as an existing dataset: "
+                       r"its manifest.json is not an imgclf dataset manifest"):  # fmt: skip
+        _download(stub, fake)
+    assert (fake / "messi" / "mine.jpg").read_bytes() == b"my photo"
+    assert not snapshots_dir(fake).exists() or not any(
+        p.name != ".lock" for p in snapshots_dir(fake).iterdir()
+    )
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")

@@ -208,8 +208,20 @@ def re_repr(value):
 
 
 def test_good_class_names_pass():
-    for name in ("messi", "Ronaldo", "c_7", "a.b-c", "x" * CLASS_NAME_MAX, "_x", "-x"):
+    for name in ("messi", "Ronaldo", "c_7", "a.b-c", "x" * CLASS_NAME_MAX, "x_", "-x"):
         assert check_class_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["_messi", "_x", "__"])
+def test_a_class_name_spark_would_skip_is_refused_everywhere(name):
+    """Spark's file sources skip a folder ``_messi``: the class would be dropped whole."""
+    from imgclf import params
+
+    with pytest.raises(ValueError, match=re.escape(f"class name {name!r} starts with '_'")):
+        check_class_name(name)
+    with pytest.raises(ValueError, match=r"^invalid run parameters: class name '_"):
+        params.validate({"classes": {name: "CH13/a", "ronaldo": "CH13/b"}}, check_weights=False)
+    assert name not in params.airflow_params(["classes"])["classes"]["default"]
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from imgclf.github.errors import DownloadError, NotFoundError, UntrustedListingError, shown
 from imgclf.github.origins import Origins
+from imgclf.names import check_spark_name
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ def check_name(name: Any) -> str:
         raise ValueError(f"name {shown(name)} is a hidden file")
     if len(name) > MAX_NAME_CHARS or len(name.encode("utf-8", "surrogatepass")) > 255:
         raise ValueError(f"name {shown(name)} is longer than {MAX_NAME_CHARS} characters")
+    if is_image_name(name):  # a file we store: every Spark reader must read it (imgclf.names)
+        check_spark_name(name)
     return name
 
 

@@ -30,7 +30,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from imgclf.github import git_blob_sha as blob_sha
 
@@ -209,7 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = local.read_bytes()
         sha = blob_sha(data)
         git = f"{base}/repos/{s.repo}/git/blobs/{sha}"
-        raw = f"{base}/raw/{s.repo}/{s.ref}/{repo_path}"
+        raw = f"{base}/raw/{s.repo}/{s.ref}/{quote(repo_path)}"  # as GitHub: %23 for "#"
         return {
             "name": local.name,
             "path": repo_path,
