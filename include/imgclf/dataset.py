@@ -470,9 +470,7 @@ def _fetch_all(client, todo, workers, max_pixels, result) -> dict[str, Any]:
         try:
             _write(target, data)
         except OSError as exc:  # disk full...: this file failed, the dataset is unchanged
-            raise DownloadError(
-                f"{f.what}: cannot write {target}: {exc.strerror or exc}"
-            ) from None
+            raise DownloadError(f"{f.what}: cannot write {target}: {exc.strerror or exc}") from None
         return len(data)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
