@@ -81,7 +81,8 @@ with DAG(
         ctx = get_current_context()
         try:  # pinned for every later task and job: runs/<run>/params.json
             checked = runs.save_params(SETTINGS, ctx["run_id"], dict(ctx["params"]))
-        except ValueError as exc:
+        except ValueError as exc:  # recorded too: a FAILED MLflow run with the reason
+            runs.reject_params(SETTINGS, ctx["dag"].dag_id, ctx["run_id"], dict(ctx["params"]), exc)
             raise AirflowFailException(str(exc)) from None
         runs.open_run(SETTINGS, ctx["dag"].dag_id, ctx["run_id"], checked)  # its MLflow run
         return checked

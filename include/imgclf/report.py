@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgclf.metrics import roc_curve
+from imgclf.tracking import registry_outcome
 
 if TYPE_CHECKING:
     import jinja2
@@ -213,6 +214,6 @@ def render(metrics: dict[str, Any], history: list[dict[str, Any]]) -> str:
                 for f in m.get("failed_images") or []
             ],
             challenge=m.get("champion_comparison") or {},
-            promoted=m.get("promoted_version"),
+            registry=registry_outcome(m),
         )
     )

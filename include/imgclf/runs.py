@@ -41,6 +41,25 @@ def open_run(settings: Settings, dag_id: str, run_id: str, params: dict[str, Any
     return tracking.start_run(settings, dag_id, run_id, params)
 
 
+def reject_params(
+    settings: Settings, dag_id: str, run_id: str, params: dict[str, Any], error: Exception
+) -> None:
+    """Record a run whose parameters failed validation: its reason (``failure.json``) and an
+    MLflow run, FAILED, with the values given (known names only, each bounded) and the reason.
+    Recording is best effort: it never hides the validation error itself."""
+    from imgclf import tracking
+    from imgclf.params import PROPERTIES
+
+    record_failure(settings, run_id, "validate_params", error)
+    try:
+        given = {k: v for k, v in params.items() if k in PROPERTIES}
+        tracking.start_run(settings, dag_id, run_id, given)
+        failure = read_json(settings.run_dir(run_id) / "failure.json")
+        tracking.finish_run(settings, run_id, metrics=None, failure=failure, artifacts=[])
+    except Exception:  # a store that is down: the task still fails with the params' reason
+        log.exception("could not record the rejected run %s in MLflow", run_id)
+
+
 def load_params(settings: Settings, run_id: str) -> dict[str, Any]:
     """The run's normalised parameters, as ``save_params`` pinned them."""
     params = read_json(settings.params_path(run_id))

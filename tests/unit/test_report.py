@@ -65,8 +65,22 @@ def test_report_has_every_section_figures_and_the_misclassified_image(tmp_path):
     assert "messi7.jpeg" in page and "true <b>messi</b>, predicted <b>ronaldo</b>" in page
     assert page.count("data:image/jpeg;base64,") == 1
     assert "champion v0001: 0.5000 on the same 6 test images" in page
-    assert "&rarr; <b>v0002</b>" in page
+    assert "registry: <b>nothing registered (the run stopped before promotion)</b>" in page
     assert "[0." in page and "ROC AUC" in page  # Wilson interval and AUC columns
+
+
+def test_an_identical_rerun_says_nothing_was_registered_not_promoted(tmp_path):
+    """The challenge alone would read "promoted": the registry line says what happened."""
+    registry = "identical to version 1 (same dataset, featurizer, params and code): " + (
+        "no new version registered"
+    )
+    m = _metrics(tmp_path, promoted_version=None)
+    m["champion_comparison"] = {
+        **m["champion_comparison"], "registry": registry, "promoted": True,
+    }  # fmt: skip
+    page = render(m, [])
+    assert f"registry: <b>{registry}</b>" in page
+    assert "&rarr;" not in page
 
 
 def test_report_of_a_failed_gate_says_so(tmp_path):
@@ -103,7 +117,8 @@ def test_hostile_strings_in_the_metrics_come_out_escaped(tmp_path):
         tmp_path, baseline=stage, run_id=f"manual__{HOSTILE}", model=f"/models/{HOSTILE}.keras",
         featurizer=HOSTILE, gate={"reason": HOSTILE}, no_face_images=[f"/d/{HOSTILE}/a.jpg"],
         failed_images=[{"path": f"/d/messi/{HOSTILE}.jpg", "error": HOSTILE}],
-        champion_comparison={"champion": HOSTILE, "champion_accuracy": 0.5, "decision": HOSTILE},
+        champion_comparison={"champion": HOSTILE, "champion_accuracy": 0.5, "decision": HOSTILE,
+                             "registry": HOSTILE},
         promoted_version=HOSTILE,
     )  # fmt: skip
     page = render(m, [{"accuracy": 0.8, "passed_gate": True, "promoted_version": HOSTILE}])
@@ -114,7 +129,7 @@ def test_hostile_strings_in_the_metrics_come_out_escaped(tmp_path):
     assert f"<td>messi{ESCAPED}</td>" in page  # the per-class row
     assert f"true <b>messi{ESCAPED}</b>, predicted <b>ronaldo</b>" in page
     assert "script&gt;&#34;&#39;&amp;/a.jpg" in page  # the no-face image (class/file)
-    assert f"&rarr; <b>{ESCAPED}</b>" in page  # the promoted version
+    assert f"registry: <b>{ESCAPED}</b>" in page  # what happened to the registry
     # an attribute value cannot be closed by a quote in the data: the thumbnail's alt text
     assert 'alt="x&lt;script&gt;alert(1)&lt;script&gt;&#34;&#39;&amp;.jpg"' in page
 
