@@ -19,6 +19,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imgclf import sections
 from imgclf.metrics import roc_curve
 from imgclf.tracking import registry_outcome
 
@@ -215,5 +216,6 @@ def render(metrics: dict[str, Any], history: list[dict[str, Any]]) -> str:
             ],
             challenge=m.get("champion_comparison") or {},
             registry=registry_outcome(m),
+            data=sections.data(m.get("data_checks"), _png),
         )
     )

@@ -73,6 +73,9 @@ def load_params(settings: Settings, run_id: str) -> dict[str, Any]:
 def record_failure(settings: Settings, run_id: str, task_id: str, error: BaseException) -> Path:
     """Note why a run failed (``runs/<run>/failure.json``): for the record, ``imgclf summary``."""
     message = " ".join(str(error).split()) or type(error).__name__
+    checks = read_json(settings.run_dir(run_id) / "datachecks.json") or {}
+    if checks.get("failures"):  # a job's own exit says little; the checks say why
+        message = "data checks failed: " + "; ".join(checks["failures"])
     path = settings.run_dir(run_id) / "failure.json"
     atomic_write_json(path, {"run_id": run_id, "task": task_id, "error": message[:2000]})
     return path
@@ -120,6 +123,7 @@ def record(settings: Settings, run_id: str) -> dict[str, Any]:
     artifacts: list[tuple[Path, str | None]] = [
         (settings.manifest_copy(run_id), None),
         (run_dir / "params.json", None),
+        (run_dir / "datachecks.json", None),
     ]
     if metrics is not None:
         from imgclf.files import atomic_write_bytes

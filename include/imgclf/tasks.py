@@ -178,6 +178,7 @@ def gate(
         "model_path": chosen["model_path"],
         "dataset": dataset or {},
         "params": params,
+        "data_checks": read_json(run_dir / "datachecks.json"),
     }
     atomic_write_json(run_dir / "metrics.json", metrics)
     log.info("%s; metrics in %s", decision.reason, run_dir / "metrics.json")

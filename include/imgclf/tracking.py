@@ -159,6 +159,10 @@ def stage_metrics(stage: str, m: dict[str, Any] | None) -> dict[str, float]:
     }
 
 
+def _read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def registry_outcome(metrics: dict[str, Any]) -> str:
     """What the run did to the Model Registry, as the report, the summary and MLflow say it."""
     comparison = metrics.get("champion_comparison") or {}
@@ -205,9 +209,12 @@ def finish_run(
             # what happened to the registry, in words (a version, the alias, or nothing)
             registry=registry_outcome(metrics),
         )
-        for name, value in (metrics.get("data_checks") or {}).get("metrics", {}).items():
-            if isinstance(value, int | float) and math.isfinite(value):
-                values[f"data_{name}"] = float(value)
+    checks = (metrics or {}).get("data_checks") or _read(
+        settings.run_dir(run_id) / "datachecks.json"
+    )
+    for name, value in (checks or {}).get("metrics", {}).items():
+        if isinstance(value, int | float) and math.isfinite(value):
+            values[f"data_{name}"] = float(value)
     if failure:
         tags.update(failed_task=failure["task"], failure=failure["error"][:4000])
     mlflow.log_batch(

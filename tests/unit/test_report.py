@@ -203,3 +203,24 @@ def test_a_missing_required_metric_fails_the_render_instead_of_a_blank(tmp_path)
 def test_the_template_ships_with_the_package():
     assert (report.TEMPLATES / "report.html.j2").is_file()
     assert report.TEMPLATES.parent == Path(report.__file__).parent
+
+
+def test_the_data_section_names_the_files_and_shows_the_drift_figure(tmp_path):
+    import numpy as np
+
+    from imgclf.datachecks import Settings, check
+
+    rng = np.random.default_rng(0)
+    rows = [{"path": f"/raw/{c}/{c}{i}.jpg", "label": c, "sha256": f"{c}{i}"}
+            for c in ("messi", "ronaldo") for i in range(10)]  # fmt: skip
+    feats = rng.normal(size=(20, 32)).astype("float32")
+    feats[15] = feats[2] + 0.01  # ronaldo5 ~ messi2
+    before = {"files": [{"path": "messi/messi0.jpg", "sha256": "y"}]}
+    now = {"files": [{"path": "messi/messi0.jpg", "sha256": "x"}]}
+    _, out = check(rows, feats, Settings(), test_fraction=0.4, seed=1, folds=2,
+                   reference=feats[::2], manifest=now, previous_manifest=before)  # fmt: skip
+    page = render(_metrics(tmp_path, data_checks=out.as_dict()), [])
+    assert "id='data'" in page and "messi/messi2.jpg ~ ronaldo/ronaldo5.jpg" in page
+    assert "1 changed (messi/messi0.jpg)" in page
+    assert "alt='drift'" in page and "% novel" in page
+    assert "not run" in render(_metrics(tmp_path), [])  # older runs: said, not hidden
