@@ -124,9 +124,13 @@ def record(settings: Settings, run_id: str) -> dict[str, Any]:
         (settings.manifest_copy(run_id), None),
         (run_dir / "params.json", None),
         (run_dir / "datachecks.json", None),
+        (run_dir / "evidence.json", None),
     ]
     if metrics is not None:
         from imgclf.files import atomic_write_bytes
+
+        # written after metrics.json by the evidence job; shown, and logged, with it
+        metrics["evidence"] = read_json(run_dir / "evidence.json")
         from imgclf.report import figure_files, render
 
         report = run_dir / "report.html"

@@ -215,6 +215,9 @@ def finish_run(
     for name, value in (checks or {}).get("metrics", {}).items():
         if isinstance(value, int | float) and math.isfinite(value):
             values[f"data_{name}"] = float(value)
+    for name, value in ((metrics or {}).get("evidence") or {}).get("metrics", {}).items():
+        if isinstance(value, int | float) and math.isfinite(value):
+            values[name] = float(value)
     if failure:
         tags.update(failed_task=failure["task"], failure=failure["error"][:4000])
     mlflow.log_batch(
