@@ -105,11 +105,13 @@ def evidence_figure(images: list[dict[str, Any]], labels: list[str], size, title
     import matplotlib.pyplot as plt
     import numpy as np
 
-    cols = min(6, len(images))
+    cols = min(5, len(images))
     rows = math.ceil(len(images) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.6 * rows + 0.6), squeeze=False)
-    maps = [np.asarray(i["map"])[..., -1] for i in images if i.get("map") is not None]
-    scale = max((float(np.abs(m).max()) for m in maps), default=1.0) or 1.0
+    fig, axes = plt.subplots(rows, cols, figsize=(2.7 * cols, 3.0 * rows + 0.6), squeeze=False)
+    maps = [np.abs(np.asarray(i["map"])).ravel() for i in images if i.get("map") is not None]
+    # one scale for the figure, robust to a few extreme cells (those saturate)
+    scale = float(np.quantile(np.concatenate(maps), 0.99)) if maps else 1.0
+    scale = scale or 1.0
     shown = None
     for ax, item in zip(axes.flat, images, strict=False):
         pixels = _pixels(item["path"], tuple(size) if size else None)
@@ -141,8 +143,8 @@ def evidence_figure(images: list[dict[str, Any]], labels: list[str], size, title
     if shown is not None:
         bar = fig.colorbar(shown, ax=axes, shrink=0.8, pad=0.02)
         if len(labels) == 2:
-            bar.set_label(f"logit contribution: - {_plain(labels[0])} | + {_plain(labels[1])}",
-                          fontsize=8)  # fmt: skip
+            bar.set_label(f"logit contribution: - {_plain(labels[0])} | + {_plain(labels[1])} "
+                          "(99th percentile: saturated beyond)", fontsize=8)  # fmt: skip
         else:
             bar.set_label("logit contribution to the predicted class", fontsize=8)
     fig.suptitle(title, fontsize=9)

@@ -41,7 +41,8 @@ def test_structure_is_exact(dag):
     assert dag.get_task("gate").trigger_rule == "none_failed_min_one_success"
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    for job in ("train", "tune", "challenge", "evidence"):  # the provider's operator (our subclass of it)
+    # the provider's operator (our subclass of it)
+    for job in ("train", "tune", "challenge", "evidence"):
         assert isinstance(dag.get_task(job), SparkSubmitOperator)
 
 

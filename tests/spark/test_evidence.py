@@ -56,9 +56,12 @@ def test_binomial_evidence_argues_for_the_last_class_against_the_first():
 
 
 def test_choose_takes_every_miss_and_the_extremes_of_each_class():
-    preds = [{"path": f"m{i}", "label": "m", "predicted": "m", "probability": 0.5 + i / 20}
-             for i in range(6)] + [{"path": "r0", "label": "r", "predicted": "m", "probability": 0.9},
-                                   {"path": "r1", "label": "r", "predicted": "r", "probability": 0.8}]  # fmt: skip
+    preds = [
+        {"path": f"m{i}", "label": "m", "predicted": "m", "probability": 0.5 + i / 20}
+        for i in range(6)
+    ]
+    preds.append({"path": "r0", "label": "r", "predicted": "m", "probability": 0.9})
+    preds.append({"path": "r1", "label": "r", "predicted": "r", "probability": 0.8})
     chosen = evidence.choose(preds, ["m", "r"])
     assert chosen["r0"] == "misclassified" and chosen["r1"] == "most confident correct"
     assert {p for p, g in chosen.items() if g == "most confident correct"} == {"m5", "m4", "r1"}
