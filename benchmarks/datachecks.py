@@ -4,9 +4,10 @@
 dataset (``../shared/datasets/football``) and an N-image dataset made from it
 (``benchmarks.augment``: the 60 originals and augmented copies of them), run the train job
 in-process (local Spark, the Lite0 model file, default run parameters) twice: with the plain
-split, then with ``group_near_duplicates=true`` (the features come from the store: the CNN runs
-once per image). Prints one JSON line per dataset: the data-check metrics, the first leaked
-pairs, and the test accuracy with and without grouping (leakage inflates it).
+split, then with ``group_near_duplicates=true`` at each ``--group-at`` similarity (the features
+come from the store: the CNN runs once per image). Prints one JSON line per dataset: the
+data-check metrics, the first leaked pairs, and the test accuracy with and without grouping
+(leakage inflates it).
 """
 
 from __future__ import annotations
@@ -67,17 +68,26 @@ def _train(settings: Settings, run_id: str, spark, **params) -> dict:
     }
 
 
-def measure(name: str, images: Path, work: Path, spark) -> dict:
+def measure(name: str, images: Path, work: Path, spark, group_at: list[float]) -> dict:
     settings = _data_root(work / name, images)
     plain = _train(settings, f"{name}-plain", spark)
-    grouped = _train(settings, f"{name}-grouped", spark, group_near_duplicates=True)
-    return {"dataset": name, "images": plain["metrics"], "plain": plain, "grouped": grouped}
+    grouped = {
+        str(t): _train(settings, f"{name}-grouped-{t}", spark, group_near_duplicates=True,
+                       near_duplicate_similarity=t)
+        for t in group_at
+    }  # fmt: skip
+    return {"dataset": name, "plain": plain, "grouped": grouped}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=6000, help="size of the augmented set")
     parser.add_argument("--out", type=Path, help="also write the JSON lines here")
+    parser.add_argument(
+        "--group-at",
+        default="0.92,0.88",
+        help="near_duplicate_similarity of each grouped run (comma-separated)",
+    )
     args = parser.parse_args(argv)
     from spark_tasks import common
 
@@ -88,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         made = augment.make_dataset(augment.DEFAULT_SOURCE, work / "augmented", args.images)
         for name, images in (("real60", augment.DEFAULT_SOURCE),
                              (f"augmented{made['images']}", work / "augmented")):  # fmt: skip
-            result = measure(name, images, work, spark)
+            group_at = [float(t) for t in args.group_at.split(",") if t]
+            result = measure(name, images, work, spark, group_at)
             line = json.dumps(result, sort_keys=True)
             print(line, flush=True)
             lines.append(line)

@@ -197,7 +197,7 @@ def test_a_missing_required_metric_fails_the_render_instead_of_a_blank(tmp_path)
     del m["featurizer"]
     page = render(m, [])
     assert "<td>tuned</td><td colspan=5>skipped</td>" in page
-    assert "not compared (the gate failed)" in page
+    assert "not compared (the challenge did not run)" in page
 
 
 def test_the_template_ships_with_the_package():
