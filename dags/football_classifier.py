@@ -12,7 +12,9 @@
 6. **gate**: fails the run when the candidate's test accuracy is below `min_accuracy`.
 7. **challenge** (`spark-submit spark_tasks/challenge.py`): the current champion scores the same
    test images through its own saved pipeline.
-8. **promote**: registers the model and makes it the champion (atomically) unless it is worse
+8. **evidence** (`spark-submit spark_tasks/evidence.py`): what the gated model looks at: exact
+   class-evidence maps of test images, face boxes, the face-evidence share (never fails a run).
+9. **promote**: registers the model and makes it the champion (atomically) unless it is worse
    than the champion by more than `max_regression`; writes the run's report.
 
 Runs weekly, and whenever `football_dataset_watch` sees the remote images change (an Asset).
@@ -86,7 +88,8 @@ with DAG(
         ctx = get_current_context()
         try:  # pinned for every later task and job: runs/<run>/params.json
             checked = runs.save_params(SETTINGS, ctx["run_id"], dict(ctx["params"]))
-        except ValueError as exc:
+        except ValueError as exc:  # recorded too: a FAILED MLflow run with the reason
+            runs.reject_params(SETTINGS, ctx["dag"].dag_id, ctx["run_id"], dict(ctx["params"]), exc)
             raise AirflowFailException(str(exc)) from None
         runs.open_run(SETTINGS, ctx["dag"].dag_id, ctx["run_id"], checked)  # its MLflow run
         return checked
@@ -126,6 +129,8 @@ with DAG(
             raise AirflowFailException(str(exc)) from None  # never retried
 
     challenge = run_job(SETTINGS, "challenge", "challenge.py")
+    # what the gated model looks at (report and MLflow only: never fails the run)
+    evidence = run_job(SETTINGS, "evidence", "evidence.py")
 
     @task(retries=1, retry_delay=timedelta(seconds=10))
     def promote() -> dict:
@@ -145,5 +150,7 @@ with DAG(
     checked >> fetched >> train >> branch >> [tune, gated]
     promoted = promote()
     tune >> gated >> challenge >> promoted
+    gated >> evidence
     # last, whatever the outcome; a teardown, so the run's state stays that of the work
-    [checked, fetched, train, branch, tune, gated, challenge, promoted] >> record().as_teardown()
+    done = [checked, fetched, train, branch, tune, gated, challenge, promoted, evidence]
+    done >> record().as_teardown()

@@ -1,6 +1,7 @@
 """spark-submit entry point: featurize (each image once per model), split, fit, evaluate.
 
 Writes under ``<data root>/runs/<run id>/``:
+  datachecks.json        the data checks (imgclf.datachecks), before any fit
   dataset.parquet        path, label, sha256, features, split, fold (read by the tune job)
   baseline/model/        PipelineModel: DeepImageFeaturizer + label indexer + LR + label names
   baseline.json          test metrics, params, counts, featurizer identity
@@ -43,7 +44,7 @@ def run(ctx: JobContext, spark=None) -> dict:
     from pyspark.ml.classification import LogisticRegression
     from pyspark.sql import functions as F
 
-    from spark_tasks import common
+    from spark_tasks import common, data_checks
 
     phases = Phases()
     p, settings, run_dir = ctx.params, ctx.settings, ctx.run_dir
@@ -63,7 +64,10 @@ def run(ctx: JobContext, spark=None) -> dict:
     if features is None:
         raise RuntimeError(f"no features in {store.path}: every image failed to decode")
     dataset = keys.join(features, "sha256")
-    dataset = common.assign_split(spark, dataset, p["test_fraction"], p["seed"], p["cv_folds"])
+    phases.lap("load_features")
+    # the data checks (before any fit; a check in mode "fail" stops the job) and the split
+    dataset, checks = data_checks.check_and_split(ctx, spark, dataset, identity)
+    phases.lap("data_checks")
     dataset.write.mode("overwrite").parquet(str(run_dir / "dataset.parquet"))
     # Not cached: each pass (the indexer, the LR's two, the scoring) reads the file again, and
     # the JVM keeps no copy of the features that grows with the images (at 6,000: 100 MB of
@@ -102,6 +106,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         "failed_images": failed,
         **({"no_face_images": no_face} if no_face is not None else {}),
         "model_path": str(model_path),
+        "data_checks": checks["metrics"],
         **phases.timing(),
     }
     common.write_json(run_dir / "baseline.json", metrics)

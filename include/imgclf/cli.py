@@ -106,6 +106,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
         else:
             print(f"no run metrics under {settings.runs_dir} since {time.ctime(args.since)}")
         return 1
+    from imgclf.tracking import registry_outcome
+
     path = runs[-1]
     m = json.loads(path.read_text())
     lines = [f"run {m['run_id']}: {m['gate']['reason']}"]
@@ -120,10 +122,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
         f"{m.get('promoted_version') or 'nothing'}"
     )
     if m.get("champion_comparison"):
-        comparison = m["champion_comparison"]
-        lines.append(f"  {comparison['decision']}")
-        if comparison.get("registry"):  # what the registry did: a version, the alias, or nothing
-            lines.append(f"  registry: {comparison['registry']}")
+        lines.append(f"  {m['champion_comparison']['decision']}")
+    lines.append(f"  registry: {registry_outcome(m)}")  # a version, the alias, or nothing
     lines.append(f"accuracy {m['accuracy']:.4f}")
     lines.append(f"metrics {path}")
     if (path.parent / "report.html").is_file():
@@ -152,6 +152,45 @@ def cmd_package_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def test_set(tags: dict[str, str]) -> str:
+    """Which test images a version's figures come from (older versions did not say)."""
+    seed = tags.get("test_split_seed")
+    if not seed:
+        return "test set not recorded"
+    fingerprint = tags.get("dataset_fingerprint") or "?"
+    return (
+        f"test split seed {seed}, fraction {tags.get('test_fraction', '?')}, "
+        f"{tags.get('n_test', '?')} images of dataset {fingerprint[:12]}"
+    )
+
+
+def version_line(v: dict, champion: str | None) -> str:
+    """One version in ``imgclf models list``: its accuracy and the test set it was measured
+    on; for a challenger, the champion's accuracy on that same test set."""
+    tags = v["tags"]
+    line = (
+        f"{'*' if v['version'] == champion else ' '} {v['version']:>4}  accuracy "
+        f"{tags.get('accuracy', '?')} ({test_set(tags)})  {tags.get('model', '?')}  "
+        f"run {tags.get('airflow_run_id', '?')}"
+    )
+    if tags.get("challenged_version"):
+        line += (
+            f"\n        champion then, version {tags['challenged_version']}: accuracy "
+            f"{tags.get('challenged_accuracy', '?')} on the same test set"
+        )
+    return line
+
+
+def readable_version(v: dict) -> dict:
+    """A version for people: timestamps as UTC ISO 8601, not epoch numbers."""
+    from imgclf.tracking import readable_time
+
+    tags = dict(v["tags"])
+    if "champion_since" in tags:
+        tags["champion_since"] = readable_time(tags["champion_since"])
+    return {**v, "created": readable_time(v.get("created")), "tags": tags}
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     """The MLflow Model Registry: list, show, promote (move ``champion``), rollback."""
     from imgclf import tracking
@@ -166,17 +205,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         elif args.action == "rollback":
             print(f"champion: {tracking.rollback(settings)}")
         elif args.action == "show":
-            print(json.dumps(tracking.version(settings, args.version or ""), indent=2))
+            print(json.dumps(readable_version(tracking.version(settings, args.version or "")),
+                             indent=2))  # fmt: skip
         else:
             found = tracking.versions(settings)
             champion = (tracking.champion(settings) or {}).get("version")
             for v in found:
-                tags = v["tags"]
-                print(
-                    f"{'*' if v['version'] == champion else ' '} {v['version']:>4}  accuracy "
-                    f"{tags.get('accuracy', '?')}  {tags.get('model', '?')}  "
-                    f"run {tags.get('airflow_run_id', '?')}"
-                )
+                print(version_line(v, champion))
             if not found:
                 where = settings.mlflow_registry_uri
                 print(f"no versions of {settings.registered_model!r} in {where}")

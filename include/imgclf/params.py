@@ -29,10 +29,11 @@ _LR_BOUNDS = {
     "max_iter": {"type": "integer", "minimum": 1, "maximum": 10_000},
 }
 
-MODEL, DATA, SPLIT, LR, TUNING, GATES = (
+MODEL, DATA, SPLIT, LR, TUNING, GATES, CHECKS = (
     "Model", "Data from GitHub", "Split", "Logistic regression (baseline)", "Tuning branch",
-    "Gates and promotion",
+    "Gates and promotion", "Data checks",
 )  # fmt: skip
+CHECK_MODES = ["warn", "fail", "off"]  # imgclf.datachecks.MODES
 
 PROPERTIES: dict[str, dict[str, Any]] = {
     "model": {
@@ -131,6 +132,47 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "title": "Maximum regression",
         "description": "Promote only if the candidate is not worse than the champion by more "
         "than this (test accuracy, on the same test images).",
+    },
+    "near_duplicate_similarity": {
+        "type": "number", "minimum": 0.5, "maximum": 1, "default": 0.92, "section": CHECKS,
+        "title": "Near-duplicate similarity",
+        "description": "Two images whose CNN features have at least this cosine similarity "
+        "are near-duplicates (a crop, a re-encode, the same photo twice).",
+    },
+    "leakage_check": {
+        "type": "string", "enum": CHECK_MODES, "default": "warn", "section": CHECKS,
+        "title": "Train/test leakage",
+        "description": "When more than max_leakage of the test images have a near-duplicate "
+        "in training: 'warn' (recorded), 'fail' (the run stops before training) or 'off'.",
+    },
+    "max_leakage": {
+        "type": "number", "minimum": 0, "maximum": 1, "default": 0.0, "section": CHECKS,
+        "title": "Maximum leakage",
+        "description": "Share of test images (0..1) that may have a near-duplicate in training.",
+    },
+    "group_near_duplicates": {
+        "type": "boolean", "default": False, "section": CHECKS,
+        "title": "Keep near-duplicates together",
+        "description": "Split groups of near-duplicates as one (a test image's near-copy is "
+        "never in training); still deterministic.",
+    },
+    "label_conflict_check": {
+        "type": "string", "enum": CHECK_MODES, "default": "warn", "section": CHECKS,
+        "title": "Label conflicts",
+        "description": "Identical or near-duplicate images in two classes: 'warn', 'fail' "
+        "(before training) or 'off'. The files are named either way.",
+    },
+    "min_class_ratio": {
+        "type": "number", "minimum": 0, "maximum": 1, "default": 0.5, "section": CHECKS,
+        "title": "Minimum class ratio",
+        "description": "A warning when the smallest class has fewer than this share of the "
+        "largest's images.",
+    },
+    "max_drift": {
+        "type": "number", "minimum": 0, "maximum": 1, "default": 0.5, "section": CHECKS,
+        "title": "Maximum drift",
+        "description": "A warning when more than this share of the images are farther from "
+        "the champion's training set than 95 % of that set is from itself.",
     },
 }  # fmt: skip
 

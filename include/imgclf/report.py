@@ -19,7 +19,9 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imgclf import sections
 from imgclf.metrics import roc_curve
+from imgclf.tracking import registry_outcome
 
 if TYPE_CHECKING:
     import jinja2
@@ -179,11 +181,16 @@ def figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def figure_files(metrics: dict[str, Any]) -> dict[str, bytes]:
-    """``figures`` as PNG files by name (``confusion_matrix.png``, ``roc_curve.png``)."""
-    return {
-        title.replace(" ", "_").lower() + ".png": base64.b64decode(uri.split(",", 1)[1])
-        for title, uri in figures(metrics)
-    }
+    """``figures`` as PNG files by name (``confusion_matrix.png``, ``roc_curve.png``), with
+    the evidence maps (``evidence_*.png``) and the drift figure (``drift.png``)."""
+    named = [(title.replace(" ", "_").lower(), uri) for title, uri in figures(metrics)]
+    evidence = sections.evidence(metrics.get("evidence"), _png) or {}
+    for title, uri in evidence.get("figures", []):
+        named.append(("evidence_" + title.split(":")[0].split()[0].lower(), uri))
+    drift = (sections.data(metrics.get("data_checks"), _png) or {}).get("drift_png")
+    if drift:
+        named.append(("drift", drift))
+    return {name + ".png": base64.b64decode(uri.split(",", 1)[1]) for name, uri in named}
 
 
 def render(metrics: dict[str, Any], history: list[dict[str, Any]]) -> str:
@@ -213,6 +220,8 @@ def render(metrics: dict[str, Any], history: list[dict[str, Any]]) -> str:
                 for f in m.get("failed_images") or []
             ],
             challenge=m.get("champion_comparison") or {},
-            promoted=m.get("promoted_version"),
+            registry=registry_outcome(m),
+            data=sections.data(m.get("data_checks"), _png),
+            evidence=sections.evidence(m.get("evidence"), _png),
         )
     )

@@ -41,6 +41,25 @@ def open_run(settings: Settings, dag_id: str, run_id: str, params: dict[str, Any
     return tracking.start_run(settings, dag_id, run_id, params)
 
 
+def reject_params(
+    settings: Settings, dag_id: str, run_id: str, params: dict[str, Any], error: Exception
+) -> None:
+    """Record a run whose parameters failed validation: its reason (``failure.json``) and an
+    MLflow run, FAILED, with the values given (known names only, each bounded) and the reason.
+    Recording is best effort: it never hides the validation error itself."""
+    from imgclf import tracking
+    from imgclf.params import PROPERTIES
+
+    record_failure(settings, run_id, "validate_params", error)
+    try:
+        given = {k: v for k, v in params.items() if k in PROPERTIES}
+        tracking.start_run(settings, dag_id, run_id, given)
+        failure = read_json(settings.run_dir(run_id) / "failure.json")
+        tracking.finish_run(settings, run_id, metrics=None, failure=failure, artifacts=[])
+    except Exception:  # a store that is down: the task still fails with the params' reason
+        log.exception("could not record the rejected run %s in MLflow", run_id)
+
+
 def load_params(settings: Settings, run_id: str) -> dict[str, Any]:
     """The run's normalised parameters, as ``save_params`` pinned them."""
     params = read_json(settings.params_path(run_id))
@@ -60,6 +79,9 @@ def record_failure(settings: Settings, run_id: str, task_id: str, error: BaseExc
     if job_line.is_file():
         error = RuntimeError(job_line.read_text(errors="replace")[:2000])
     message = " ".join(str(error).split()) or type(error).__name__
+    checks = read_json(settings.run_dir(run_id) / "datachecks.json") or {}
+    if checks.get("failures"):  # a job's own exit says little; the checks say why
+        message = "data checks failed: " + "; ".join(checks["failures"])
     path = settings.run_dir(run_id) / "failure.json"
     atomic_write_json(path, {"run_id": run_id, "task": task_id, "error": message[:2000]})
     return path
@@ -107,9 +129,14 @@ def record(settings: Settings, run_id: str) -> dict[str, Any]:
     artifacts: list[tuple[Path, str | None]] = [
         (settings.manifest_copy(run_id), None),
         (run_dir / "params.json", None),
+        (run_dir / "datachecks.json", None),
+        (run_dir / "evidence.json", None),
     ]
     if metrics is not None:
         from imgclf.files import atomic_write_bytes
+
+        # written after metrics.json by the evidence job; shown, and logged, with it
+        metrics["evidence"] = read_json(run_dir / "evidence.json")
         from imgclf.report import figure_files, render
 
         report = run_dir / "report.html"

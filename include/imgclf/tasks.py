@@ -167,12 +167,29 @@ def gate(
         "model_path": chosen["model_path"],
         "dataset": dataset or {},
         "params": params,
+        "data_checks": read_json(run_dir / "datachecks.json"),
     }
     atomic_write_json(run_dir / "metrics.json", metrics)
     log.info("%s; metrics in %s", decision.reason, run_dir / "metrics.json")
     if not decision.passed:
         raise GateFailedError(f"{decision.reason}; report: {run_dir / 'report.html'}")
     return {"metrics": str(run_dir / "metrics.json"), "accuracy": decision.accuracy}
+
+
+def test_set_tags(metrics: dict[str, Any], comparison: dict[str, Any] | None) -> dict[str, str]:
+    """Which test images a version's ``accuracy`` (and the champion's, in its challenge) was
+    measured on: the split's seed and fraction, the image count, the dataset fingerprint.
+    Accuracies on different test sets are different measurements (``imgclf models list``)."""
+    params = metrics.get("params") or {}
+    out = {
+        "test_split_seed": str(params.get("seed")),
+        "test_fraction": str(params.get("test_fraction")),
+        "n_test": str(metrics.get("n_test")),
+    }
+    if comparison and comparison.get("champion_accuracy") is not None:
+        out["challenged_version"] = str(comparison.get("champion"))
+        out["challenged_accuracy"] = f"{comparison['champion_accuracy']:.6f}"
+    return out
 
 
 def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str, Any]:
@@ -206,6 +223,7 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
         "code_version": code,
         "challenge_decision": decision.reason[:4000],
         "max_regression": str(max_regression),
+        **test_set_tags(metrics, comparison),
     }
     source = (comparison or {}).get("candidate_model_uri")
     if not source:

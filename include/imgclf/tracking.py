@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 HISTORY_TAG = "champion_history"
+# MLflow 3's UI opens an experiment by its kind: without this tag it may infer "GenAI" (traces,
+# token usage) and hide the training runs; the value is the UI's CUSTOM_MODEL_DEVELOPMENT.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CLASSIC_ML = "custom_model_development"
+# A version's tags while (and only while) the alias points at it; history stays in the
+# registered model's HISTORY_TAG and in each version's ``champion_until``.
+CHAMPION_TAGS = ("champion_since", "champion_reason")
 
 
 def client(settings: Settings) -> MlflowClient:
@@ -48,6 +55,8 @@ def experiment_id(settings: Settings, mlflow: MlflowClient | None = None) -> str
     mlflow = mlflow or client(settings)
     found = mlflow.get_experiment_by_name(settings.mlflow_experiment)
     if found is not None:
+        if (found.tags or {}).get(EXPERIMENT_KIND_TAG) is None:  # made by older code
+            mlflow.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_ML)
         return found.experiment_id
     from mlflow.exceptions import MlflowException
 
@@ -55,7 +64,11 @@ def experiment_id(settings: Settings, mlflow: MlflowClient | None = None) -> str
     if settings.mlflow_tracking_uri.startswith("sqlite:"):  # embedded: artifacts beside it
         location = (settings.home / "mlartifacts").as_uri()
     try:
-        return mlflow.create_experiment(settings.mlflow_experiment, artifact_location=location)
+        return mlflow.create_experiment(
+            settings.mlflow_experiment,
+            artifact_location=location,
+            tags={EXPERIMENT_KIND_TAG: CLASSIC_ML},
+        )
     except MlflowException:  # created meanwhile by another task
         found = mlflow.get_experiment_by_name(settings.mlflow_experiment)
         if found is None:
@@ -107,13 +120,18 @@ def _quote(value: str) -> str:
     return value.replace("'", "\\'")
 
 
+# A parameter's value as logged: runs rejected at validation log what was given, bounded.
+PARAM_VALUE_MAX = 1000
+
+
 def _log_params(mlflow: MlflowClient, mlflow_run_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
-    flat = [
-        Param(k, json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else str(v))
-        for k, v in sorted(params.items())
-    ]
+    def text(v: Any) -> str:
+        out = json.dumps(v, sort_keys=True, default=str) if isinstance(v, dict | list) else str(v)
+        return out if len(out) <= PARAM_VALUE_MAX else out[: PARAM_VALUE_MAX - 3] + "..."
+
+    flat = [Param(k, text(v)) for k, v in sorted(params.items())]
     mlflow.log_batch(mlflow_run_id, params=flat)
 
 
@@ -139,6 +157,20 @@ def stage_metrics(stage: str, m: dict[str, Any] | None) -> dict[str, float]:
         for k, v in out.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     }
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def registry_outcome(metrics: dict[str, Any]) -> str:
+    """What the run did to the Model Registry, as the report, the summary and MLflow say it."""
+    comparison = metrics.get("champion_comparison") or {}
+    if comparison.get("registry"):
+        return str(comparison["registry"])
+    if not metrics.get("passed_gate"):
+        return "nothing registered (the gate failed)"
+    return "nothing registered (the run stopped before promotion)"
 
 
 def finish_run(
@@ -174,7 +206,18 @@ def finish_run(
             dataset_fingerprint=str((metrics.get("dataset") or {}).get("fingerprint")),
             gate=str((metrics.get("gate") or {}).get("reason", "")),
             promoted_version=str(metrics.get("promoted_version") or ""),
+            # what happened to the registry, in words (a version, the alias, or nothing)
+            registry=registry_outcome(metrics),
         )
+    checks = (metrics or {}).get("data_checks") or _read(
+        settings.run_dir(run_id) / "datachecks.json"
+    )
+    for name, value in (checks or {}).get("metrics", {}).items():
+        if isinstance(value, int | float) and math.isfinite(value):
+            values[f"data_{name}"] = float(value)
+    for name, value in ((metrics or {}).get("evidence") or {}).get("metrics", {}).items():
+        if isinstance(value, int | float) and math.isfinite(value):
+            values[name] = float(value)
     if failure:
         tags.update(failed_task=failure["task"], failure=failure["error"][:4000])
     mlflow.log_batch(
@@ -364,6 +407,43 @@ def _history(mlflow: MlflowClient, name: str) -> list[str]:
         return []
 
 
+def now_iso() -> str:
+    """The time now, UTC, to the second (``2026-12-05T08:44:07Z``): what a version tag says."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def readable_time(value: Any) -> str:
+    """An epoch timestamp (seconds or MLflow's milliseconds) as UTC ISO 8601; anything else
+    (an ISO string already, ``None``) unchanged as text."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "" if value is None else str(value)
+    if number > 1e11:  # milliseconds (MLflow's timestamps)
+        number /= 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(number))
+
+
+def _move_alias(
+    mlflow: MlflowClient, name: str, target: str, reason: str, previous: dict[str, Any] | None
+) -> None:
+    """Point ``champion`` at ``target``. The version losing the alias keeps what it was
+    (``champion_until``), not a claim that it still is (its ``champion_*`` tags go)."""
+    mlflow.set_registered_model_alias(name, CHAMPION, target)
+    mlflow.set_model_version_tag(name, target, "champion_since", now_iso())
+    mlflow.set_model_version_tag(name, target, "champion_reason", reason[:4000])
+    if previous and previous["version"] != target:
+        mlflow.set_model_version_tag(name, target, "previous_champion", previous["version"])
+        for tag in CHAMPION_TAGS:
+            if tag in previous["tags"]:
+                mlflow.delete_model_version_tag(name, previous["version"], tag)
+        was = previous["tags"].get("champion_since")
+        until = f"{readable_time(was)} .. {now_iso()}" if was else now_iso()
+        mlflow.set_model_version_tag(
+            name, previous["version"], "champion_until", f"{until}: {reason}"[:4000]
+        )
+
+
 def promote(settings: Settings, which: str, reason: str) -> str:
     """Move ``champion`` to version ``which``; the move is appended to the history."""
     mlflow = client(settings)
@@ -372,12 +452,8 @@ def promote(settings: Settings, which: str, reason: str) -> str:
         name = settings.registered_model
         history = _history(mlflow, name)
         previous = champion(settings)
-        mlflow.set_registered_model_alias(name, CHAMPION, target)
+        _move_alias(mlflow, name, target, reason, previous)
         mlflow.set_registered_model_tag(name, HISTORY_TAG, json.dumps([*history, target]))
-        mlflow.set_model_version_tag(name, target, "champion_since", str(int(time.time())))
-        mlflow.set_model_version_tag(name, target, "champion_reason", reason[:4000])
-        if previous:
-            mlflow.set_model_version_tag(name, target, "previous_champion", previous["version"])
         log.info("champion: version %s (%s)", target, reason)
         return target
 
@@ -394,7 +470,8 @@ def rollback(settings: Settings) -> str:
         if not history:
             raise KeyError("no earlier champion to roll back to")
         target = history[-1]
-        mlflow.set_registered_model_alias(name, CHAMPION, target)
+        was = current["version"] if current else "none"
+        _move_alias(mlflow, name, target, f"rolled back from version {was}", current)
         mlflow.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
         log.info("champion rolled back to version %s", target)
         return target

@@ -96,9 +96,54 @@ def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
     page = (run_dir(real_home, m["run_id"]) / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 3
     assert f"Misclassified test images ({m['n_test'] - m['tuned']['correct']})" in page
+    # the data checks ran before training; the evidence job explained the gated model
+    assert {"datachecks.json", "evidence.json", "figures/evidence_correct.png"} <= logged
+    assert "id='data'" in page and "Exact class-evidence maps" in page
+    ev = json.loads((run_dir(real_home, m["run_id"]) / "evidence.json").read_text())
+    assert ev["kind"] == "exact" and ev["images"], ev.get("note")
+    # the maps add up to the logit of the classifier (its features from OpenVINO, within 1e-4)
+    assert ev["max_logit_error"] < 0.05
+    for label in ("messi", "ronaldo"):
+        assert 0 < run.data.metrics[f"face_area_share_{label}"] < 1
+        assert f"face_evidence_share_{label}" in run.data.metrics
+    assert run.data.metrics["data_leakage_share"] >= 0 and "registry" in run.data.tags
 
 
 @pytest.mark.shared
+@pytest.mark.shared
+def test_the_report_shows_where_the_model_looks_in_a_real_browser(first_run, real_home, tmp_path):
+    """The real run's report.html in Debian's chromium (headless, Playwright): the evidence
+    overlays are drawn images, the face-evidence share and the data checks are on the page.
+    The screenshot goes to $IMGCLF_SCREENSHOTS when set (to look at), else the test's folder."""
+    import os
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip(f"needs Debian's chromium at {chromium} (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    report = run_dir(real_home, first_run[1]["run_id"]) / "report.html"
+    shots = Path(os.environ.get("IMGCLF_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update"]  # fmt: skip
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=flags)
+        page = browser.new_page(viewport={"width": 1100, "height": 1400})
+        page.goto(report.as_uri())
+        section = page.locator("#evidence")
+        section.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "report-evidence.png"))
+        overlays = page.locator("img[alt^='Correct test images'], img[alt^='Misclassified test']")
+        assert overlays.count() >= 1
+        widths = overlays.evaluate_all("els => els.map(e => e.naturalWidth)")
+        assert all(w > 300 for w in widths), widths  # decoded PNGs, not broken images
+        assert "of the evidence in" in page.locator("#face-share").inner_text()
+        assert "test images" in page.locator("#leakage").inner_text()
+        browser.close()
+    assert (shots / "report-evidence.png").stat().st_size > 10_000
+
+
 def test_predict_dag_scores_every_image_with_the_champion_in_a_fresh_process(
     first_run, monkeypatch, football, real_home, tmp_path, capsys
 ):

@@ -17,8 +17,9 @@ EXPECTED = {
     "train": {"choose_branch"},
     "choose_branch": {"tune", "gate"},
     "tune": {"gate"},
-    "gate": {"challenge"},
+    "gate": {"challenge", "evidence"},
     "challenge": {"promote"},
+    "evidence": set(),
     "promote": set(),
     "record": set(),
 }
@@ -40,7 +41,8 @@ def test_structure_is_exact(dag):
     assert dag.get_task("gate").trigger_rule == "none_failed_min_one_success"
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    for job in ("train", "tune", "challenge"):  # the provider's operator (our subclass of it)
+    # the provider's operator (our subclass of it)
+    for job in ("train", "tune", "challenge", "evidence"):
         assert isinstance(dag.get_task(job), SparkSubmitOperator)
 
 
@@ -157,6 +159,7 @@ def test_jobs_get_only_the_run_id_and_read_the_pinned_params(dag):
         ("train", "train.py"),
         ("tune", "tune.py"),
         ("challenge", "challenge.py"),
+        ("evidence", "evidence.py"),
     ):
         job = dag.get_task(task_id)
         assert job.application.endswith(f"spark_tasks/{script}")
@@ -184,7 +187,7 @@ def test_every_job_submits_with_the_projects_jvm_options_on_any_master(
         monkeypatch.delenv("AIRFLOW_CONN_SPARK_DEFAULT", raising=False)
     else:
         monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", connection)
-    for task_id in ("train", "tune", "challenge"):
+    for task_id in ("train", "tune", "challenge", "evidence"):
         hook = dag.get_task(task_id)._get_hook()
         options = hook._conf["spark.driver.extraJavaOptions"].split()
         assert options[:6] == [

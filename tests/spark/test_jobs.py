@@ -226,3 +226,20 @@ def test_every_featurizer_identity_is_a_feature_store_folder(tiny_model, tmp_pat
         for pooling in ("avg", "max", "flatten"):
             identity = model_identity(model, pooling)
             assert FeatureStore(None, tmp_path, identity).path.name == identity
+
+
+def test_a_failing_data_check_stops_the_train_job_before_any_fit(spark, home, tiny_model):
+    """The tiny random CNN sees every red and blue image alike: near-duplicates everywhere,
+    so leakage_check=fail stops the job, and the reason reaches the run's failure record."""
+    from spark_tasks.data_checks import DataCheckError
+
+    ctx = start(home, "leaky", tiny_model, leakage_check="fail", near_duplicate_similarity=0.9)
+    with pytest.raises(DataCheckError, match=r"leakage: .* test images"):
+        train.run(ctx, spark)
+    assert not (ctx.run_dir / "baseline.json").exists()
+    assert not (ctx.run_dir / "baseline" / "model").exists()
+    checks = json.loads((ctx.run_dir / "datachecks.json").read_text())
+    assert checks["failures"] and checks["metrics"]["leaked_test_images"] >= 1
+    runs.record_failure(ctx.settings, "leaky", "train", RuntimeError("spark-submit exited 1"))
+    failure = json.loads((ctx.run_dir / "failure.json").read_text())
+    assert failure["error"].startswith("data checks failed: leakage:")

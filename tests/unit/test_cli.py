@@ -152,3 +152,59 @@ def test_a_missing_images_folder_is_one_line_before_spark(command, tmp_path, cap
     argv[2] = str(tmp_path / "file.jpg")
     assert main(argv) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_models_list_names_each_accuracys_test_set_and_show_reads_as_dates(
+    tmp_path, monkeypatch, capsys, seed_mlflow_store
+):
+    """v1's accuracy on seed 12 and the champion's on a challenger's seed-7 split are different
+    measurements: the list says which test set each figure comes from."""
+    from imgclf import tracking
+    from imgclf.config import Settings
+
+    home = seed_mlflow_store(tmp_path / "home")
+    monkeypatch.setenv("IMGCLF_HOME", str(home))
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(key, raising=False)
+    settings = Settings.from_env()
+    rid = tracking.start_run(settings, "d", "manual__1", {})["mlflow_run_id"]
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "MLmodel").write_text("flavors: {}\n")
+    tracking.client(settings).log_artifacts(rid, str(tmp_path / "model"), "model")
+    common = {"dataset_fingerprint": "f" * 64, "test_fraction": "0.4", "n_test": "24"}
+    first = {**common, "accuracy": "0.916667", "test_split_seed": "12"}
+    v1, _ = tracking.register(settings, f"runs:/{rid}/model", rid, "k1", first)
+    tracking.promote(settings, v1, "first")
+    tracking.register(settings, f"runs:/{rid}/model", rid, "k2", {
+        **common, "accuracy": "0.958333", "test_split_seed": "7",
+        "challenged_version": "1", "challenged_accuracy": "0.958333"})  # fmt: skip
+    tracking.register(settings, f"runs:/{rid}/model", rid, "k3", {"accuracy": "0.5"})
+    assert main(["models", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("*    1  accuracy 0.916667 (test split seed 12, fraction 0.4, "
+                               "24 images of dataset ffffffffffff)")  # fmt: skip
+    assert "(test split seed 7," in lines[1]
+    assert lines[2].strip() == "champion then, version 1: accuracy 0.958333 on the same test set"
+    assert "(test set not recorded)" in lines[3]
+    assert main(["models", "show", "1"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    assert re.fullmatch(iso, shown["created"])
+    assert re.fullmatch(iso, shown["tags"]["champion_since"])
+
+
+def test_summary_says_what_happened_to_the_registry(tmp_path, monkeypatch, capsys):
+    from imgclf.files import atomic_write_json
+
+    monkeypatch.setenv("IMGCLF_HOME", str(tmp_path))
+    same = "identical to version 1 (same dataset, featurizer, params and code): no new version"
+    atomic_write_json(tmp_path / "runs" / "r2" / "metrics.json", {
+        "run_id": "r2", "gate": {"reason": "passes"}, "accuracy": 0.9, "passed_gate": True,
+        "baseline": {"accuracy": 0.9, "params": {}}, "featurized_images": 0,
+        "promoted_version": None,
+        "champion_comparison": {"decision": "candidate 0.9 vs champion 1: promoted",
+                                "registry": same},
+    })  # fmt: skip
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert f"registry: {same}" in out and "promoted nothing" in out

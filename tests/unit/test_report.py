@@ -65,8 +65,22 @@ def test_report_has_every_section_figures_and_the_misclassified_image(tmp_path):
     assert "messi7.jpeg" in page and "true <b>messi</b>, predicted <b>ronaldo</b>" in page
     assert page.count("data:image/jpeg;base64,") == 1
     assert "champion v0001: 0.5000 on the same 6 test images" in page
-    assert "&rarr; <b>v0002</b>" in page
+    assert "registry: <b>nothing registered (the run stopped before promotion)</b>" in page
     assert "[0." in page and "ROC AUC" in page  # Wilson interval and AUC columns
+
+
+def test_an_identical_rerun_says_nothing_was_registered_not_promoted(tmp_path):
+    """The challenge alone would read "promoted": the registry line says what happened."""
+    registry = "identical to version 1 (same dataset, featurizer, params and code): " + (
+        "no new version registered"
+    )
+    m = _metrics(tmp_path, promoted_version=None)
+    m["champion_comparison"] = {
+        **m["champion_comparison"], "registry": registry, "promoted": True,
+    }  # fmt: skip
+    page = render(m, [])
+    assert f"registry: <b>{registry}</b>" in page
+    assert "&rarr;" not in page
 
 
 def test_report_of_a_failed_gate_says_so(tmp_path):
@@ -103,7 +117,8 @@ def test_hostile_strings_in_the_metrics_come_out_escaped(tmp_path):
         tmp_path, baseline=stage, run_id=f"manual__{HOSTILE}", model=f"/models/{HOSTILE}.keras",
         featurizer=HOSTILE, gate={"reason": HOSTILE}, no_face_images=[f"/d/{HOSTILE}/a.jpg"],
         failed_images=[{"path": f"/d/messi/{HOSTILE}.jpg", "error": HOSTILE}],
-        champion_comparison={"champion": HOSTILE, "champion_accuracy": 0.5, "decision": HOSTILE},
+        champion_comparison={"champion": HOSTILE, "champion_accuracy": 0.5, "decision": HOSTILE,
+                             "registry": HOSTILE},
         promoted_version=HOSTILE,
     )  # fmt: skip
     page = render(m, [{"accuracy": 0.8, "passed_gate": True, "promoted_version": HOSTILE}])
@@ -114,7 +129,7 @@ def test_hostile_strings_in_the_metrics_come_out_escaped(tmp_path):
     assert f"<td>messi{ESCAPED}</td>" in page  # the per-class row
     assert f"true <b>messi{ESCAPED}</b>, predicted <b>ronaldo</b>" in page
     assert "script&gt;&#34;&#39;&amp;/a.jpg" in page  # the no-face image (class/file)
-    assert f"&rarr; <b>{ESCAPED}</b>" in page  # the promoted version
+    assert f"registry: <b>{ESCAPED}</b>" in page  # what happened to the registry
     # an attribute value cannot be closed by a quote in the data: the thumbnail's alt text
     assert 'alt="x&lt;script&gt;alert(1)&lt;script&gt;&#34;&#39;&amp;.jpg"' in page
 
@@ -182,9 +197,30 @@ def test_a_missing_required_metric_fails_the_render_instead_of_a_blank(tmp_path)
     del m["featurizer"]
     page = render(m, [])
     assert "<td>tuned</td><td colspan=5>skipped</td>" in page
-    assert "not compared (the gate failed)" in page
+    assert "not compared (the challenge did not run)" in page
 
 
 def test_the_template_ships_with_the_package():
     assert (report.TEMPLATES / "report.html.j2").is_file()
     assert report.TEMPLATES.parent == Path(report.__file__).parent
+
+
+def test_the_data_section_names_the_files_and_shows_the_drift_figure(tmp_path):
+    import numpy as np
+
+    from imgclf.datachecks import Settings, check
+
+    rng = np.random.default_rng(0)
+    rows = [{"path": f"/raw/{c}/{c}{i}.jpg", "label": c, "sha256": f"{c}{i}"}
+            for c in ("messi", "ronaldo") for i in range(10)]  # fmt: skip
+    feats = rng.normal(size=(20, 32)).astype("float32")
+    feats[15] = feats[2] + 0.01  # ronaldo5 ~ messi2
+    before = {"files": [{"path": "messi/messi0.jpg", "sha256": "y"}]}
+    now = {"files": [{"path": "messi/messi0.jpg", "sha256": "x"}]}
+    _, out = check(rows, feats, Settings(), test_fraction=0.4, seed=1, folds=2,
+                   reference=feats[::2], manifest=now, previous_manifest=before)  # fmt: skip
+    page = render(_metrics(tmp_path, data_checks=out.as_dict()), [])
+    assert "id='data'" in page and "messi/messi2.jpg ~ ronaldo/ronaldo5.jpg" in page
+    assert "1 changed (messi/messi0.jpg)" in page
+    assert "alt='drift'" in page and "% novel" in page
+    assert "not run" in render(_metrics(tmp_path), [])  # older runs: said, not hidden

@@ -33,6 +33,29 @@ def test_params_are_validated_once_and_pinned_normalised(settings, tmp_path, mon
     assert pinned["seed"] == 3 and pinned["cv_folds"] == 3  # defaults filled in
 
 
+def test_a_run_rejected_at_validate_params_is_a_failed_mlflow_run_with_the_reason(
+    settings, seed_mlflow_store
+):
+    from imgclf import tracking
+
+    seed_mlflow_store(settings.home)
+    given = {"min_accuracy": 2, "seed": 3, "x" * 300: "not a param", "model": "m" * 5000}
+    with pytest.raises(ValueError, match="min_accuracy=2") as caught:
+        runs.save_params(settings, "bad__1", given)
+    runs.reject_params(settings, "football_classifier", "bad__1", given, caught.value)
+    rid = json.loads((settings.run_dir("bad__1") / "mlflow.json").read_text())["mlflow_run_id"]
+    run = tracking.client(settings).get_run(rid)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failed_task"] == "validate_params"
+    assert "min_accuracy=2" in run.data.tags["failure"]
+    assert run.data.params["seed"] == "3" and "x" * 300 not in run.data.params  # known names
+    assert len(run.data.params["model"]) == tracking.PARAM_VALUE_MAX  # bounded
+    runs.record(settings, "bad__1")  # the teardown after it: still one run, still FAILED
+    assert tracking.client(settings).get_run(rid).info.status == "FAILED"
+    (entry,) = runs.history(settings)
+    assert entry["failed_at"] == "validate_params"
+
+
 def test_record_writes_one_history_line_and_the_report_however_often_it_runs(settings, tmp_path):
     run_dir = settings.run_dir("manual__1")
     atomic_write_json(run_dir / "metrics.json", _metrics(tmp_path))

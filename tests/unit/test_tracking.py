@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,40 @@ def test_a_dag_run_is_one_mlflow_run_with_params_metrics_tags_and_artifacts(sett
     assert names == ["report.html"]
 
 
+def test_the_experiment_is_a_classic_ml_experiment_for_mlflow_3s_ui(settings):
+    mlflow = tracking.client(settings)
+    experiment = mlflow.get_experiment(tracking.experiment_id(settings))
+    assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    mlflow.delete_experiment_tag(experiment.experiment_id, tracking.EXPERIMENT_KIND_TAG)
+    tracking.experiment_id(settings)  # one made by older code gets it on first use
+    again = mlflow.get_experiment(experiment.experiment_id)
+    assert again.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+
+
+def test_the_run_says_what_happened_to_the_registry(settings):
+    tracking.start_run(settings, "football_classifier", "manual__5", {})
+    registry = "identical to version 1 (same dataset, featurizer, params and code): " + (
+        "no new version registered"
+    )
+    metrics = {
+        "accuracy": 0.9, "passed_gate": True, "candidate": "baseline", "featurizer": "f",
+        "gate": {"reason": "ok"}, "baseline": None, "tuned": None, "promoted_version": None,
+        "champion_comparison": {"decision": "candidate 0.9 vs champion 1: promoted",
+                                "registry": registry},
+    }  # fmt: skip
+    tracking.finish_run(settings, "manual__5", metrics=metrics, failure=None, artifacts=[])
+    rid = json.loads((settings.run_dir("manual__5") / "mlflow.json").read_text())
+    run = tracking.client(settings).get_run(rid["mlflow_run_id"])
+    assert run.data.tags["registry"] == registry and run.data.tags["promoted_version"] == ""
+
+
+def test_readable_time():
+    assert tracking.readable_time(0) == "1970-01-01T00:00:00Z"
+    assert tracking.readable_time("1764924247") == tracking.readable_time(1764924247000)
+    assert tracking.readable_time("2026-12-05T08:44:07Z") == "2026-12-05T08:44:07Z"
+    assert tracking.readable_time(None) == ""
+
+
 def test_a_failed_run_is_recorded_as_failed(settings):
     tracking.start_run(settings, "football_classifier", "manual__2", {})
     failure = {"task": "gate", "error": "0.5 < 0.8"}
@@ -83,8 +118,15 @@ def test_register_promote_rollback_and_an_identical_candidate(settings, tmp_path
     assert tracking.champion(settings)["version"] == "2"
     assert tracking.champion(settings)["tags"]["previous_champion"] == "1"
     assert tracking.model_uri(settings, "champion") == "models:/football_classifier@champion"
+    demoted_by_promote = tracking.version(settings, "1")["tags"]
+    assert "champion_since" not in demoted_by_promote and "champion_until" in demoted_by_promote
     assert tracking.rollback(settings) == "1"
     assert tracking.champion(settings)["version"] == "1"
+    assert tracking.champion(settings)["tags"]["champion_reason"] == "rolled back from version 2"
+    demoted = tracking.version(settings, "2")["tags"]  # history, not a claim to be champion
+    assert "champion_since" not in demoted and "champion_reason" not in demoted
+    assert demoted["champion_until"].endswith("rolled back from version 2")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ .. \d{4}-.*", demoted["champion_until"])
     with pytest.raises(KeyError, match="no earlier champion"):
         tracking.rollback(settings)
     with pytest.raises(KeyError, match="no version '42'"):
