@@ -16,6 +16,7 @@ import time
 
 from imgclf import tracking
 from imgclf.files import atomic_write_json
+from spark_tasks import serving
 from spark_tasks.job import JobContext, main
 
 
@@ -33,7 +34,7 @@ def run(ctx: JobContext, spark=None) -> dict:
     spark = spark or common.spark_session(ctx.app_name("challenge"))
     # the gated candidate, logged once with MLflow's Spark flavor: what promote registers
     candidate_uri = tracking.log_model(
-        ctx.settings, ctx.run_id, PipelineModel.load(metrics["model_path"])
+        ctx.settings, ctx.run_id, PipelineModel.load(metrics["model_path"]), serving
     )
     champion = tracking.champion(ctx.settings)
     out: dict = {
