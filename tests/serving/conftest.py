@@ -9,13 +9,21 @@ model must reproduce, standing on its own artifacts.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from imgclf.config import Settings
+
+REFRESH = 0.5  # seconds between the server's looks at the alias
 
 
 @dataclass
@@ -94,3 +102,54 @@ def train_champion(spark, tmp: Path, football: Path, lite0: Path, seed_store, ru
 def champion(spark, tmp_path_factory, football, lite0, seed_mlflow_store) -> Champion:
     tmp = tmp_path_factory.mktemp("champion-openvino")
     return train_champion(spark, tmp, football, lite0, seed_mlflow_store, "openvino")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def vm_hwm_kb(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+@pytest.fixture(scope="session")
+def server(champion, tmp_path_factory):
+    """``python -m imgclf.serving`` (what ``make serve`` runs) on a free loopback port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "IMGCLF_HOME": str(champion.settings.home),
+        "IMGCLF_SERVE_REFRESH": str(REFRESH),
+        "IMGCLF_MAX_FILE_BYTES": str(2 * 1024 * 1024),  # a smaller cap: cheaper to exceed
+    }
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(key, None)
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    started = time.monotonic()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imgclf.serving", "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the server did not come up in 60 s: " + log.read_text()[-3000:])
+        yield {"url": url, "proc": proc, "cold_start": time.monotonic() - started, "log": log}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
