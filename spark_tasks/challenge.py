@@ -46,7 +46,9 @@ def run(ctx: JobContext, spark=None) -> dict:
         atomic_write_json(run_dir / "challenge.json", out)
         return out
 
-    model = tracking.load_model(ctx.settings, tracking.model_uri(ctx.settings, champion["version"]))
+    # the champion's own CNN file (logged with it), wherever the run that made it read one
+    uri = tracking.model_uri(ctx.settings, champion["version"])
+    model = serving.load_pipeline(ctx.settings, uri)
     featurizer, classifier = model.stages[0], model.stages[1:]
     indexer = classifier[0]  # the champion's StringIndexerModel
     assert isinstance(indexer, StringIndexerModel), type(indexer)

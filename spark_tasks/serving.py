@@ -198,6 +198,64 @@ def signature(labels: list[str] | None = None) -> Any:
     )
 
 
+# --- the Spark flavor, resolved to the model's own CNN ---------------------------------------
+def load_pipeline(settings: Any, uri: str) -> Any:
+    """The ``PipelineModel`` behind ``uri`` (``models:/``, ``runs:/`` or a local model folder)
+    with its featurizer reading the CNN file logged with it, not the path the run read it at.
+
+    The artifacts are kept in ``<data root>/cache/models/<key>/`` (``key``: the resolved model
+    version or URI), downloaded once under a lock, so Spark's executors read the same copy.
+    """
+    import hashlib
+    import os
+    import tempfile
+
+    import mlflow.artifacts
+
+    from imgclf import tracking
+    from imgclf.files import locked
+
+    if Path(uri).is_dir():
+        folder = Path(uri)
+    else:
+        root = settings.cache_dir / "models"
+        root.mkdir(parents=True, exist_ok=True)
+        where = f"{settings.mlflow_registry_uri} {_resolved(settings, uri)}"
+        key = hashlib.sha256(where.encode()).hexdigest()[:16]
+        folder = root / key
+        with locked(root / f".{key}.lock"):
+            if not (folder / "MLmodel").is_file():
+                stage = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
+                try:
+                    with tracking._fluent(settings):
+                        local = mlflow.artifacts.download_artifacts(uri, dst_path=str(stage))
+                    os.rename(local, folder)
+                finally:
+                    shutil.rmtree(stage, ignore_errors=True)
+    model = tracking.load_model(settings, str(folder))
+    conf_path = folder / SERVING_DIR / FEATURIZER
+    if conf_path.is_file():  # logged with the serving flavor: the CNN is in the model
+        conf = json.loads(conf_path.read_text())
+        featurizer = model.stages[0]
+        cnn = str(folder / SERVING_DIR / "cnn" / conf["model"]) if conf.get("model") else None
+        if cnn and featurizer.getModelPath():
+            featurizer.setModelPath(cnn)
+        elif cnn and (featurizer.getFallbackModel() or "").endswith(".keras"):
+            featurizer.setFallbackModel(cnn)
+    return model
+
+
+def _resolved(settings: Any, uri: str) -> str:
+    """``uri`` with a registry alias replaced by the version it points at now."""
+    from imgclf import tracking
+
+    if uri.startswith("models:/") and "@" in uri:
+        name, alias = uri.removeprefix("models:/").split("@", 1)
+        version = tracking.client(settings).get_model_version_by_alias(name, alias).version
+        return f"models:/{name}/{version}"
+    return uri
+
+
 # --- loading and scoring (no Spark) ----------------------------------------------------------
 class Classifier:
     """``classifier.json`` applied to feature rows, as Spark ML computes it (float64)."""
