@@ -340,6 +340,9 @@ class ServingModel:
                 ir=str(ir) if conf["runtime"] != "tensorflow" and ir.is_dir() else None,
             )
         if self.infer is not None:
+            # the first call traces the TensorFlow graph (seconds): done here, not in a request
+            width, height = self.cnn.size
+            self.infer(self.cnn.preprocess(np.zeros((1, height, width, 3), dtype=np.float32)))
             # one inference at a time (an OpenVINO request is not reentrant; either runtime uses
             # every core for one batch): concurrent callers still decode in parallel
             self.infer = _serialised(self.infer)
