@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runtimes", default="tensorflow,openvino")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
+    args.model, args.images = args.model.resolve(), args.images.resolve()
 
     from pyspark.sql import SparkSession
 
