@@ -339,7 +339,7 @@ class ServingModel:
                 conf["runtime"],
                 ir=str(ir) if conf["runtime"] != "tensorflow" and ir.is_dir() else None,
             )
-        if self.infer is not None:
+        if self.cnn is not None and self.infer is not None:
             # the first call traces the TensorFlow graph (seconds): done here, not in a request
             width, height = self.cnn.size
             self.infer(self.cnn.preprocess(np.zeros((1, height, width, 3), dtype=np.float32)))
