@@ -17,7 +17,7 @@ SHARED ?= $(abspath $(CURDIR)/../shared)
 LITE0 := $(SHARED)/models/efficientnet_lite0_imagenet_notop.keras
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-offline airflow mlflow test test-fast lint fmt clean up down bench bench-scale jvm-archive
+.PHONY: help install run run-offline airflow mlflow serve test test-fast lint fmt clean up down bench bench-scale jvm-archive
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -86,6 +86,10 @@ mlflow: install ## the MLflow UI over the embedded store (runs, models, the cham
 	$(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
 		--backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(IMGCLF_HOME)/mlflow.db} \
 		--default-artifact-root $(IMGCLF_HOME)/mlartifacts
+
+SERVE_PORT ?= 8000
+serve: install ## serve the champion on 127.0.0.1:$(SERVE_PORT): POST /predict, the page at / (no Spark)
+	$(BIN)/python -m imgclf.serving --host 127.0.0.1 --port $(SERVE_PORT)
 
 BENCH_IMAGES ?= 600
 bench: install ## featurizer (Spark vs plain Keras), decode and download benchmarks, one JSON line each

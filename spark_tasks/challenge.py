@@ -16,6 +16,7 @@ import time
 
 from imgclf import tracking
 from imgclf.files import atomic_write_json
+from spark_tasks import serving
 from spark_tasks.job import JobContext, main
 
 
@@ -33,7 +34,7 @@ def run(ctx: JobContext, spark=None) -> dict:
     spark = spark or common.spark_session(ctx.app_name("challenge"))
     # the gated candidate, logged once with MLflow's Spark flavor: what promote registers
     candidate_uri = tracking.log_model(
-        ctx.settings, ctx.run_id, PipelineModel.load(metrics["model_path"])
+        ctx.settings, ctx.run_id, PipelineModel.load(metrics["model_path"]), serving
     )
     champion = tracking.champion(ctx.settings)
     out: dict = {
@@ -45,7 +46,9 @@ def run(ctx: JobContext, spark=None) -> dict:
         atomic_write_json(run_dir / "challenge.json", out)
         return out
 
-    model = tracking.load_model(ctx.settings, tracking.model_uri(ctx.settings, champion["version"]))
+    # the champion's own CNN file (logged with it), wherever the run that made it read one
+    uri = tracking.model_uri(ctx.settings, champion["version"])
+    model = serving.load_pipeline(ctx.settings, uri)
     featurizer, classifier = model.stages[0], model.stages[1:]
     indexer = classifier[0]  # the champion's StringIndexerModel
     assert isinstance(indexer, StringIndexerModel), type(indexer)

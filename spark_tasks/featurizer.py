@@ -23,8 +23,6 @@ classifier scores raw images in another process.
 
 from __future__ import annotations
 
-import gc
-import os
 from typing import Any
 
 from pyspark import keyword_only
@@ -46,92 +44,19 @@ from imgclf.models import (
     RUNTIMES,
     ModelSpec,
 )
+from spark_tasks import extractor
 
 HANDLE_INVALID = ("skip", "keep", "error")
 ERROR_COL = "featurizer_error"  # errorCol's default
 
 
-# Models loaded in this Python worker, by (model, pooling, preprocessing, runtime).
-# predict_batch_udf's own cache is keyed by a fresh UUID per transform() call; this one survives
-# across calls, so a worker (reused by Spark) loads each model once, whatever number of jobs it
-# serves.
-_MODELS: dict[tuple[str, ...], Any] = {}
-
-
-def tf_threads() -> int | None:
-    """TensorFlow threads for this process.
-
-    ``IMGCLF_TF_THREADS`` if set; inside a Spark task, the task's CPUs (``spark.task.cpus``,
-    default 1): an executor runs one Python worker per concurrent task, so TensorFlow's default
-    of one thread per core in every worker oversubscribes the cores (measured: 80 vs 86
-    images/s on 2 cores). Outside Spark ``None``: TensorFlow decides. OpenVINO's
-    ``INFERENCE_NUM_THREADS`` follows the same rule.
-    """
-    raw = os.environ.get("IMGCLF_TF_THREADS", "").strip()
-    if raw:
-        return max(1, int(raw))
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    return max(1, int(ctx.cpus())) if ctx is not None else None
-
-
-def _configure_tensorflow() -> None:
-    from spark_tasks.keras_models import import_keras
-
-    import_keras()  # the first TensorFlow import of this worker: without what it never uses
-    threads = tf_threads()
-    if threads is None:
-        return
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow already initialised in this worker
-        pass
-
-
-def _freeze_what_is_loaded() -> None:
-    """Move everything alive now (TensorFlow, Keras, the model: millions of objects that live
-    as long as the worker) out of the cyclic garbage collector's reach. Otherwise each of its
-    full collections, triggered by the per-batch allocations of the Arrow/pandas round trip,
-    walks all of them again: a third of the workers' CPU while featurizing (perf)."""
-    gc.collect()
-    gc.freeze()
-
-
-def cached_model(model: str, pooling: str, preprocessing: str, runtime: str = "tensorflow"):
-    """The loaded model and a batch-size-agnostic inference function, once per worker."""
-    key = (model, pooling, preprocessing, runtime)
-    if key in _MODELS:
-        return _MODELS[key]
-    if runtime != "tensorflow":
-        from spark_tasks import openvino_models
-
-        _MODELS[key] = openvino_models.load(
-            model, pooling, preprocessing, runtime, threads=tf_threads()
-        )
-    else:
-        _configure_tensorflow()
-        import keras
-
-        from spark_tasks.keras_models import load
-
-        loaded = load(model, pooling, preprocessing)
-        infer = loaded.model.predict_on_batch
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            # one trace for every batch size (a partial last batch must not retrace)
-            w, h = loaded.size
-            infer = tf.function(
-                lambda x: loaded.model(x, training=False),
-                input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)],
-            )
-        _MODELS[key] = (loaded, infer)
-    _freeze_what_is_loaded()
-    return _MODELS[key]
+# The model cache and loading live in ``spark_tasks.extractor`` (shared with the serving model);
+# these names stay importable from here.
+_MODELS = extractor._MODELS
+tf_threads = extractor.tf_threads
+cached_model = extractor.cached_model
+_configure_tensorflow = extractor.configure_tensorflow
+_freeze_what_is_loaded = extractor.freeze_what_is_loaded
 
 
 def make_predict_fn(
@@ -150,27 +75,11 @@ def make_predict_fn(
     model = str(spec)  # what the workers get: a plain string
 
     def make():
-        import numpy as np
-
-        from spark_tasks.images import decode
-
         loaded, infer = cached_model(model, pooling, preprocessing, runtime)
 
-        def predict(contents: np.ndarray) -> dict:
-            n = len(contents)
-            errors = np.full(n, "", dtype=object)
-            pixels, ok = [], []
-            for i, data in enumerate(contents):
-                try:
-                    pixels.append(decode(data, loaded.size, resize))
-                    ok.append(i)
-                except Exception as exc:  # any undecodable input: record and go on
-                    errors[i] = f"{type(exc).__name__}: {exc}"[:500]
-            features = np.zeros((n, loaded.dim), dtype=np.float32)
-            if ok:
-                batch = loaded.preprocess(np.stack(pixels))
-                features[ok] = np.asarray(infer(batch), dtype=np.float32)
-            return {"features": features, "error": errors.astype(str)}
+        def predict(contents) -> dict:
+            features, errors = extractor.features(contents, loaded, infer, resize)
+            return {"features": features, "error": errors}
 
         return predict
 
@@ -191,36 +100,14 @@ def make_face_predict_fn(
     """
 
     def make():
-        import numpy as np
-
-        from spark_tasks.face import DIM, FaceModel, decode_rgb
-        from spark_tasks.images import decode
-
-        key = ("dlib-face", "", "")
-        if key not in _MODELS:
-            _MODELS[key] = FaceModel.load()
-            _freeze_what_is_loaded()
-        face = _MODELS[key]
+        face = extractor.face_model()
         cnn, infer = (
             cached_model(fallback, pooling, preprocessing, runtime) if fallback else (None, None)
         )
 
-        def predict(contents: np.ndarray) -> dict:
-            n = len(contents)
-            errors = np.full(n, "", dtype=object)
-            features = np.zeros((n, DIM + (cnn.dim if cnn else 0)), dtype=np.float32)
-            pixels, ok = [], []
-            for i, data in enumerate(contents):
-                try:
-                    features[i, :DIM], _ = face.embed(decode_rgb(data))
-                    if cnn is not None:
-                        pixels.append(decode(data, cnn.size, resize))
-                        ok.append(i)
-                except Exception as exc:  # undecodable: recorded, never fatal here
-                    errors[i] = f"{type(exc).__name__}: {exc}"[:500]
-            if ok:
-                features[ok, DIM:] = np.asarray(infer(cnn.preprocess(np.stack(pixels))))
-            return {"features": features, "error": errors.astype(str)}
+        def predict(contents) -> dict:
+            features, errors = extractor.face_features(contents, face, cnn, infer, resize)
+            return {"features": features, "error": errors}
 
         return predict
 

@@ -163,11 +163,11 @@ def convert(model: str, pooling: str, preprocessing: str, dest: Path) -> dict:
     global conversions
     ov = _openvino()
     # the featurizer's thread rule for TensorFlow too (a lazy import: no cycle at load time)
-    from spark_tasks.featurizer import _configure_tensorflow
+    from spark_tasks.extractor import configure_tensorflow
     from spark_tasks.keras_models import load
 
     started = time.perf_counter()
-    _configure_tensorflow()
+    configure_tensorflow()
     loaded = load(model, pooling, preprocessing)
     mode = preprocessing_mode(loaded.preprocess)
     saved = dest / "saved_model"
@@ -281,8 +281,22 @@ def load(
                 log.warning("%s is not writable: converting %s for this process only", root, model)
                 folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
                 convert(model, pooling, preprocessing, folder)
-        meta = json.loads((folder / META).read_text())
-        compiled = _compile(folder / IR_XML, PRECISIONS[runtime], threads)
+        return load_folder(folder, runtime, threads)
+
+
+def load_folder(
+    folder: Path, runtime: str = "openvino", threads: int | None = None
+) -> tuple[LoadedModel, Callable[[np.ndarray], np.ndarray]]:
+    """The IR in ``folder`` (as ``ensure_ir`` writes it) compiled for this CPU, as ``load``.
+
+    Reads it once: the folder may go away afterwards. No TensorFlow.
+    """
+    if runtime not in PRECISIONS:
+        raise ValueError(
+            f"runtime {runtime!r} is not one of the OpenVINO runtimes {tuple(PRECISIONS)}"
+        )
+    meta = json.loads((folder / META).read_text())
+    compiled = _compile(folder / IR_XML, PRECISIONS[runtime], threads)
     request = compiled.create_infer_request()
     output = compiled.output(0)
 

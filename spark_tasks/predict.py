@@ -41,10 +41,11 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     started = time.time()
     spark = spark or common.spark_session("imgclf-predict")
     if "://" in args.model_uri or args.model_uri.startswith("models:/"):
-        from imgclf import tracking
         from imgclf.config import Settings
+        from spark_tasks import serving
 
-        model = tracking.load_model(Settings.from_env(), args.model_uri)
+        # with the CNN file logged beside it, not the one its run read (moved, other host)
+        model = serving.load_pipeline(Settings.from_env(), args.model_uri)
     else:
         model = PipelineModel.load(str(Path(args.model_uri).resolve()))
     featurizer = model.stages[0]

@@ -255,40 +255,32 @@ def _fluent(settings: Settings) -> Iterator[Any]:
                 os.environ.pop(key, None)
 
 
-def log_model(settings: Settings, run_id: str, model: Any) -> str:
-    """Log a fitted ``PipelineModel`` (featurizer + classifier) to the run with MLflow's Spark
-    flavor and a signature (encoded image bytes in, a class name out); return its URI.
+def log_model(settings: Settings, run_id: str, model: Any, flavor: Any) -> str:
+    """Log a fitted ``PipelineModel`` (featurizer + classifier) to the run with ``flavor``
+    (``spark_tasks.serving``: MLflow's Spark flavor and a pyfunc that needs no Spark) and its
+    signature (encoded image bytes in; the class and each class's probability out); return
+    its URI.
 
     Called from a Spark job (the session exists). The run stays open for the rest of the DAG.
     """
-    import mlflow.spark
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    import tempfile
+
+    from mlflow.models import Model
 
     info = json.loads((settings.run_dir(run_id) / "mlflow.json").read_text())
-    signature = ModelSignature(
-        inputs=Schema([ColSpec("binary", "content")]),
-        outputs=Schema([ColSpec("string", "predicted_label")]),
-    )
-    from importlib.metadata import version as installed
-
-    with _fluent(settings) as mlflow:
-        mlflow.start_run(run_id=info["mlflow_run_id"])
-        try:
-            logged = mlflow.spark.log_model(
-                model,
-                "model",
-                signature=signature,
-                # loading it needs this project installed beside these (it is not on PyPI);
-                # naming them saves MLflow inferring them by loading the model in a subprocess
-                pip_requirements=[
-                    f"pyspark=={installed('pyspark')}",
-                    f"mlflow=={installed('mlflow')}",
-                ],
-            )
-        finally:
-            mlflow.end_run(status="RUNNING")  # the DAG run goes on; the run record ends it
-    return logged.model_uri
+    rid = info["mlflow_run_id"]
+    with tempfile.TemporaryDirectory() as tmp:
+        # saved here, logged as the run's artifact folder "model" (runs:/<run>/model, as
+        # mlflow.spark.log_model does it); the run stays open for the rest of the DAG
+        local = str(Path(tmp) / "model")
+        flavor.save_model(
+            local,
+            Model(artifact_path="model", run_id=rid),
+            spark_model=model,
+            signature=flavor.signature(),
+        )
+        client(settings).log_artifacts(rid, local, "model")
+    return f"runs:/{rid}/model"
 
 
 def load_model(settings: Settings, uri: str) -> Any:

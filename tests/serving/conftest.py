@@ -1,0 +1,155 @@
+"""One champion per test session, trained for real (Spark, Lite0 on the 60 real images, the
+OpenVINO runtime), logged with the serving flavor and promoted in a temporary registry.
+
+The Spark pipeline's own predictions (``PipelineModel.transform``) of the 60 images and of 40
+held-out augmented ones are taken before the CNN file the run read is deleted: what the served
+model must reproduce, standing on its own artifacts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from imgclf.config import Settings
+
+REFRESH = 0.5  # seconds between the server's looks at the alias
+
+
+@dataclass
+class Champion:
+    settings: Settings
+    version: str
+    mlflow_run_id: str
+    model_uri: str
+    runtime: str
+    images: dict[str, Path]  # name -> file: the 60 real images, then 40 augmented ones
+    spark: dict[str, tuple[str, list[float]]]  # name -> (class, probabilities) from Spark
+    labels: list[str]
+    cnn_copy: Path  # the .keras file the run read, deleted once logged
+
+
+def spark_predictions(spark, model, files: dict[str, Path]) -> dict[str, tuple[str, list[float]]]:
+    from spark_tasks import common
+
+    by_path = {str(p.resolve()): name for name, p in files.items()}
+    rows = (
+        model.transform(common.read_images(spark, list(by_path)))
+        .select("path", common.PREDICTED, "probability")
+        .collect()
+    )
+    out = {}
+    for r in rows:
+        path = r["path"].removeprefix("file:")
+        out[by_path[path]] = (r[common.PREDICTED], [float(v) for v in r["probability"]])
+    return out
+
+
+def train_champion(spark, tmp: Path, football: Path, lite0: Path, seed_store, runtime: str):
+    from pyspark.ml.classification import LogisticRegression
+
+    from benchmarks.augment import make_dataset
+    from imgclf import tracking
+    from spark_tasks import common, serving
+    from spark_tasks.train import make_featurizer
+
+    settings = dataclasses.replace(
+        Settings.from_env(), home=seed_store(tmp / "home"), tracking_uri="", registry_uri=""
+    )
+    cnn = tmp / "cnn" / "lite0.keras"  # the run's copy: deleted below, as if moved away
+    cnn.parent.mkdir()
+    shutil.copyfile(lite0, cnn)
+    real = {p.parent.name + "/" + p.name: p for p in sorted(football.glob("*/*")) if p.is_file()}
+    make_dataset(football, tmp / "augmented", 100)  # 30 originals + 20 new per class
+    augmented = {
+        "aug/" + p.parent.name + "/" + p.name: p
+        for p in sorted((tmp / "augmented").glob("*/*"))
+        if p.name not in {q.name for q in real.values()}
+    }
+    featurizer = make_featurizer(str(cnn), "avg", "none", 32, runtime)
+    data = featurizer.transform(common.read_images(spark, [str(p) for p in real.values()]))
+    data = data.cache()
+    indexer = common.fit_label_indexer(data)
+    classifier = common.classifier_pipeline(indexer, LogisticRegression(maxIter=30)).fit(data)
+    model = common.full_model(featurizer, classifier)
+    images = {**real, **augmented}
+    predictions = spark_predictions(spark, model, images)
+    data.unpersist()
+    run_id = f"serving_{runtime}"
+    info = tracking.start_run(settings, "football_classifier", run_id, {"runtime": runtime})
+    uri = tracking.log_model(settings, run_id, model, serving)
+    version, _ = tracking.register(settings, uri, info["mlflow_run_id"], run_id, {})
+    assert version is not None
+    tracking.promote(settings, version, "serving tests")
+    cnn.unlink()
+    return Champion(
+        settings, version, info["mlflow_run_id"], uri, runtime, images, predictions,
+        list(indexer.labels), cnn,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def champion(spark, tmp_path_factory, football, lite0, seed_mlflow_store) -> Champion:
+    tmp = tmp_path_factory.mktemp("champion-openvino")
+    return train_champion(spark, tmp, football, lite0, seed_mlflow_store, "openvino")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def vm_hwm_kb(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+@pytest.fixture(scope="session")
+def server(champion, tmp_path_factory):
+    """``python -m imgclf.serving`` (what ``make serve`` runs) on a free loopback port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "IMGCLF_HOME": str(champion.settings.home),
+        "IMGCLF_SERVE_REFRESH": str(REFRESH),
+        "IMGCLF_MAX_FILE_BYTES": str(2 * 1024 * 1024),  # a smaller cap: cheaper to exceed
+    }
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(key, None)
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    started = time.monotonic()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imgclf.serving", "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the server did not come up in 60 s: " + log.read_text()[-3000:])
+        yield {"url": url, "proc": proc, "cold_start": time.monotonic() - started, "log": log}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
