@@ -24,7 +24,6 @@ classifier scores raw images in another process.
 from __future__ import annotations
 
 import gc
-import os
 from typing import Any
 
 from pyspark import keyword_only
@@ -46,6 +45,7 @@ from imgclf.models import (
     RUNTIMES,
     ModelSpec,
 )
+from spark_tasks import keras_models
 
 HANDLE_INVALID = ("skip", "keep", "error")
 ERROR_COL = "featurizer_error"  # errorCol's default
@@ -56,40 +56,6 @@ ERROR_COL = "featurizer_error"  # errorCol's default
 # across calls, so a worker (reused by Spark) loads each model once, whatever number of jobs it
 # serves.
 _MODELS: dict[tuple[str, ...], Any] = {}
-
-
-def tf_threads() -> int | None:
-    """TensorFlow threads for this process.
-
-    ``IMGCLF_TF_THREADS`` if set; inside a Spark task, the task's CPUs (``spark.task.cpus``,
-    default 1): an executor runs one Python worker per concurrent task, so TensorFlow's default
-    of one thread per core in every worker oversubscribes the cores (measured: 80 vs 86
-    images/s on 2 cores). Outside Spark ``None``: TensorFlow decides. OpenVINO's
-    ``INFERENCE_NUM_THREADS`` follows the same rule.
-    """
-    raw = os.environ.get("IMGCLF_TF_THREADS", "").strip()
-    if raw:
-        return max(1, int(raw))
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    return max(1, int(ctx.cpus())) if ctx is not None else None
-
-
-def _configure_tensorflow() -> None:
-    from spark_tasks.keras_models import import_keras
-
-    import_keras()  # the first TensorFlow import of this worker: without what it never uses
-    threads = tf_threads()
-    if threads is None:
-        return
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow already initialised in this worker
-        pass
 
 
 def _freeze_what_is_loaded() -> None:
@@ -110,15 +76,13 @@ def cached_model(model: str, pooling: str, preprocessing: str, runtime: str = "t
         from spark_tasks import openvino_models
 
         _MODELS[key] = openvino_models.load(
-            model, pooling, preprocessing, runtime, threads=tf_threads()
+            model, pooling, preprocessing, runtime, threads=keras_models.tf_threads()
         )
     else:
-        _configure_tensorflow()
+        keras_models.configure_tensorflow()
         import keras
 
-        from spark_tasks.keras_models import load
-
-        loaded = load(model, pooling, preprocessing)
+        loaded = keras_models.load(model, pooling, preprocessing)
         infer = loaded.model.predict_on_batch
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf

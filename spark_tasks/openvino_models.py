@@ -162,12 +162,10 @@ def convert(model: str, pooling: str, preprocessing: str, dest: Path) -> dict:
     """
     global conversions
     ov = _openvino()
-    # the featurizer's thread rule for TensorFlow too (a lazy import: no cycle at load time)
-    from spark_tasks.featurizer import _configure_tensorflow
-    from spark_tasks.keras_models import load
+    from spark_tasks.keras_models import configure_tensorflow, load
 
     started = time.perf_counter()
-    _configure_tensorflow()
+    configure_tensorflow()  # the featurizer's thread rule for TensorFlow too
     loaded = load(model, pooling, preprocessing)
     mode = preprocessing_mode(loaded.preprocess)
     saved = dest / "saved_model"

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from imgclf.config import PROJECT_ROOT, Settings
+from imgclf.config import Settings
 from imgclf.files import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -127,18 +126,3 @@ def record(settings: Settings, run_id: str) -> dict[str, Any]:
 
 def load_params_or_empty(settings: Settings, run_id: str) -> dict[str, Any]:
     return read_json(settings.params_path(run_id)) or {}
-
-
-def code_version() -> str:
-    """The package version and, in a git checkout, the commit."""
-    from imgclf import __version__
-
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
-        commit = out.stdout.strip() if out.returncode == 0 else ""
-    except OSError:
-        commit = ""
-    return f"{__version__}+{commit}" if commit else __version__

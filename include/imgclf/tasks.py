@@ -17,6 +17,7 @@ from imgclf import runs, tracking
 from imgclf.config import Settings
 from imgclf.files import atomic_write_json
 from imgclf.runs import read_json
+from imgclf.version import code_version
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
         "promoted": decision.promote,
         "decision": decision.reason,
     }
-    code = runs.code_version()
+    code = code_version()
     key = tracking.candidate_key(metrics, code)
     mlflow_run = read_json(run_dir / "mlflow.json") or {}
     tags = {

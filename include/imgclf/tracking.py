@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgclf.config import Settings
+from imgclf.version import code_version
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -80,8 +81,6 @@ def start_run(
     if found:
         run = found[0]
     else:
-        from imgclf.runs import code_version
-
         run = mlflow.create_run(
             experiment,
             run_name=run_id,
