@@ -29,8 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from imgclf.config import PROJECT_ROOT, Settings
+from imgclf import spark_conf
 from imgclf.github import IMAGE_EXTENSIONS
+from imgclf.settings import PROJECT_ROOT, Settings
 
 
 def _source_files(source: Path | None) -> list[Path]:
@@ -146,7 +147,7 @@ def spark_side(args: argparse.Namespace) -> dict:
     spark = (
         SparkSession.builder.master(args.master)
         .appName("imgclf-bench")
-        .config(map=settings.spark_conf())  # as the jobs run (JVM archive included)
+        .config(map=spark_conf.job_conf(settings))  # as the jobs run (JVM archive included)
         .config("spark.ui.enabled", "false")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.arrow_batch))
         .config(map=dict(kv.split("=", 1) for kv in args.conf))

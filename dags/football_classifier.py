@@ -35,12 +35,13 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
-from imgclf import config, runs, tasks
 from imgclf import params as run_params
+from imgclf import runs, tasks
 from imgclf.github import DownloadError
 from imgclf.operators import run_job
+from imgclf.settings import DATASET_ASSET, Settings
 
-SETTINGS = config.Settings.from_env()  # environment only: no I/O at parse time
+SETTINGS = Settings.from_env()  # environment only: no I/O at parse time
 # Unpausing waits for the next cron tick. Airflow 3.3's CronTriggerTimetable with catchup=False
 # picks max(latest past tick, first tick >= start_date) and consults run_immediately only when
 # no start_date is set (neither on the DAG nor on a task); run_immediately=False still takes the
@@ -65,7 +66,7 @@ with DAG(
         timetable=CronTriggerTimetable(
             "0 0 * * 0", timezone="UTC", run_immediately=NOT_THE_PAST_TICK
         ),
-        assets=[Asset(config.DATASET_ASSET)],
+        assets=[Asset(DATASET_ASSET)],
     ),
     # No start_date (on purpose): with one, catchup=False schedules the latest past cron tick,
     # so unpausing would start a run at once; see NOT_THE_PAST_TICK.

@@ -23,11 +23,12 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from imgclf import config, tasks
 from imgclf import params as run_params
+from imgclf import tasks
 from imgclf.github import DownloadError
+from imgclf.settings import DATASET_ASSET, Settings
 
-SETTINGS = config.Settings.from_env()
+SETTINGS = Settings.from_env()
 WATCHED = ["repo", "ref", "classes"]  # the run parameters that say where the images are
 
 with DAG(
@@ -46,7 +47,7 @@ with DAG(
     default_args={"owner": "imgclf", "retries": 2, "retry_delay": timedelta(minutes=5)},
 ) as dag:
 
-    @task(outlets=[Asset(config.DATASET_ASSET)])
+    @task(outlets=[Asset(DATASET_ASSET)])
     def check_dataset() -> dict:
         ctx = get_current_context()
         api_url, token = tasks.github_endpoint(BaseHook.get_connection)
@@ -60,9 +61,7 @@ with DAG(
             raise AirflowSkipException(
                 f"dataset unchanged ({result['fingerprint'][:12]}): nothing to retrain"
             )
-        ctx["outlet_events"][Asset(config.DATASET_ASSET)].extra = {
-            "fingerprint": result["fingerprint"]
-        }
+        ctx["outlet_events"][Asset(DATASET_ASSET)].extra = {"fingerprint": result["fingerprint"]}
         return result
 
     check_dataset()

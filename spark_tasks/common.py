@@ -23,10 +23,11 @@ from pyspark.ml.feature import IndexToString, StringIndexer, StringIndexerModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from imgclf.config import Settings
+from imgclf import spark_conf
 from imgclf.github import IMAGE_EXTENSIONS
 from imgclf.metrics import classification_report
 from imgclf.models import ModelSpec
+from imgclf.settings import Settings
 from imgclf.split import stratified_split
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def spark_session(app_name: str) -> SparkSession:
     use_this_interpreter_for_workers()
     builder = SparkSession.builder.appName(app_name)
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we start the JVM: the project's conf
-        conf: dict[str, Any] = dict(Settings.from_env().spark_conf())
+        conf: dict[str, Any] = dict(spark_conf.job_conf(Settings.from_env()))
         builder = builder.master("local[*]").config(map=conf)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
@@ -159,7 +160,7 @@ def zero_byte_files(files: DataFrame) -> list[str]:
 
 # Rows per CNN task at most: a bound on what a failed task runs again (~6 s of a core) and on
 # the features one task writes (~10 MB; its Parquet writer holds one row group of them:
-# imgclf.config.ROW_GROUP_BYTES).
+# imgclf.spark_conf.ROW_GROUP_BYTES).
 MAX_ROWS_PER_TASK = 1000
 
 

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf.config import Settings
 from imgclf.files import atomic_write_json, fsync_dir, locked
 from imgclf.models import PREPROCESSINGS, ModelSpec
+from imgclf.settings import Settings
 from spark_tasks.keras_models import LoadedModel
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     spark = spark or common.spark_session("imgclf-predict")
     if "://" in args.model_uri or args.model_uri.startswith("models:/"):
         from imgclf import tracking
-        from imgclf.config import Settings
+        from imgclf.settings import Settings
 
         model = tracking.load_model(Settings.from_env(), args.model_uri)
     else:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imgclf.config import Settings
+from imgclf import spark_conf
+from imgclf.settings import Settings
 from tests.fixtures_images import make_images, make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +84,7 @@ def spark():
     session = (
         SparkSession.builder.master("local[2]")
         .appName("imgclf-tests")
-        .config(map=Settings.from_env().spark_conf())
+        .config(map=spark_conf.job_conf(Settings.from_env()))
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .getOrCreate()

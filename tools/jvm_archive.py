@@ -4,7 +4,7 @@ run by ``make install``).
 Every job of the pipeline is a short spark-submit, and a fresh Spark driver spends seconds
 loading and verifying the same ~20,000 classes. Java's dynamic CDS (``-XX:ArchiveClassesAtExit``,
 JDK 13+) records the classes one run loaded; later JVMs map them instead
-(``-XX:SharedArchiveFile``, added by ``Settings.driver_java_options()`` once the file exists).
+(``-XX:SharedArchiveFile``, added by ``spark_conf.driver_java_options()`` once the file exists).
 Measured on 2 cores (README, *The JVM class-data archive*): a trivial spark-submit takes 6.1 s
 instead of 8.2 s.
 
@@ -24,7 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from imgclf.config import PROJECT_ROOT, Settings, java_executable
+from imgclf import spark_conf
+from imgclf.settings import PROJECT_ROOT, Settings
+from imgclf.spark_conf import java_executable
 
 EXIT_WAIT_S = 180  # the JVM writes the archive as it exits: ~150 MB, a few seconds
 
@@ -85,7 +87,7 @@ def record(out: Path, workload: str = "jobs") -> None:
     """Run the workload in a JVM that dumps its loaded classes to ``out`` when it exits."""
     from pyspark.sql import SparkSession
 
-    common_conf = Settings.from_env().spark_conf()
+    common_conf = spark_conf.job_conf(Settings.from_env())
     common_conf.pop("spark.driver.extraJavaOptions", None)  # never map the archive we replace
     spark = (
         SparkSession.builder.master("local[2]")

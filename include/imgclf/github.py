@@ -56,7 +56,7 @@ from urllib3.util import parse_url
 from urllib3.util.retry import Retry
 
 if TYPE_CHECKING:
-    from imgclf.config import Settings
+    from imgclf.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from datetime import timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from imgclf.config import Settings, spark_tasks_dir
+from imgclf import spark_conf
+from imgclf.settings import Settings, spark_tasks_dir
 
 
 def spark_job(
@@ -24,7 +25,7 @@ def spark_job(
         conn_id="spark_default",
         application=str(spark_tasks_dir() / script),
         name=f"imgclf-{task_id}",
-        conf=settings.spark_conf(),
+        conf=spark_conf.job_conf(settings),
         env_vars={
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "IMGCLF_HOME": str(settings.home),

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imgclf.config import Settings
 from imgclf.files import atomic_write_json, atomic_write_text
+from imgclf.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from imgclf import gate as gates
 from imgclf import runs, tracking
-from imgclf.config import Settings
 from imgclf.files import atomic_write_json
 from imgclf.runs import read_json
+from imgclf.settings import Settings
 from imgclf.version import code_version
 
 log = logging.getLogger(__name__)

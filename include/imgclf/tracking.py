@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgclf.config import Settings
+from imgclf.settings import Settings
 from imgclf.version import code_version
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from imgclf.config import PROJECT_ROOT
+from imgclf.settings import PROJECT_ROOT
 
 
 def code_version() -> str:

@@ -136,7 +136,7 @@ def _asset_counts():
     from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
-    from imgclf.config import DATASET_ASSET
+    from imgclf.settings import DATASET_ASSET
 
     with create_session() as session:
         events = (

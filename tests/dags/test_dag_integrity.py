@@ -47,7 +47,7 @@ def test_structure_is_exact(dag):
 def test_schedule_and_concurrency(dag):
     from airflow.sdk import AssetOrTimeSchedule
 
-    from imgclf.config import DATASET_ASSET
+    from imgclf.settings import DATASET_ASSET
 
     assert isinstance(dag.timetable, AssetOrTimeSchedule)  # weekly, or new data
     assert dag.timetable.timetable.expression == "0 0 * * 0"
@@ -193,7 +193,7 @@ def test_the_form_is_the_schema_with_titles_and_sections(dag):
 
 
 def test_the_watch_and_predict_dags():
-    from imgclf.config import DATASET_ASSET
+    from imgclf.settings import DATASET_ASSET
 
     watch = load_dag("football_dataset_watch")
     assert [t.task_id for t in watch.tasks] == ["check_dataset"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from imgclf import tracking
-from imgclf.config import safe_name
+from imgclf.settings import safe_name
 from imgclf.testing.github_stub import GitHubStub
 from imgclf.testing.standalone import StandaloneCluster, get_json
 from tests.dags.conftest import artifacts, mlflow_run, run_dag, run_dir, settings

@@ -55,7 +55,7 @@ def test_reading_big_column_chunks_leaves_no_big_direct_buffers(spark, tmp_path)
     chunk each had read (without the option this test's read leaves ~8 MB per thread)."""
     from pyspark.sql import functions as F
 
-    from imgclf.config import NIO_CACHED_BYTES
+    from imgclf.spark_conf import NIO_CACHED_BYTES
 
     jvm = spark.sparkContext._jvm
     assert jvm.java.lang.System.getProperty("jdk.nio.maxCachedBufferSize") == str(NIO_CACHED_BYTES)
@@ -85,7 +85,7 @@ def test_features_are_written_and_read_in_bounded_pieces(spark, tmp_path):
     from pyspark.ml.functions import array_to_vector
     from pyspark.sql import functions as F
 
-    from imgclf.config import BATCH_ROWS, ROW_GROUP_BYTES
+    from imgclf.spark_conf import BATCH_ROWS, ROW_GROUP_BYTES
 
     n, dim = 1500, 1280  # 15.4 MB of random doubles: incompressible
     values = F.transform(F.array_repeat(F.lit(0.0), dim), lambda _: F.rand(7))

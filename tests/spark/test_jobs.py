@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from imgclf import runs, tasks, tracking
-from imgclf.config import Settings
 from imgclf.files import atomic_write_json
+from imgclf.settings import Settings
 from spark_tasks import challenge, train, tune
 from spark_tasks.job import JobContext, context
 from tests.fixtures_images import make_images

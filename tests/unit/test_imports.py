@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from imgclf.config import PROJECT_ROOT
+from imgclf.settings import PROJECT_ROOT
 
 ROOTS = {"imgclf": PROJECT_ROOT / "include" / "imgclf", "spark_tasks": PROJECT_ROOT / "spark_tasks"}
 

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from imgclf import runs, tasks
-from imgclf.config import Settings
 from imgclf.files import atomic_write_json
+from imgclf.settings import Settings
 from imgclf.testing.github_stub import GitHubStub
 
 from .test_report import _metrics

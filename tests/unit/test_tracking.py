@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from imgclf import tracking
-from imgclf.config import Settings
+from imgclf.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,7 +100,7 @@ def _in_processes(settings, calls: list[str]) -> None:
     """Each call in its own process, all at once (``promote N`` or ``rollback``)."""
     code = (
         "import sys, dataclasses, pathlib; from imgclf import tracking; "
-        "from imgclf.config import Settings; "
+        "from imgclf.settings import Settings; "
         "s = dataclasses.replace(Settings.from_env(), home=pathlib.Path(sys.argv[1]), "
         "tracking_uri='', registry_uri=''); "
         "tracking.promote(s, sys.argv[3], 'concurrent') if sys.argv[2] == 'promote' "

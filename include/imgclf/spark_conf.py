@@ -1,0 +1,160 @@
+"""The Spark/JVM configuration every job of the project runs with, and why each setting.
+
+``job_conf(settings)`` is what a spark-submit gets as ``--conf`` pairs (and what a session built
+in-process starts with); the driver's and executors' JVM options are built here, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imgclf.settings import Settings
+
+
+def java_executable() -> str | None:
+    """The ``java`` that spark-submit will run: ``$JAVA_HOME/bin/java``, else the one on PATH."""
+    home = os.environ.get("JAVA_HOME", "").strip()
+    found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    return os.path.realpath(found) if found and os.path.exists(found) else None
+
+
+def default_jvm_archive() -> Path | None:
+    """Where ``tools/jvm_archive.py`` (``make install``) keeps the driver's class-data archive.
+
+    A dynamic CDS archive is only valid for the JVM and the Spark jars it was made with, so it
+    lives in the virtualenv (beside those jars) under a name keyed by both.
+    """
+    java = java_executable()
+    if java is None:
+        return None
+    try:
+        spark = metadata.version("pyspark")
+    except metadata.PackageNotFoundError:
+        return None
+    key = hashlib.sha256(f"{spark}|{java}".encode()).hexdigest()[:12]
+    return Path(sys.prefix) / "share" / "imgclf" / f"spark-{spark}-{key}.jsa"
+
+
+def jvm_archive_from_env() -> Path | None:
+    """``IMGCLF_JVM_ARCHIVE``: a path, ``off``, or unset for ``default_jvm_archive()``."""
+    raw = os.environ.get("IMGCLF_JVM_ARCHIVE", "").strip()
+    if raw.lower() in ("off", "none", "0", "false"):
+        return None
+    return Path(raw).expanduser().resolve() if raw else default_jvm_archive()
+
+
+# The serial collector, with a heap that follows what is live. The JVM's default first heap is
+# 1/64 of the machine's memory (384 MB here, 1 GB on a 64 GB host), and its collector grows
+# the heap after a full collection until 40 % is free, shrinks it only past 70 %: the heap's
+# size then tracked how much the job allocated, not what it kept. Train job alone, local mode,
+# interleaved, 3 runs each: peak 821/817/806 -> 682/693/697 MB at 6,000 images, 579/580 ->
+# 517/511 MB at 60; the CNN pass 39.5/39.0/38.9 -> 36.3/37.7/38.6 s, the LR fit
+# 6.8/6.4/6.5 -> 6.3/7.5/6.4 s (16 full collections instead of 4: 1.5 s more in pauses).
+SERIAL_HEAP = ("-XX:+UseSerialGC", "-Xms128m", "-XX:MinHeapFreeRatio=20", "-XX:MaxHeapFreeRatio=40")
+
+# The largest temporary direct buffer a thread keeps. Parquet reads a column chunk into a heap
+# buffer through a file channel; the JDK copies it through a direct buffer as large as the read
+# and caches that in the reading thread, unbounded, and Spark's task threads live on (train job
+# at 6,000 images: 45 MB of direct buffers, 8 MB with this; 256 rows of 64 KB read back: 16 MB
+# vs 0.2 MB). Every JVM of a job gets it: on a cluster the executors do the reading.
+NIO_CACHED_BYTES = 256 * 1024
+_NIO_BOUND = f"-Djdk.nio.maxCachedBufferSize={NIO_CACHED_BYTES}"
+
+# Rows per columnar batch (read or cached): at most 1 MB of a 2,048-double feature column.
+BATCH_ROWS = 64
+# Bytes of Parquet a writer buffers before it writes a row group: ~200 rows of 1,280 doubles.
+# The buffer fills as slowly as the CNN works, so it outlives young collections and is promoted
+# only to die (train job at 6,000 images, local mode, interleaved: JVM peak 673/680 MB with
+# 8 MB, 658/657 with 2 MB; its CNN pass and LR fit within noise).
+ROW_GROUP_BYTES = 2 * 1024 * 1024
+
+# A JVM flag that picks a garbage collector (two stop the JVM).
+_COLLECTOR = re.compile(
+    r"-XX:\+Use(?:Serial|Parallel|ParallelOld|G1|Z|Shenandoah|Epsilon|ConcMarkSweep)GC\b"
+)
+
+
+def driver_java_options(settings: Settings) -> str:
+    """``spark.driver.extraJavaOptions``: the C1 compiler only, no cached temporary direct
+    buffer over ``NIO_CACHED_BYTES``, the serial collector (``SERIAL_HEAP``), the
+    class-data archive once it exists (Spark's driver starts about 2 s sooner), then
+    whatever ``IMGCLF_SPARK_CONF`` adds (a later ``-XX:`` flag wins:
+    ``-XX:TieredStopAtLevel=4`` brings C2 back; a collector it names replaces ours, as two
+    would stop the JVM).
+
+    Every job is a JVM of seconds to a minute: C2's compile threads cost more than its
+    faster code returns (the 60-image DAG 49.9 -> 41.6 s, its train job 18.7 -> 14.9 s; at
+    6,000 images the CNN pass 42.4 -> 41.6 s, the LR fit 5.4 -> 6.4 s).
+
+    G1, the JVM's default, sizes the heap for throughput: it grows it into whatever
+    ``spark.driver.memory`` allows whenever collections take a few per cent of the time,
+    and Spark's ML fit allocates at GB/s (its NaN check of the features builds a SQL conf
+    per value). The serial collector keeps the heap near what is live. On a cluster the
+    driver's peak went 1,039 -> 1,644 MB from 60 to 6,000 images with G1, 768 -> 771
+    serial (``benchmarks.scale --standalone``); with a local master, where the driver JVM
+    is also the executor, the train job's peak at 6,000 images 1,502 and 2,023 MB with G1,
+    849 and 892 serial, its CNN pass 38.2 and 37.5 s with G1, 36.7 and 37.7 serial
+    (interleaved). Its heap starts at 128 MB and grows or shrinks only as far as what is
+    live needs (``SERIAL_HEAP``). See README, "Memory"."""
+    options = ["-XX:TieredStopAtLevel=1", _NIO_BOUND]
+    user = settings.extra_spark_conf.get("spark.driver.extraJavaOptions", "").strip()
+    chosen = user + " " + settings.extra_spark_conf.get("spark.driver.defaultJavaOptions", "")
+    if not _COLLECTOR.search(chosen):
+        options += SERIAL_HEAP
+    if settings.jvm_archive is not None and settings.jvm_archive.is_file():
+        # -Xlog:cds off: a stale archive (another JDK) is ignored without a warning on stdout
+        options += [
+            f"-XX:SharedArchiveFile={settings.jvm_archive}",
+            "-Xlog:cds=off",
+            "-Xlog:cds+dynamic=off",
+        ]
+    return " ".join([*options, user] if user else options)
+
+
+def executor_java_options(settings: Settings) -> str:
+    """``spark.executor.extraJavaOptions``: on a cluster the executors' JVMs read the
+    Parquet, so they get the same bound on cached temporary direct buffers as the driver
+    (``NIO_CACHED_BYTES``), then whatever ``IMGCLF_SPARK_CONF`` adds. Nothing else of the
+    driver's: executors are the cluster's to size and collect (and with a local master
+    there is no executor JVM; this is ignored)."""
+    user = settings.extra_spark_conf.get("spark.executor.extraJavaOptions", "").strip()
+    return f"{_NIO_BOUND} {user}" if user else _NIO_BOUND
+
+
+def job_conf(settings: Settings) -> dict[str, str]:
+    """The conf every job of the project runs with (spark-submit ``--conf`` pairs)."""
+    conf = {
+        # Executors run the project's interpreter, with TensorFlow and the project installed.
+        "spark.pyspark.python": settings.python,
+        "spark.pyspark.driver.python": settings.python,
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "64",
+        # What the jobs write is mostly CNN features: floats never repeat, and Parquet's
+        # dictionary encoding first tries, then abandons, a dictionary for every page
+        # (measured: 0.8 s of the JVM's 10.1 s of CPU in the 6,000-image CNN pass).
+        "spark.hadoop.parquet.enable.dictionary": "false",
+        # No buffer sized by a whole partition or file, so a job's memory does not grow
+        # with the images. Spark's defaults size them by rows (4,096 per Parquet read
+        # batch: 42 MB of one feature column at 1,280 doubles a row; 10,000 per cached
+        # batch), by the heap (64 MB sort and aggregation pages at 4g) or by the file
+        # (Parquet buffers a 128 MB row group while writing); at 60 images all of them
+        # are small, at 6,000 each is an array the collector must find room for in one
+        # piece (the train job's peak, local mode: see README, "Memory").
+        "spark.sql.parquet.columnarReaderBatchSize": str(BATCH_ROWS),
+        "spark.sql.inMemoryColumnarStorage.batchSize": str(BATCH_ROWS),
+        "spark.buffer.pageSize": "1m",  # the least Spark's own sizing picks
+        "spark.hadoop.parquet.block.size": str(ROW_GROUP_BYTES),
+        **settings.extra_spark_conf,
+    }
+    conf["spark.driver.extraJavaOptions"] = driver_java_options(settings)
+    conf["spark.executor.extraJavaOptions"] = executor_java_options(settings)
+    return conf
