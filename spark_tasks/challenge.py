@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 
-from imgclf import tracking
+from imgclf import registry, tracking
 from imgclf.files import atomic_write_json
 from spark_tasks.job import JobContext, main
 
@@ -35,7 +35,7 @@ def run(ctx: JobContext, spark=None) -> dict:
     candidate_uri = tracking.log_model(
         ctx.settings, ctx.run_id, PipelineModel.load(metrics["model_path"])
     )
-    champion = tracking.champion(ctx.settings)
+    champion = registry.champion(ctx.settings)
     out: dict = {
         "champion": champion["version"] if champion else None,
         "candidate_accuracy": metrics["accuracy"],
@@ -45,7 +45,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         atomic_write_json(run_dir / "challenge.json", out)
         return out
 
-    model = tracking.load_model(ctx.settings, tracking.model_uri(ctx.settings, champion["version"]))
+    model = tracking.load_model(ctx.settings, registry.model_uri(ctx.settings, champion["version"]))
     featurizer, classifier = model.stages[0], model.stages[1:]
     indexer = classifier[0]  # the champion's StringIndexerModel
     assert isinstance(indexer, StringIndexerModel), type(indexer)

@@ -161,22 +161,22 @@ def cmd_package_code(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """The MLflow Model Registry: list, show, promote (move ``champion``), rollback."""
-    from imgclf import tracking
+    from imgclf import registry
 
     settings = Settings.from_env()
     try:
         if args.action == "promote":
             if not args.version:
                 raise KeyError("imgclf models promote needs a VERSION")
-            done = tracking.promote(settings, args.version, "promoted by hand (imgclf models)")
+            done = registry.promote(settings, args.version, "promoted by hand (imgclf models)")
             print(f"champion: {done}")
         elif args.action == "rollback":
-            print(f"champion: {tracking.rollback(settings)}")
+            print(f"champion: {registry.rollback(settings)}")
         elif args.action == "show":
-            print(json.dumps(tracking.version(settings, args.version or ""), indent=2))
+            print(json.dumps(registry.version(settings, args.version or ""), indent=2))
         else:
-            found = tracking.versions(settings)
-            champion = (tracking.champion(settings) or {}).get("version")
+            found = registry.versions(settings)
+            champion = (registry.champion(settings) or {}).get("version")
             for v in found:
                 tags = v["tags"]
                 print(

@@ -13,7 +13,7 @@ import shutil
 from typing import Any
 
 from imgclf import gate as gates
-from imgclf import runs, tracking
+from imgclf import registry, runs
 from imgclf.files import atomic_write_json
 from imgclf.runs import read_json
 from imgclf.settings import Settings
@@ -67,8 +67,8 @@ def dataset_changed(
 def resolve_version(settings: Settings, version: str) -> dict[str, str]:
     """``champion`` or a version number to its MLflow model URI (KeyError naming what is
     missing): ``models:/<name>@champion`` or ``models:/<name>/<version>``."""
-    found = tracking.version(settings, version)
-    uri = tracking.model_uri(settings, version or tracking.CHAMPION)
+    found = registry.version(settings, version)
+    uri = registry.model_uri(settings, version or registry.CHAMPION)
     return {"version": found["version"], "model_uri": uri}
 
 
@@ -206,7 +206,7 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
         "decision": decision.reason,
     }
     code = code_version()
-    key = tracking.candidate_key(metrics, code)
+    key = registry.candidate_key(metrics, code)
     mlflow_run = read_json(run_dir / "mlflow.json") or {}
     tags = {
         "airflow_run_id": run_id,
@@ -222,7 +222,7 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
     source = (comparison or {}).get("candidate_model_uri")
     if not source:
         raise RuntimeError(f"run {run_id}: the challenge job logged no candidate model")
-    registered, identical = tracking.register(
+    registered, identical = registry.register(
         settings, source, mlflow_run.get("mlflow_run_id"), key, tags
     )
     version = None
@@ -233,7 +233,7 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
         )
     elif decision.promote:
         assert registered is not None
-        version = tracking.promote(settings, registered, f"run {run_id}: {decision.reason}")
+        version = registry.promote(settings, registered, f"run {run_id}: {decision.reason}")
         outcome = f"version {version} registered and made champion"
     else:
         outcome = f"version {registered} registered; the champion stays"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclf import cli, tracking
+from imgclf import cli, registry
 from imgclf.testing.github_stub import GitHubStub
 from tests.dags.conftest import artifacts, load_dag, mlflow_run, run_dag, run_dir, settings
 
@@ -80,7 +80,7 @@ def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
     assert m["accuracy"] == m["tuned"]["accuracy"]  # the candidate is the tuned model
     assert m["champion_comparison"]["champion"] is None
     assert m["promoted_version"] == m["registered_version"] == "1"
-    champion = tracking.champion(settings(real_home))
+    champion = registry.champion(settings(real_home))
     assert champion["version"] == "1"  # the alias, in the MLflow Model Registry
     assert float(champion["tags"]["accuracy"]) == pytest.approx(m["accuracy"])
     assert champion["tags"]["dataset_fingerprint"] == m["dataset"]["fingerprint"]

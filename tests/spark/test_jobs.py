@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclf import runs, tasks, tracking
+from imgclf import registry, runs, tasks, tracking
 from imgclf.files import atomic_write_json
 from imgclf.settings import Settings
 from spark_tasks import challenge, train, tune
@@ -213,8 +213,8 @@ def test_challenge_logs_the_candidate_and_scores_the_champion_on_the_same_images
     assert out["champion_accuracy"] == first["accuracy"] and out["n_test"] == 4
     decision = tasks.promote(worse.settings, "r5", 0.0)
     assert (decision["version"], decision["registered"]) == (None, "2")  # a version, not champion
-    assert tracking.champion(worse.settings)["version"] == "1"
-    assert "not promoted" in tracking.version(worse.settings, "2")["tags"]["challenge_decision"]
+    assert registry.champion(worse.settings)["version"] == "1"
+    assert "not promoted" in registry.version(worse.settings, "2")["tags"]["challenge_decision"]
 
 
 def test_every_featurizer_identity_is_a_feature_store_folder(tiny_model, tmp_path):
