@@ -114,7 +114,7 @@ def _max_abs_diff(a: dict, b: dict) -> float:
 
 def spark_runtime(spark, args, runtime: str, images, cores: int, parts: int) -> dict:
     """One runtime on the Spark side: warm-up (workers load the model), timed passes, features."""
-    from spark_tasks import common
+    from spark_tasks import image_files
     from spark_tasks.train import make_featurizer
 
     featurizer = make_featurizer(args.model, "avg", "none", args.batch_size, runtime)
@@ -122,7 +122,7 @@ def spark_runtime(spark, args, runtime: str, images, cores: int, parts: int) -> 
     t0 = time.perf_counter()
     # warm-up: start every Python worker, load the model in each (import TensorFlow; or read
     # OpenVINO's IR, converted first if it is not cached)
-    warm = common.read_images_dir(spark, args.dir).limit(cores * 2).repartition(cores)
+    warm = image_files.read_images_dir(spark, args.dir).limit(cores * 2).repartition(cores)
     featurizer.transform(warm).write.format("noop").mode("overwrite").save()
     warm_s = time.perf_counter() - t0
     passes = []
@@ -140,9 +140,9 @@ def spark_side(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     from pyspark.sql import SparkSession
 
-    from spark_tasks import common
+    from spark_tasks import image_files, session
 
-    common.use_this_interpreter_for_workers()
+    session.use_this_interpreter_for_workers()
     settings = Settings.from_env()
     spark = (
         SparkSession.builder.master(args.master)
@@ -157,7 +157,7 @@ def spark_side(args: argparse.Namespace) -> dict:
     t_session = time.perf_counter()
     cores = spark.sparkContext.defaultParallelism
     parts = args.partitions or cores
-    images = common.read_images_dir(spark, args.dir)  # every pass reads the files again
+    images = image_files.read_images_dir(spark, args.dir)  # every pass reads the files again
     n = images.count()  # listing: fixed overhead, as for plain
     t_listed = time.perf_counter()
     runs = {rt: spark_runtime(spark, args, rt, images, cores, parts) for rt in args.runtimes}

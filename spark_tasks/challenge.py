@@ -24,13 +24,13 @@ def run(ctx: JobContext, spark=None) -> dict:
     from pyspark.ml.feature import StringIndexerModel
     from pyspark.sql import functions as F
 
-    from spark_tasks import common
+    from spark_tasks import classification, image_files, session
     from spark_tasks.featurizer import DeepImageFeaturizer
 
     started = time.time()
     run_dir = ctx.run_dir
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    spark = spark or common.spark_session(ctx.app_name("challenge"))
+    spark = spark or session.spark_session(ctx.app_name("challenge"))
     # the gated candidate, logged once with MLflow's Spark flavor: what promote registers
     candidate_uri = tracking.log_model(
         ctx.settings, ctx.run_id, PipelineModel.load(metrics["model_path"])
@@ -62,8 +62,8 @@ def run(ctx: JobContext, spark=None) -> dict:
         scored_by, data = PipelineModel(stages=classifier), test
     else:
         paths = [r["path"] for r in test.select("path").collect()]
-        scored_by, data = model, common.read_images(spark, paths)
-    report = common.evaluate(scored_by, data, labels)
+        scored_by, data = model, image_files.read_images(spark, paths)
+    report = classification.evaluate(scored_by, data, labels)
     tags = champion["tags"]
     out.update(
         comparable=True,

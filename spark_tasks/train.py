@@ -43,26 +43,29 @@ def run(ctx: JobContext, spark=None) -> dict:
     from pyspark.ml.classification import LogisticRegression
     from pyspark.sql import functions as F
 
-    from spark_tasks import common
+    from imgclf.files import atomic_write_json
+    from spark_tasks import classification, feature_store, image_files, session
 
     phases = Phases()
     p, settings, run_dir = ctx.params, ctx.settings, ctx.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    spark = spark or common.spark_session(ctx.app_name("train"))
+    spark = spark or session.spark_session(ctx.app_name("train"))
     phases.lap("session")
     featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE, p["runtime"])
     identity = featurizer.identity()
-    files = common.manifest_files(settings.manifest_copy(ctx.run_id), settings.raw_dir)
-    keys = common.image_keys(common.read_images(spark, files))  # hashed once, cached
+    files = image_files.manifest_files(settings.manifest_copy(ctx.run_id), settings.raw_dir)
+    keys = image_files.image_keys(image_files.read_images(spark, files))  # hashed once, cached
     phases.lap("list_and_hash")
-    store = common.FeatureStore(spark, settings.features_dir, identity)
+    store = feature_store.FeatureStore(spark, settings.features_dir, identity)
     # laps: lookup, list_new, featurize (the CNN pass), store
     result = store.featurize_missing(keys, featurizer, run_dir / "featurized.parquet", phases.lap)
     features = store.load()
     if features is None:
         raise RuntimeError(f"no features in {store.path}: every image failed to decode")
     dataset = keys.join(features, "sha256")
-    dataset = common.assign_split(spark, dataset, p["test_fraction"], p["seed"], p["cv_folds"])
+    dataset = classification.assign_split(
+        spark, dataset, p["test_fraction"], p["seed"], p["cv_folds"]
+    )
     dataset.write.mode("overwrite").parquet(str(run_dir / "dataset.parquet"))
     # Not cached: each pass (the indexer, the LR's two, the scoring) reads the file again, and
     # the JVM keeps no copy of the features that grows with the images (at 6,000: 100 MB of
@@ -72,17 +75,17 @@ def run(ctx: JobContext, spark=None) -> dict:
 
     train = dataset.filter(F.col("split") == "train")
     test = dataset.filter(F.col("split") == "test")
-    indexer = common.fit_label_indexer(train)
+    indexer = classification.fit_label_indexer(train)
     lr = LogisticRegression(
         maxIter=p["max_iter"], regParam=p["reg_param"], elasticNetParam=p["elastic_net_param"]
     )
-    classifier = common.classifier_pipeline(indexer, lr).fit(train)
-    report = common.evaluate(classifier, test, list(indexer.labels))
+    classifier = classification.classifier_pipeline(indexer, lr).fit(train)
+    report = classification.evaluate(classifier, test, list(indexer.labels))
     phases.lap("fit_and_score")
     model_path = settings.stage_dir(ctx.run_id, "baseline") / "model"
-    common.full_model(featurizer, classifier).write().overwrite().save(str(model_path))
+    classification.full_model(featurizer, classifier).write().overwrite().save(str(model_path))
     counts = {r["split"]: r["count"] for r in dataset.groupBy("split").count().collect()}
-    no_face = common.no_face_paths(dataset, p["model"])
+    no_face = classification.no_face_paths(dataset, p["model"])
     phases.lap("save")
     metrics = {
         **report,
@@ -102,7 +105,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         "model_path": str(model_path),
         **phases.timing(),
     }
-    common.write_json(run_dir / "baseline.json", metrics)
+    atomic_write_json(run_dir / "baseline.json", metrics)
     logging.getLogger(__name__).warning(
         "baseline accuracy %.4f on %d test images; %d images featurized",
         report["accuracy"],

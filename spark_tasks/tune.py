@@ -140,7 +140,7 @@ def replay_cross_validation(data, num_folds: int, points: list[dict]) -> ReplayC
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    from spark_tasks import common
+    from spark_tasks import classification
 
     first = data.select("features").head()
     width = first["features"].size if first is not None else 0
@@ -149,7 +149,7 @@ def replay_cross_validation(data, num_folds: int, points: list[dict]) -> ReplayC
         return f"{count} rows x {width} features is over {REPLAY_MAX_VALUES:,} values"
     rows = data.select(
         vector_to_array(F.col("features")).alias("x"),
-        F.col(common.LABEL_INDEX).alias("y"),
+        F.col(classification.LABEL_INDEX).alias("y"),
         F.col("fold"),
     ).coalesce(1)  # the whole split in one task (cv_data keeps it in one partition already)
     out = rows.mapInPandas(replay_task(num_folds, points), _REPLAY_SCHEMA).collect()
@@ -203,13 +203,14 @@ def run(ctx: JobContext, spark=None) -> dict:
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
     from pyspark.sql import functions as F
 
-    from spark_tasks import common
+    from imgclf.files import atomic_write_json
+    from spark_tasks import classification, session
     from spark_tasks.train import BATCH_SIZE, PREPROCESSING, make_featurizer
 
     phases = Phases()
     p, run_dir = ctx.params, ctx.run_dir
     grid_values, folds = p["tune_grid"], p["cv_folds"]
-    spark = spark or common.spark_session(ctx.app_name("tune"))
+    spark = spark or session.spark_session(ctx.app_name("tune"))
     phases.lap("session")
     data_path = run_dir / "dataset.parquet"
     if not data_path.exists():
@@ -220,9 +221,9 @@ def run(ctx: JobContext, spark=None) -> dict:
     dataset = spark.read.parquet(str(data_path))
     train = dataset.filter(F.col("split") == "train")
     test = dataset.filter(F.col("split") == "test")
-    indexer = common.fit_label_indexer(train)
+    indexer = classification.fit_label_indexer(train)
     data = cv_data(train, indexer)
-    lr = LogisticRegression(featuresCol="features", labelCol=common.LABEL_INDEX)
+    lr = LogisticRegression(featuresCol="features", labelCol=classification.LABEL_INDEX)
     grid = (
         ParamGridBuilder()
         .addGrid(lr.regParam, [float(v) for v in grid_values["reg_param"]])
@@ -238,7 +239,9 @@ def run(ctx: JobContext, spark=None) -> dict:
             estimator=lr,
             estimatorParamMaps=grid,
             evaluator=MulticlassClassificationEvaluator(
-                labelCol=common.LABEL_INDEX, predictionCol="prediction", metricName=CV_METRIC
+                labelCol=classification.LABEL_INDEX,
+                predictionCol="prediction",
+                metricName=CV_METRIC,
             ),
             numFolds=folds,
             foldCol="fold",
@@ -255,11 +258,13 @@ def run(ctx: JobContext, spark=None) -> dict:
     phases.lap("cross_validate")
     best_params = points[best]
     # the best params, refit on the whole train split, behind the same indexer and label names
-    classifier = common.classifier_model(indexer, cast(LogisticRegressionModel, choice.model))
-    report = common.evaluate(classifier, test, list(indexer.labels))
+    classifier = classification.classifier_model(
+        indexer, cast(LogisticRegressionModel, choice.model)
+    )
+    report = classification.evaluate(classifier, test, list(indexer.labels))
     featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE, p["runtime"])
     model_path = ctx.settings.stage_dir(ctx.run_id, "tuned") / "model"
-    common.full_model(featurizer, classifier).write().overwrite().save(str(model_path))
+    classification.full_model(featurizer, classifier).write().overwrite().save(str(model_path))
     phases.lap("score_and_save")
     metrics = {
         **report,
@@ -284,7 +289,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         "model_path": str(model_path),
         **phases.timing(),
     }
-    common.write_json(run_dir / "tuned.json", metrics)
+    atomic_write_json(run_dir / "tuned.json", metrics)
     log.warning(
         "tuned %s -> test accuracy %.4f (cv %s %.4f +- %.4f)",
         best_params,

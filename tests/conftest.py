@@ -78,7 +78,7 @@ def session_dir() -> Path:
 def spark():
     from pyspark.sql import SparkSession
 
-    from spark_tasks.common import use_this_interpreter_for_workers
+    from spark_tasks.session import use_this_interpreter_for_workers
 
     use_this_interpreter_for_workers()  # not left to PATH
     session = (

@@ -43,7 +43,7 @@ def _workload(spark, workdir: Path) -> None:
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, FloatType
 
-    from spark_tasks import common
+    from spark_tasks import classification, image_files
 
     for label, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
         (workdir / "images" / label).mkdir(parents=True)
@@ -55,22 +55,22 @@ def _workload(spark, workdir: Path) -> None:
 
     features = predict_batch_udf(make_predict, return_type=ArrayType(FloatType()), batch_size=4)
 
-    images = common.read_images_dir(spark, workdir / "images")
+    images = image_files.read_images_dir(spark, workdir / "images")
     df = images.withColumn("features", array_to_vector(features(F.col("content"))))
     df.drop("content").write.parquet(str(workdir / "features.parquet"))
     data = spark.read.parquet(str(workdir / "features.parquet")).withColumn(
         "fold", F.abs(F.hash("path")) % 2
     )
-    indexer = common.fit_label_indexer(data)
+    indexer = classification.fit_label_indexer(data)
     lr = LogisticRegression(maxIter=5)
-    pipeline = common.classifier_pipeline(indexer, lr)
+    pipeline = classification.classifier_pipeline(indexer, lr)
     grid = ParamGridBuilder().addGrid(lr.regParam, [0.0, 0.1]).build()
-    evaluator = MulticlassClassificationEvaluator(labelCol=common.LABEL_INDEX)
+    evaluator = MulticlassClassificationEvaluator(labelCol=classification.LABEL_INDEX)
     cv = CrossValidator(
         estimator=pipeline, estimatorParamMaps=grid, evaluator=evaluator, numFolds=2
     )
     model = cv.setFoldCol("fold").fit(data).bestModel
-    common.evaluate(model, data, indexer.labels)
+    classification.evaluate(model, data, indexer.labels)
     model.write().overwrite().save(str(workdir / "model"))
     PipelineModel.load(str(workdir / "model")).transform(data).count()
 

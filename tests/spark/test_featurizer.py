@@ -37,7 +37,7 @@ def plain_keras_features(model_path, files, pooling="avg"):
 
 
 def _rows(spark, folder):
-    from spark_tasks.common import read_images_dir
+    from spark_tasks.image_files import read_images_dir
 
     return read_images_dir(spark, folder)
 

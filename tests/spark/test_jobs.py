@@ -79,7 +79,7 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
     from pyspark.sql import functions as F
 
-    from spark_tasks import common
+    from spark_tasks import classification
 
     grid_values = {"reg_param": [0.0, 0.5], "elastic_net_param": [0.0, 0.5], "max_iter": [3, 20]}
     ctx = start(home, "r3", tiny_model, tune_grid=grid_values)
@@ -112,10 +112,10 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
         .build()
     )
     reference = CrossValidator(
-        estimator=common.classifier_pipeline(common.fit_label_indexer(split), lr),
+        estimator=classification.classifier_pipeline(classification.fit_label_indexer(split), lr),
         estimatorParamMaps=grid,
         evaluator=MulticlassClassificationEvaluator(
-            labelCol=common.LABEL_INDEX, metricName="accuracy"
+            labelCol=classification.LABEL_INDEX, metricName="accuracy"
         ),
         numFolds=2, foldCol="fold", seed=ctx.params["seed"], parallelism=1,
     ).fit(split)  # fmt: skip
@@ -220,7 +220,7 @@ def test_challenge_logs_the_candidate_and_scores_the_champion_on_the_same_images
 def test_every_featurizer_identity_is_a_feature_store_folder(tiny_model, tmp_path):
     """dlib-face+<CNN> once made a '+' identity that the store refused, mid-run."""
     from imgclf.models import model_identity
-    from spark_tasks.common import FeatureStore
+    from spark_tasks.feature_store import FeatureStore
 
     for model in ("InceptionV3", "dlib-face", f"dlib-face+{tiny_model}", str(tiny_model)):
         for pooling in ("avg", "max", "flatten"):
