@@ -115,7 +115,7 @@ def _max_abs_diff(a: dict, b: dict) -> float:
 def spark_runtime(spark, args, runtime: str, images, cores: int, parts: int) -> dict:
     """One runtime on the Spark side: warm-up (workers load the model), timed passes, features."""
     from spark_tasks import image_files
-    from spark_tasks.train import make_featurizer
+    from spark_tasks.featurizer import make_featurizer
 
     featurizer = make_featurizer(args.model, "avg", "none", args.batch_size, runtime)
     cached = _ir_cached(args.model) if runtime != "tensorflow" else None

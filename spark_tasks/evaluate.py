@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from imgclf.params import add_argument
-from spark_tasks.train import BATCH_SIZE
+from spark_tasks.featurizer import BATCH_SIZE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     from imgclf.split import seeded_subset
     from spark_tasks import classification, feature_store, image_files, session
     from spark_tasks.face import FACE_FOUND
-    from spark_tasks.train import make_featurizer
+    from spark_tasks.featurizer import make_featurizer
 
     if args.splits < 1:
         raise ValueError(f"--splits {args.splits} must be >= 1")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from imgclf.models import PREPROCESSINGS
 from imgclf.params import add_argument
-from spark_tasks.train import BATCH_SIZE, PREPROCESSING
+from spark_tasks.featurizer import BATCH_SIZE, PREPROCESSING
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     from pyspark.sql import functions as F
 
     from spark_tasks import feature_store, image_files, session
-    from spark_tasks.train import make_featurizer
+    from spark_tasks.featurizer import make_featurizer
 
     started = time.time()
     spark = spark or session.spark_session("imgclf-featurize")

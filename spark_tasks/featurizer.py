@@ -475,3 +475,39 @@ def _batch_size(value: int) -> int:
     if value < 1:
         raise ValueError(f"batchSize={value} must be >= 1")
     return value
+
+
+# Featurizer settings that are not run parameters (the model file decides its own scaling).
+PREPROCESSING = "none"
+BATCH_SIZE = 32
+
+
+def make_featurizer(
+    model: str | ModelSpec,
+    pooling: str,
+    preprocessing: str,
+    batch_size: int,
+    runtime: str = "tensorflow",
+) -> DeepImageFeaturizer:
+    """A ``DeepImageFeaturizer`` of ``content`` into ``features`` for a model name, file or
+    face model (``ModelSpec``): the one place a featurizer is built from settings."""
+    spec = model if isinstance(model, ModelSpec) else ModelSpec.parse(model)
+    return DeepImageFeaturizer(
+        inputCol="content",
+        outputCol="features",
+        modelName=None if spec.is_file else spec.name,
+        modelPath=spec.name if spec.is_file else None,
+        # "dlib-face+<CNN>": the CNN's features go alongside the face features
+        fallbackModel=str(spec.fallback) if spec.fallback is not None else None,
+        pooling=pooling,
+        preprocessing=preprocessing,
+        batchSize=batch_size,
+        runtime=runtime,  # "tensorflow" is saved as unset: such models load in older code
+    )
+
+
+def run_featurizer(params: dict[str, Any]) -> DeepImageFeaturizer:
+    """The featurizer of a run's validated parameters (the train and tune jobs build the same)."""
+    return make_featurizer(
+        params["model"], params["pooling"], PREPROCESSING, BATCH_SIZE, params["runtime"]
+    )

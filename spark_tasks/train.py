@@ -13,31 +13,6 @@ import sys
 
 from spark_tasks.job import JobContext, Phases, main
 
-# Featurizer settings that are not run parameters (the model file decides its own scaling).
-PREPROCESSING = "none"
-BATCH_SIZE = 32
-
-
-def make_featurizer(
-    model: str, pooling: str, preprocessing: str, batch_size: int, runtime: str = "tensorflow"
-):
-    from imgclf.models import ModelSpec
-    from spark_tasks.featurizer import DeepImageFeaturizer
-
-    spec = model if isinstance(model, ModelSpec) else ModelSpec.parse(model)
-    return DeepImageFeaturizer(
-        inputCol="content",
-        outputCol="features",
-        modelName=None if spec.is_file else spec.name,
-        modelPath=spec.name if spec.is_file else None,
-        # "dlib-face+<CNN>": the CNN's features go alongside the face features
-        fallbackModel=str(spec.fallback) if spec.fallback is not None else None,
-        pooling=pooling,
-        preprocessing=preprocessing,
-        batchSize=batch_size,
-        runtime=runtime,  # "tensorflow" is saved as unset: such models load in older code
-    )
-
 
 def run(ctx: JobContext, spark=None) -> dict:
     from pyspark.ml.classification import LogisticRegression
@@ -45,13 +20,14 @@ def run(ctx: JobContext, spark=None) -> dict:
 
     from imgclf.files import atomic_write_json
     from spark_tasks import classification, feature_store, image_files, session
+    from spark_tasks.featurizer import run_featurizer
 
     phases = Phases()
     p, settings, run_dir = ctx.params, ctx.settings, ctx.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     spark = spark or session.spark_session(ctx.app_name("train"))
     phases.lap("session")
-    featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE, p["runtime"])
+    featurizer = run_featurizer(p)
     identity = featurizer.identity()
     files = image_files.manifest_files(settings.manifest_copy(ctx.run_id), settings.raw_dir)
     keys = image_files.image_keys(image_files.read_images(spark, files))  # hashed once, cached

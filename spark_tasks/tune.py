@@ -205,7 +205,7 @@ def run(ctx: JobContext, spark=None) -> dict:
 
     from imgclf.files import atomic_write_json
     from spark_tasks import classification, session
-    from spark_tasks.train import BATCH_SIZE, PREPROCESSING, make_featurizer
+    from spark_tasks.featurizer import run_featurizer
 
     phases = Phases()
     p, run_dir = ctx.params, ctx.run_dir
@@ -262,7 +262,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         indexer, cast(LogisticRegressionModel, choice.model)
     )
     report = classification.evaluate(classifier, test, list(indexer.labels))
-    featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE, p["runtime"])
+    featurizer = run_featurizer(p)
     model_path = ctx.settings.stage_dir(ctx.run_id, "tuned") / "model"
     classification.full_model(featurizer, classifier).write().overwrite().save(str(model_path))
     phases.lap("score_and_save")
