@@ -41,7 +41,7 @@ def image_source_rgb(height: int, width: int, channels: int, data: bytes) -> np.
 
 
 def _binary_fn():
-    from spark_tasks.images import decode
+    from spark_tasks.model_input import decode
 
     def predict(content: np.ndarray) -> np.ndarray:
         return np.array([decode(b, SIZE).mean() for b in content], dtype=np.float32)
@@ -103,7 +103,7 @@ def parity(spark, files: list[Path], model: str | None) -> dict:
     """Image source vs Pillow on each distinct file, computed in this process."""
     from PIL import Image
 
-    from spark_tasks.images import decode
+    from spark_tasks.model_input import decode
 
     loaded = infer = None
     size = SIZE

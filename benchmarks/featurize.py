@@ -70,7 +70,7 @@ def plain(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from spark_tasks.featurizer import cached_model
-    from spark_tasks.images import decode
+    from spark_tasks.model_input import decode
 
     loaded, infer = cached_model(args.model, "avg", "none")
     files = sorted(p for p in args.dir.rglob("*") if p.is_file())

@@ -35,8 +35,8 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
+from imgclf import dag_tasks, runs
 from imgclf import params as run_params
-from imgclf import runs, tasks
 from imgclf.github import DownloadError
 from imgclf.operators import run_job
 from imgclf.settings import DATASET_ASSET, Settings
@@ -90,10 +90,10 @@ with DAG(
     @task(retries=1, retry_delay=timedelta(seconds=30))
     def download() -> dict:
         ctx = get_current_context()
-        api_url, token = tasks.github_endpoint(BaseHook.get_connection)
+        api_url, token = dag_tasks.github_endpoint(BaseHook.get_connection)
         try:
             params = runs.load_params(SETTINGS, ctx["run_id"])
-            return tasks.download(SETTINGS, ctx["run_id"], params, api_url, token)
+            return dag_tasks.download(SETTINGS, ctx["run_id"], params, api_url, token)
         except DownloadError as exc:
             if exc.retryable:  # files that broke off after every attempt: worth one more try
                 raise
@@ -105,7 +105,7 @@ with DAG(
     def choose_branch() -> str:
         ctx = get_current_context()
         target = runs.load_params(SETTINGS, ctx["run_id"])["target_accuracy"]
-        tune_needed = tasks.branch(SETTINGS, ctx["run_id"], target)
+        tune_needed = dag_tasks.branch(SETTINGS, ctx["run_id"], target)
         return "tune" if tune_needed else "gate"
 
     tune = run_job(SETTINGS, "tune", "tune.py")
@@ -115,8 +115,8 @@ with DAG(
         ctx = get_current_context()
         try:
             params = runs.load_params(SETTINGS, ctx["run_id"])
-            return tasks.gate(SETTINGS, ctx["run_id"], params, dataset)
-        except tasks.GateFailedError as exc:
+            return dag_tasks.gate(SETTINGS, ctx["run_id"], params, dataset)
+        except dag_tasks.GateFailedError as exc:
             raise AirflowFailException(str(exc)) from None  # never retried
 
     challenge = run_job(SETTINGS, "challenge", "challenge.py")
@@ -125,7 +125,7 @@ with DAG(
     def promote() -> dict:
         ctx = get_current_context()
         max_regression = runs.load_params(SETTINGS, ctx["run_id"])["max_regression"]
-        return tasks.promote(SETTINGS, ctx["run_id"], max_regression)
+        return dag_tasks.promote(SETTINGS, ctx["run_id"], max_regression)
 
     @task(retries=0)
     def record() -> dict:

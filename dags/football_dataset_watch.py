@@ -23,8 +23,8 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from imgclf import dag_tasks
 from imgclf import params as run_params
-from imgclf import tasks
 from imgclf.github import DownloadError
 from imgclf.settings import DATASET_ASSET, Settings
 
@@ -50,9 +50,9 @@ with DAG(
     @task(outlets=[Asset(DATASET_ASSET)])
     def check_dataset() -> dict:
         ctx = get_current_context()
-        api_url, token = tasks.github_endpoint(BaseHook.get_connection)
+        api_url, token = dag_tasks.github_endpoint(BaseHook.get_connection)
         try:
-            result = tasks.dataset_changed(SETTINGS, dict(ctx["params"]), api_url, token)
+            result = dag_tasks.dataset_changed(SETTINGS, dict(ctx["params"]), api_url, token)
         except DownloadError as exc:
             if exc.retryable:
                 raise

@@ -116,7 +116,7 @@ def make_predict_fn(
     def make():
         import numpy as np
 
-        from spark_tasks.images import decode
+        from spark_tasks.model_input import decode
 
         loaded, infer = cached_model(model, pooling, preprocessing, runtime)
 
@@ -158,7 +158,7 @@ def make_face_predict_fn(
         import numpy as np
 
         from spark_tasks.face import DIM, FaceModel, decode_rgb
-        from spark_tasks.images import decode
+        from spark_tasks.model_input import decode
 
         key = ("dlib-face", "", "")
         if key not in _MODELS:

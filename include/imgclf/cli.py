@@ -217,7 +217,7 @@ def _spark_submit(script: str, master: str) -> list[str]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score a folder with the champion (or --version) through spark-submit."""
-    from imgclf.tasks import resolve_version
+    from imgclf.dag_tasks import resolve_version
 
     try:
         found = resolve_version(Settings.from_env(), args.version)

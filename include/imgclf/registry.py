@@ -1,6 +1,6 @@
 """The MLflow Model Registry: the versions, and the alias ``champion`` that says which serves.
 
-The decisions stay ours (``imgclf.gate``): a gated candidate becomes a model version with its
+The decisions stay ours (``imgclf.decisions``): a gated candidate becomes a model version with its
 champion/challenger decision as tags; promotion moves the alias; every move is appended to the
 registered model's ``champion_history`` tag, so ``rollback`` goes back one step. Moves are
 serialised by a lock file beside the store (one machine; a shared server needs one writer).

@@ -105,7 +105,7 @@ class Settings:
     spark_driver_memory: str = "4g"
     download_workers: int = 4
     # Bounds on what the remote may send: bytes per file, pixels per image (the same limit for
-    # the downloader, the featurizer and prediction: imgclf.images reads the same variable).
+    # the downloader, the featurizer and prediction: imgclf.image_acceptance reads it too).
     max_file_bytes: int = 50 * 1024 * 1024
     max_image_pixels: int = 64_000_000
     # The first retry's wait against GitHub (doubling, with as much jitter); 0 retries at once.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclf import registry, runs, tasks, tracking
+from imgclf import dag_tasks, registry, runs, tracking
 from imgclf.files import atomic_write_json
 from imgclf.settings import Settings
 from spark_tasks import challenge, train, tune
@@ -197,21 +197,21 @@ def test_challenge_logs_the_candidate_and_scores_the_champion_on_the_same_images
 ):
     ctx = start(home, "r4", tiny_model)
     first = train.run(ctx, spark)
-    tasks.gate(ctx.settings, "r4", ctx.params, {"fingerprint": "f"})
+    dag_tasks.gate(ctx.settings, "r4", ctx.params, {"fingerprint": "f"})
     out = challenge.run(ctx, spark)
     assert out["champion"] is None and out["candidate_accuracy"] == first["accuracy"]
     logged = tracking.load_model(ctx.settings, out["candidate_model_uri"])  # MLflow's Spark flavor
     assert type(logged.stages[0]).__name__ == "DeepImageFeaturizer"
-    assert tasks.promote(ctx.settings, "r4", 0.0)["version"] == "1"
+    assert dag_tasks.promote(ctx.settings, "r4", 0.0)["version"] == "1"
 
     worse = start(home, "r5", tiny_model, reg_param=100, elastic_net_param=1.0, min_accuracy=0)
     m = train.run(worse, spark)
     assert m["accuracy"] == 0.5  # every coefficient zero: one class for all
-    tasks.gate(worse.settings, "r5", worse.params, {"fingerprint": "f"})
+    dag_tasks.gate(worse.settings, "r5", worse.params, {"fingerprint": "f"})
     out = challenge.run(worse, spark)
     assert out["comparable"] and out["reused_features"]  # same featurizer: stored features
     assert out["champion_accuracy"] == first["accuracy"] and out["n_test"] == 4
-    decision = tasks.promote(worse.settings, "r5", 0.0)
+    decision = dag_tasks.promote(worse.settings, "r5", 0.0)
     assert (decision["version"], decision["registered"]) == (None, "2")  # a version, not champion
     assert registry.champion(worse.settings)["version"] == "1"
     assert "not promoted" in registry.version(worse.settings, "2")["tags"]["challenge_decision"]

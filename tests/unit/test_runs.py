@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from imgclf import runs, tasks
+from imgclf import dag_tasks, runs
 from imgclf.files import atomic_write_json
 from imgclf.settings import Settings
 from imgclf.testing.github_stub import GitHubStub
@@ -64,13 +64,13 @@ def test_the_watcher_compares_with_the_newest_run_not_the_champion(settings, tmp
     params = {"repo": "o/r", "ref": "main",
               "classes": {"messi": "data/messi", "ronaldo": "data/ronaldo"}}  # fmt: skip
     with GitHubStub(root, repo="o/r", ref="main", prefix="data") as stub:
-        first = tasks.dataset_changed(settings, params, stub.url, None)
+        first = dag_tasks.dataset_changed(settings, params, stub.url, None)
         assert first["changed"] and first["last_run"] is None  # nothing ever ran
         # a run on that data that failed the gate (so no champion): the data is not new
         atomic_write_json(settings.manifest_copy("r1"), {"fingerprint": first["fingerprint"]})
         runs.record_failure(settings, "r1", "gate", RuntimeError("below min_accuracy"))
         runs.record(settings, "r1")
-        again = tasks.dataset_changed(settings, params, stub.url, None)
+        again = dag_tasks.dataset_changed(settings, params, stub.url, None)
         assert not again["changed"] and again["last_run"] == "r1"
         (root / "ronaldo" / "b.jpg").write_bytes(b"new" * 10)
-        assert tasks.dataset_changed(settings, params, stub.url, None)["changed"]
+        assert dag_tasks.dataset_changed(settings, params, stub.url, None)["changed"]

@@ -1,6 +1,7 @@
-"""The work of the DAG's Python tasks, as plain functions (no Airflow import here): the
-download, the branch, the gate, the promotion, the data watcher's check. The run record lives
-in ``runs``, the GitHub connection in ``github``.
+"""The bodies of the DAGs' Python tasks, as plain functions (no Airflow import here): the
+download, the branch, the gate, the promotion, the data watcher's check. (The spark-submit jobs
+are ``spark_tasks``; the decisions these tasks act on are ``decisions``; the run record is
+``runs``.)
 
 Each takes and returns small values (paths, counts, dicts), so the DAG's XComs stay small and
 the same functions run from the ``imgclf`` command line and in unit tests.
@@ -12,8 +13,7 @@ import logging
 import shutil
 from typing import Any
 
-from imgclf import gate as gates
-from imgclf import registry, runs
+from imgclf import decisions, registry, runs
 from imgclf.files import atomic_write_json
 from imgclf.runs import read_json
 from imgclf.settings import Settings
@@ -112,7 +112,7 @@ def branch(settings: Settings, run_id: str, target_accuracy: float) -> bool:
     baseline = read_json(settings.run_dir(run_id) / "baseline.json")
     if baseline is None:
         raise FileNotFoundError(f"no baseline metrics for run {run_id}: did the train job run?")
-    tune = gates.needs_tuning(baseline["accuracy"], target_accuracy)
+    tune = decisions.needs_tuning(baseline["accuracy"], target_accuracy)
     log.info(
         "baseline accuracy %.4f %s target %.4f: %s",
         baseline["accuracy"],
@@ -158,7 +158,7 @@ def gate(
     if baseline is None:
         raise FileNotFoundError(f"no baseline metrics in {run_dir}")
     tuned = read_json(run_dir / "tuned.json")
-    decision = gates.decide(baseline, tuned, params["min_accuracy"])
+    decision = decisions.decide(baseline, tuned, params["min_accuracy"])
     chosen = tuned if decision.candidate == "tuned" and tuned is not None else baseline
     metrics = {
         "run_id": run_id,
@@ -198,7 +198,7 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
     if metrics is None or not metrics.get("passed_gate"):
         raise RuntimeError(f"run {run_id} has no passing metrics.json: nothing to promote")
     comparison = read_json(run_dir / "challenge.json")
-    decision = gates.challenge(metrics["accuracy"], comparison, max_regression)
+    decision = decisions.challenge(metrics["accuracy"], comparison, max_regression)
     metrics["champion_comparison"] = {
         **(comparison or {}),
         "max_regression": max_regression,
