@@ -12,8 +12,10 @@
 6. **gate**: fails the run when the candidate's test accuracy is below `min_accuracy`.
 7. **challenge** (`spark-submit spark_tasks/challenge.py`): the current champion scores the same
    test images through its own saved pipeline.
-8. **promote**: registers the model and makes it the champion (atomically) unless it is worse
-   than the champion by more than `max_regression`; writes the run's report.
+8. **promote**: registers the model in MLflow and moves the `champion` alias to it unless it is
+   worse than the champion by more than `max_regression`.
+9. **record** (a teardown: runs whatever happened before): the run's history line, its report
+   and figures, and the end of its MLflow run.
 
 Runs weekly, and whenever `football_dataset_watch` sees the remote images change (an Asset).
 Everything is written under `IMGCLF_HOME`: `runs/<run_id>/metrics.json` and `report.html`.

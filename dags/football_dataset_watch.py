@@ -3,7 +3,8 @@
 
 Lists the class folders of the source repository (no downloads: two small API calls) and
 compares the dataset fingerprint (a hash over the class and git blob SHA of every image) with the
-one the champion model was trained on. When they differ it updates the Asset
+dataset of the newest run that got one (not the champion's: a run that failed on new data must
+not be retriggered by every check). When they differ it updates the Asset
 `imgclf://football/dataset`, which triggers `football_classifier`; when they match it is skipped
 and nothing is triggered.
 """

@@ -119,6 +119,15 @@ def test_include_never_imports_spark_tasks():
     assert {module: deps for module, deps in upward.items() if deps} == {}
 
 
+def test_no_spark_submit_job_imports_another():
+    """Jobs share code through modules of their own (featurizer, classification, ...)."""
+    jobs = {f"spark_tasks.{n}" for n in ("train", "tune", "challenge", "featurize", "evaluate",
+                                         "predict")}  # fmt: skip
+    graph = import_graph()
+    assert jobs <= set(graph)
+    assert {job: sorted(graph[job] & jobs) for job in jobs if graph[job] & jobs} == {}
+
+
 def test_the_cycle_finder_finds_a_lazy_cycle(tmp_path):
     """The check itself: two modules importing each other inside functions are a cycle."""
     (tmp_path / "a.py").write_text("def f():\n    from pkg import b\n")
