@@ -24,6 +24,7 @@ Everything is written under `IMGCLF_HOME`: `runs/<run_id>/metrics.json` and `rep
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from airflow.sdk import (
     DAG,
@@ -90,12 +91,11 @@ with DAG(
         return checked
 
     @task(retries=1, retry_delay=timedelta(seconds=30))
-    def download() -> dict:
-        ctx = get_current_context()
+    def download(params: dict) -> dict:
         api_url, token = dag_tasks.github_endpoint(BaseHook.get_connection)
         try:
-            params = runs.load_params(SETTINGS, ctx["run_id"])
-            return dag_tasks.download(SETTINGS, ctx["run_id"], params, api_url, token)
+            run_id = get_current_context()["run_id"]
+            return dag_tasks.download(SETTINGS, run_id, params, api_url, token)
         except DownloadError as exc:
             if exc.retryable:  # files that broke off after every attempt: worth one more try
                 raise
@@ -104,42 +104,42 @@ with DAG(
     train = run_job(SETTINGS, "train", "train.py")
 
     @task.branch(retries=0)
-    def choose_branch() -> str:
-        ctx = get_current_context()
-        target = runs.load_params(SETTINGS, ctx["run_id"])["target_accuracy"]
-        tune_needed = dag_tasks.branch(SETTINGS, ctx["run_id"], target)
+    def choose_branch(params: dict) -> str:
+        run_id = get_current_context()["run_id"]
+        tune_needed = dag_tasks.branch(SETTINGS, run_id, params["target_accuracy"])
         return "tune" if tune_needed else "gate"
 
     tune = run_job(SETTINGS, "tune", "tune.py")
 
     @task(trigger_rule="none_failed_min_one_success", retries=0)
-    def gate(dataset: dict | None = None) -> dict:
-        ctx = get_current_context()
+    def gate(params: dict, dataset: dict | None = None) -> dict:
         try:
-            params = runs.load_params(SETTINGS, ctx["run_id"])
-            return dag_tasks.gate(SETTINGS, ctx["run_id"], params, dataset)
+            return dag_tasks.gate(SETTINGS, get_current_context()["run_id"], params, dataset)
         except dag_tasks.GateFailedError as exc:
             raise AirflowFailException(str(exc)) from None  # never retried
 
     challenge = run_job(SETTINGS, "challenge", "challenge.py")
 
     @task(retries=1, retry_delay=timedelta(seconds=10))
-    def promote() -> dict:
-        ctx = get_current_context()
-        max_regression = runs.load_params(SETTINGS, ctx["run_id"])["max_regression"]
-        return dag_tasks.promote(SETTINGS, ctx["run_id"], max_regression)
+    def promote(params: dict) -> dict:
+        run_id = get_current_context()["run_id"]
+        return dag_tasks.promote(SETTINGS, run_id, params["max_regression"])
 
     @task(retries=0)
     def record() -> dict:
         """The run's history line and report, whatever happened before (a teardown)."""
         return runs.record(SETTINGS, get_current_context()["run_id"])
 
-    checked = validate_params()
-    fetched = download()
-    branch = choose_branch()
-    gated = gate(fetched)  # type: ignore[arg-type]  # an XComArg: the value at run time
+    # The checked params flow from validate_params to the tasks that use them (XCom); the
+    # spark-submit jobs read the same values from runs/<run>/params.json (they cannot read
+    # XCom). Airflow types a task call by its function's parameters; at parse time these are
+    # references (XComArgs) to the values at run time, hence Any.
+    checked: Any = validate_params()
+    fetched: Any = download(checked)
+    branch = choose_branch(checked)
+    gated = gate(checked, fetched)
     checked >> fetched >> train >> branch >> [tune, gated]
-    promoted = promote()
+    promoted = promote(checked)
     tune >> gated >> challenge >> promoted
     # last, whatever the outcome; a teardown, so the run's state stays that of the work
     [checked, fetched, train, branch, tune, gated, challenge, promoted] >> record().as_teardown()

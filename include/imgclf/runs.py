@@ -40,16 +40,6 @@ def open_run(settings: Settings, dag_id: str, run_id: str, params: dict[str, Any
     return tracking.start_run(settings, dag_id, run_id, params)
 
 
-def load_params(settings: Settings, run_id: str) -> dict[str, Any]:
-    """The run's normalised parameters, as ``save_params`` pinned them."""
-    params = read_json(settings.params_path(run_id))
-    if params is None:
-        raise FileNotFoundError(
-            f"{settings.params_path(run_id)} is missing: the validate_params task writes it first"
-        )
-    return params
-
-
 def record_failure(settings: Settings, run_id: str, task_id: str, error: BaseException) -> Path:
     """Note why a run failed (``runs/<run>/failure.json``): for the record, ``imgclf summary``."""
     message = " ".join(str(error).split()) or type(error).__name__

@@ -12,7 +12,7 @@ import pytest
 from tests.dags.conftest import ROOT, load_dag
 
 EXPECTED = {
-    "validate_params": {"download"},
+    "validate_params": {"download", "choose_branch", "gate", "promote"},  # the checked params
     "download": {"train", "gate"},
     "train": {"choose_branch"},
     "choose_branch": {"tune", "gate"},
@@ -129,6 +129,20 @@ def test_bad_param_values_are_rejected_by_the_form(dag, name, bad):
 
     with pytest.raises(ParamValidationError):
         dag.params.get_param(name).resolve(bad)
+
+
+def test_the_checked_params_flow_to_the_python_tasks_through_xcom(dag):
+    """validate_params returns the checked values; the tasks that need them get them as their
+    argument (nothing re-reads params.json or the raw template), and gate also gets what the
+    download returned."""
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    for task_id in ("download", "choose_branch", "gate", "promote"):
+        first = dag.get_task(task_id).op_args[0]
+        assert isinstance(first, XComArg) and first.operator.task_id == "validate_params"
+    dataset = dag.get_task("gate").op_args[1]
+    assert isinstance(dataset, XComArg) and dataset.operator.task_id == "download"
+    assert "load_params" not in (ROOT / "dags" / "football_classifier.py").read_text()
 
 
 def test_jobs_get_only_the_run_id_and_read_the_pinned_params(dag):

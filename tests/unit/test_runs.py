@@ -26,10 +26,12 @@ def test_params_are_validated_once_and_pinned_normalised(settings, tmp_path, mon
     with pytest.raises(ValueError, match="min_accuracy=2"):
         runs.save_params(settings, "r1", {"min_accuracy": 2})
     assert not settings.params_path("r1").exists()
+    from spark_tasks.job import context  # what reads them: the spark-submit jobs
+
     with pytest.raises(FileNotFoundError, match="validate_params"):
-        runs.load_params(settings, "r1")
+        context("r1", settings.home)
     pinned = runs.save_params(settings, "r1", {"model": "dlib-face", "seed": 3})
-    assert runs.load_params(settings, "r1") == pinned
+    assert context("r1", settings.home).params == pinned
     assert pinned["seed"] == 3 and pinned["cv_folds"] == 3  # defaults filled in
 
 
