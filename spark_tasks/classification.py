@@ -3,6 +3,7 @@ and the full model (featurizer + classifier) that scores raw image bytes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.ml import Pipeline, PipelineModel, Transformer
@@ -100,3 +101,15 @@ def no_face_paths(dataset: DataFrame, model: str | ModelSpec) -> list[str] | Non
 def full_model(featurizer: Transformer, classifier: PipelineModel) -> PipelineModel:
     """Featurizer + fitted classifier: one model that scores raw image bytes."""
     return PipelineModel(stages=[featurizer, *classifier.stages])
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The cross-validation's outcome, whichever engine ran it: ``model`` is Spark ML's fit of
+    the best point on the whole split; ``engine`` goes into ``tuned.json`` as it is."""
+
+    means: list[float]
+    stds: list[float]
+    best: int
+    model: Any
+    engine: dict[str, Any]

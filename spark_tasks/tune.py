@@ -5,15 +5,12 @@ times here. Cross-validation uses the deterministic stratified folds of the trai
 the chosen model is refit on the whole train split by Spark ML and evaluated once on the test
 split.
 
-Two engines, one choice. Where the training split fits in one Python worker
-(``REPLAY_MAX_VALUES``) and the fits are binomial, the grid's fits are Spark ML's, replayed step
-for step in NumPy (``spark_tasks.local_lr``) by one Spark task that reads the cached split: the
-same folds, the same accuracy, the same tie rule as ``CrossValidator``, in milliseconds instead
-of a Spark job per L-BFGS step. The driver gets back the scores, the choice and the replay's fit
-of it, never the features: it holds nothing that grows with the images. Spark's own refit of the
-chosen point is then compared with the replay of it; if they disagree, or the replay declines
-for another reason (``choose_by_replay``: data too big, not binomial, a held-out row on a
-decision boundary, an error), ``CrossValidator`` runs as before and ``tuned.json`` says why.
+Two engines, one choice. ``local_lr.choose`` replays the grid's fits (Spark ML's, step for step
+in NumPy, in one Spark task over the cached split: the same folds, accuracy and tie rule as
+``CrossValidator``, without a Spark job per L-BFGS step) and checks the choice against Spark's
+own refit; on any reason it gives instead (another pyspark than the one it replays, data too
+big, not binomial, a held-out row on a decision boundary, a disagreement, an error),
+``CrossValidator`` runs and ``tuned.json`` says why (``cv.replay_declined``).
 
 Writes ``runs/<run id>/tuned/model/`` (featurizer + classifier) and ``tuned.json``.
 """
@@ -22,27 +19,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 from spark_tasks.job import JobContext, Phases, main
 
 log = logging.getLogger(__name__)
 
 CV_METRIC: Literal["accuracy"] = "accuracy"  # not logLoss or f1: the gate judges accuracy
-# The replay's bound: rows x features of the training split held as float64 by the one Python
-# worker that replays the grid, with a scaled copy per fold (6,000 images at 1,280 features:
-# 4.6 M; at the bound ~0.5 GB in that worker, outside spark.executor.memory). A Python error in
-# the task comes back as the reason to decline; a killed worker fails the task, which Spark
-# retries (spark.task.maxFailures) before the job fails and CrossValidator runs.
-REPLAY_MAX_VALUES = 16_000_000
-# The replay of the chosen point against Spark's refit: relative difference of
-# the coefficients (measured: below 1e-10 on the real features; a different optimizer path
-# would differ in the second digit).
-REFIT_AGREEMENT = 1e-6
-# ... and how near a held-out row may come to a replayed fit's decision boundary (min |margin|
-# over the size of its terms) before a ~1e-11 difference between the engines could flip it.
-CLOSE_CALL = 1e-8
 # Fits in flight per core. On tuning-sized data an LR fit is a chain of tiny Spark jobs (one or
 # more per L-BFGS iteration) whose cost is scheduling, not arithmetic: one thread per core
 # leaves the cores waiting between jobs (measured on 2 cores, 48 fits: 2 threads 21.5 s,
@@ -63,140 +46,6 @@ def cv_data(train, indexer):
     return indexer.transform(train).coalesce(1).cache()
 
 
-@dataclass(frozen=True)
-class ReplayCV:
-    """The replay's result: ``CrossValidator``'s means, stds and choice (the first best, as its
-    ``argmax``), how near a held-out row came to a decision boundary, and the replay's fit of
-    the chosen point on the whole split (to check against Spark's)."""
-
-    means: list[float]
-    stds: list[float]
-    best: int
-    closeness: float
-    coefficients: list[float]
-    intercept: float
-
-    def disagreement(self, spark_model) -> float:
-        """Relative difference of Spark's fit of the chosen point and the replay of it."""
-        import numpy as np
-
-        ours = np.append(self.coefficients, self.intercept)
-        theirs = np.append(spark_model.coefficients.toArray(), spark_model.intercept)
-        return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-300))
-
-
-_REPLAY_SCHEMA = (
-    "declined string, means array<double>, stds array<double>, best int, closeness double, "
-    "coefficients array<double>, intercept double"
-)
-
-
-def replay_task(num_folds: int, points: list[dict]):
-    """``mapInPandas``'s function over the one partition of the training split: the grid's
-    cross-validation and the chosen point's fit on the whole split, replayed; one row out.
-    Whatever goes wrong comes back as ``declined`` (a bug or an input the replay cannot take),
-    not as a failed task that Spark would retry."""
-
-    def replay(batches):
-        import numpy as np
-        import pandas as pd
-
-        from spark_tasks import local_lr
-
-        def row(declined="", means=(), stds=(), best=-1, closeness=0.0, coef=(), icpt=0.0):
-            return pd.DataFrame({
-                "declined": [declined], "means": [list(means)], "stds": [list(stds)],
-                "best": [best], "closeness": [closeness], "coefficients": [list(coef)],
-                "intercept": [icpt],
-            })  # fmt: skip
-
-        try:
-            parts = list(batches)
-            frame = pd.concat(parts) if parts else pd.DataFrame(columns=["x", "y", "fold"])
-            features = np.stack(frame["x"].to_numpy()) if len(frame) else np.zeros((0, 0))
-            labels = frame["y"].to_numpy(dtype=np.float64)
-            folds = frame["fold"].to_numpy()
-            del parts, frame
-            if not local_lr.supports(labels, folds, num_folds):
-                yield row("not two classes in every fold's training part, or folds not 0..k-1")
-                return
-            cv = local_lr.cross_validate(features, labels, folds, num_folds, points)
-            means, stds = np.mean(cv.metrics, axis=0), np.std(cv.metrics, axis=0)  # as CV
-            best = int(np.argmax(means))
-            point = points[best]
-            fit = local_lr.fit(
-                features, labels, point["regParam"], point["elasticNetParam"], point["maxIter"]
-            )
-            yield row("", means, stds, best, cv.closeness, fit.coefficients, fit.intercept)
-        except Exception as exc:
-            yield row(f"the replay failed: {type(exc).__name__}: {exc}"[:2000])
-
-    return replay
-
-
-def replay_cross_validation(data, num_folds: int, points: list[dict]) -> ReplayCV | str:
-    """Cross-validate by replaying the fits in one Spark task over the cached split, or say why
-    not: these fits are not ones ``local_lr`` replays, or the split is too big for one worker."""
-    from pyspark.ml.functions import vector_to_array
-    from pyspark.sql import functions as F
-
-    from spark_tasks import classification
-
-    first = data.select("features").head()
-    width = first["features"].size if first is not None else 0
-    count = data.count()
-    if count * width > REPLAY_MAX_VALUES:
-        return f"{count} rows x {width} features is over {REPLAY_MAX_VALUES:,} values"
-    rows = data.select(
-        vector_to_array(F.col("features")).alias("x"),
-        F.col(classification.LABEL_INDEX).alias("y"),
-        F.col("fold"),
-    ).coalesce(1)  # the whole split in one task (cv_data keeps it in one partition already)
-    out = rows.mapInPandas(replay_task(num_folds, points), _REPLAY_SCHEMA).collect()
-    if len(out) != 1:
-        return f"the replay returned {len(out)} results, not 1"
-    r = out[0]
-    if r["declined"]:
-        return str(r["declined"])
-    return ReplayCV(
-        [float(m) for m in r["means"]], [float(s) for s in r["stds"]], int(r["best"]),
-        float(r["closeness"]), [float(c) for c in r["coefficients"]], float(r["intercept"]),
-    )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The cross-validation's outcome, whichever engine ran it: ``model`` is Spark ML's fit of
-    the best point on the whole split; ``engine`` goes into ``tuned.json`` as it is."""
-
-    means: list[float]
-    stds: list[float]
-    best: int
-    model: Any
-    engine: dict[str, Any]
-
-
-def choose_by_replay(data, lr, grid, points: list[dict], num_folds: int) -> Choice | str:
-    """The replay's choice, checked: Spark ML refits the chosen point and must agree with the
-    replay of it; no held-out row may sit on a fit's decision boundary. Else why not (the
-    caller runs ``CrossValidator``)."""
-    try:
-        result = replay_cross_validation(data, num_folds, points)
-    except Exception as exc:  # a bug or an input the replay cannot take: Spark's own path
-        return f"the replay failed: {type(exc).__name__}: {exc}"
-    if isinstance(result, str):
-        return result
-    if not result.closeness >= CLOSE_CALL:
-        return f"a held-out row within {result.closeness:.1g} of a fit's decision boundary"
-    model = lr.fit(data, grid[result.best])
-    point = points[result.best]
-    disagreement = result.disagreement(model)
-    if not disagreement <= REFIT_AGREEMENT:
-        return f"the replay of {point} differs from Spark's refit by {disagreement:.2g}"
-    engine = {"engine": "replay", "refit_disagreement": disagreement, "closeness": result.closeness}
-    return Choice(result.means, result.stds, result.best, model, engine)
-
-
 def run(ctx: JobContext, spark=None) -> dict:
     from pyspark.ml.classification import LogisticRegression, LogisticRegressionModel
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
@@ -204,7 +53,7 @@ def run(ctx: JobContext, spark=None) -> dict:
     from pyspark.sql import functions as F
 
     from imgclf.files import atomic_write_json
-    from spark_tasks import classification, session
+    from spark_tasks import classification, local_lr, session
     from spark_tasks.featurizer import run_featurizer
 
     phases = Phases()
@@ -232,7 +81,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         .build()
     )
     points = [{param.name: v for param, v in pm.items()} for pm in grid]
-    choice = choose_by_replay(data, lr, grid, points, folds)
+    choice = local_lr.choose(data, lr, grid, points, folds)  # the grid replayed, or why not
     if isinstance(choice, str):
         log.warning("cross-validating with CrossValidator: %s", choice)
         cv = CrossValidator(
@@ -252,7 +101,9 @@ def run(ctx: JobContext, spark=None) -> dict:
         means = list(cv_model.avgMetrics)
         first_best = max(range(len(means)), key=means.__getitem__)  # accuracy: larger is better
         engine = {"engine": "spark", "replay_declined": choice}
-        choice = Choice(means, list(cv_model.stdMetrics), first_best, cv_model.bestModel, engine)
+        choice = classification.Choice(
+            means, list(cv_model.stdMetrics), first_best, cv_model.bestModel, engine
+        )
     means, stds, best = choice.means, choice.stds, choice.best
     data.unpersist()
     phases.lap("cross_validate")

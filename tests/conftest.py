@@ -42,6 +42,27 @@ def pytest_unconfigure(config):
 logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
+# What a test needs, said by markers (pyproject.toml) and applied here from where it is and what
+# it uses, so that `-m "not spark"` and `make test-fast` select what they say: tests/spark/ is
+# the Spark tier; elsewhere a test that uses one of these fixtures gets the marker, and a test
+# that starts Spark some other way (spark-submit in a subprocess) marks itself.
+SPARK_FIXTURES = {"spark", "lite0_rows"}
+SHARED_FIXTURES = {"shared", "football", "lite0", "lite0_rows"}
+E2E_MODULES = {"test_dag_e2e.py", "test_dag_standalone.py"}  # whole DAG runs: Spark too
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if item.path.name in E2E_MODULES:
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.spark)
+        if used & SPARK_FIXTURES or item.path.parent.name == "spark":
+            item.add_marker(pytest.mark.spark)
+        if used & SHARED_FIXTURES:
+            item.add_marker(pytest.mark.shared)
+
+
 def shared_dir() -> Path | None:
     """``../shared`` next to the project (or ``$IMGCLF_SHARED``), if present."""
     path = Path(os.environ.get("IMGCLF_SHARED", ROOT.parent / "shared"))
@@ -92,6 +113,18 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def lite0_rows(spark, lite0, football):
+    """The real 60 images' Lite0 features (TensorFlow runtime, as the DAG's default runtime
+    computes them), once for the session: rows of ``path, label, sha256, features``."""
+    from spark_tasks.featurizer import DeepImageFeaturizer
+    from spark_tasks.image_files import read_images_dir
+
+    featurizer = DeepImageFeaturizer(modelPath=str(lite0), batchSize=16)
+    images = read_images_dir(spark, football)
+    return featurizer.transform(images).select("path", "label", "sha256", "features").collect()
 
 
 @pytest.fixture(scope="session")
