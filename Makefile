@@ -61,8 +61,8 @@ airflow: install $(AIRFLOW_HOME)/airflow.db ## Airflow UI + scheduler (airflow s
 test: install ## the whole test suite (unit, Spark, DAG integrity, end to end)
 	$(BIN)/pytest -q --durations=15
 
-test-fast: install ## unit tests only
-	$(BIN)/pytest -q tests/unit
+test-fast: install ## the tests that start neither Spark nor a DAG run (markers: spark, e2e)
+	$(BIN)/pytest -q -m "not spark and not e2e"
 
 lint: install ## ruff (lint, format, no heavy import at DAG parse time) + mypy; the pre-commit hooks
 	$(BIN)/ruff check .

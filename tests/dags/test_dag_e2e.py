@@ -70,10 +70,12 @@ def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
     assert m["tuned"]["featurized_images"] == 0  # tuning reused the stored features
     assert (m["n_train"], m["n_test"]) == (36, 24)
     assert m["baseline"]["confusion_matrix"] and len(m["baseline"]["labels"]) == 2
-    assert m["tuned"]["params"] in (
-        {"regParam": 0.05, "elasticNetParam": 0.3, "maxIter": 15},
-        {"regParam": 0.5, "elasticNetParam": 0.3, "maxIter": 15},
-    )
+    # The one expected choice: on the real images' Lite0 features the stronger regularisation
+    # wins the 2-fold cross-validation by two held-out images, not by a tie. A
+    # different choice is a change of behaviour (features, split or tuning) to look into.
+    assert m["tuned"]["params"] == {"regParam": 0.5, "elasticNetParam": 0.3, "maxIter": 15}
+    means = sorted(g["mean"] for g in m["tuned"]["cv"]["grid"])
+    assert means[-1] > means[0] and m["tuned"]["cv"]["best_mean"] == means[-1]
     assert len(m["tuned"]["cv"]["grid"]) == 2 and m["tuned"]["cv"]["folds"] == 2
     # the grid was replayed in a Spark task of the spark-submitted job, not CrossValidator
     assert m["tuned"]["cv"]["engine"] == "replay", m["tuned"]["cv"]

@@ -168,30 +168,23 @@ def _spark(host: str) -> str:
     "connection",
     [_spark("local[*]"), _spark("spark://spark-master:7077"), "spark://localhost:7077", None],
 )
-def test_every_job_submits_with_the_projects_jvm_options_on_any_master(
-    dag, monkeypatch, connection
-):
+def test_every_job_submits_with_the_projects_conf_on_any_master(dag, monkeypatch, connection):
     """What execute() submits with, as the provider's hook resolves the connection when the
-    task runs, whichever master (no connection: yarn): drivers C1 only, bounded direct
-    buffers and the serial collector with its heap sizing; executors the bound alone."""
+    task runs, whichever master (no connection: yarn): the project's conf, unchanged
+    (spark_conf.job_conf). Which JVM options that conf holds is asserted once, in
+    tests/unit/test_spark_conf.py, and by its effect on a JVM in tests/spark."""
+    from imgclf import spark_conf
+    from imgclf.settings import Settings
+
     if connection is None:
         monkeypatch.delenv("AIRFLOW_CONN_SPARK_DEFAULT", raising=False)
     else:
         monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", connection)
+    expected = spark_conf.job_conf(Settings.from_env())
+    assert expected["spark.pyspark.python"] == sys.executable  # the project's interpreter
     for task_id in ("train", "tune", "challenge"):
         hook = dag.get_task(task_id)._get_hook()
-        options = hook._conf["spark.driver.extraJavaOptions"].split()
-        assert options[:6] == [
-            "-XX:TieredStopAtLevel=1",
-            "-Djdk.nio.maxCachedBufferSize=262144",
-            "-XX:+UseSerialGC",
-            "-Xms128m",
-            "-XX:MinHeapFreeRatio=20",
-            "-XX:MaxHeapFreeRatio=40",
-        ], options
-        executor = hook._conf["spark.executor.extraJavaOptions"].split()
-        assert executor == ["-Djdk.nio.maxCachedBufferSize=262144"], executor
-        assert hook._conf["spark.pyspark.python"] == sys.executable  # the rest of the conf kept
+        assert hook._conf == expected, task_id
 
 
 def test_the_form_is_the_schema_with_titles_and_sections(dag):

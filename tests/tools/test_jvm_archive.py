@@ -14,6 +14,8 @@ from imgclf import spark_conf
 from imgclf.settings import PROJECT_ROOT, Settings
 from tools import jvm_archive
 
+pytestmark = pytest.mark.spark  # builds and maps the archive with spark-submit
+
 BIN = Path(sys.executable).parent
 
 
