@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# Rows per CNN task at most: a bound on what a failed task runs again (~6 s of a core) and on
-# the features one task writes (~10 MB; its Parquet writer holds one row group of them:
+# Rows per CNN task at most: a bound on what a failed task runs again and on the features one
+# task writes (its Parquet writer holds one row group of them:
 # imgclf.spark_conf.ROW_GROUP_BYTES).
 MAX_ROWS_PER_TASK = 1000
 
@@ -33,11 +33,9 @@ def featurize_partitions(cores: int, n_rows: int) -> int:
     """As few partitions as keep every task within ``MAX_ROWS_PER_TASK`` rows, and a multiple
     of the cores, so that the last round of tasks does not leave cores idle.
 
-    Few, because each task costs a Python worker ~80 ms between its last batch and the next
+    Few, because each task costs a Python worker a pause between its last batch and the next
     task's first (the task's Parquet file closed and committed, the next one's scan opened and
-    its command sent), and the JVM a file: at 6,000 images on 2 cores, 48 partitions of 125
-    rows cost ~2 s per worker (the CNN pass 42.5 s vs 40.2 s with 6 of 1,000, interleaved, 3
-    runs each; the JVM's CPU 4.4 s vs 3.6 s)."""
+    its command sent), and the JVM a file."""
     cores = max(1, cores)
     rounds = math.ceil(n_rows / (cores * MAX_ROWS_PER_TASK))
     return max(1, min(cores * max(1, rounds), n_rows))
@@ -110,8 +108,8 @@ class FeatureStore:
         # One row per sha256. Appends never repeat a key (``featurize_missing`` writes the
         # missing ones only), but two runs featurizing at once can both append one. Counting
         # the keys reads the sha256 column alone; ``dropDuplicates`` sorts and shuffles the
-        # features themselves (at 6,000 images 60 MB through a sort per partition: the train
-        # job's peak, local mode, 874 MB vs 816), so it runs only when a key repeats.
+        # features themselves through a sort per partition (a peak of the train job's memory),
+        # so it runs only when a key repeats.
         ((rows, keys),) = features.agg(F.count("*"), F.count_distinct("sha256")).collect()
         if rows == keys:
             return features

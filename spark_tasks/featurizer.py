@@ -9,8 +9,9 @@ differences:
   Python worker and reused across batches and tasks, never per row;
 - besides the named Keras applications, any ``.keras`` file works (``modelPath``);
 - ``runtime`` runs the CNN in TensorFlow (default) or as OpenVINO IR on the CPU: ``openvino``
-  (f32, features within 1e-4 of TensorFlow's, about 1.5x the throughput) or ``openvino-bf16``
-  (reduced precision, faster again, features off by up to ~0.5); see ``openvino_models``;
+  (f32, features within 1e-4 of TensorFlow's, faster) or ``openvino-bf16`` (reduced
+  precision, faster again, features further from TensorFlow's); see ``openvino_models`` and,
+  for the speeds, ``docs/performance.md``;
 - ``pooling`` chooses ``avg`` (default), ``max`` or ``flatten`` (sparkdl's 131,072 InceptionV3
   features);
 - an undecodable image does not fail the job: ``handleInvalid="skip"`` drops it,
@@ -247,7 +248,7 @@ class DeepImageFeaturizer(
         "runtime",
         f"where the CNN runs, one of {RUNTIMES}: tensorflow (unset means this), openvino (the "
         "same model as OpenVINO IR on the CPU, f32: features within 1e-4 of TensorFlow's) or "
-        "openvino-bf16 (reduced precision: faster, features off by up to ~0.5)",
+        "openvino-bf16 (reduced precision: faster, features further from TensorFlow's)",
     )
 
     @keyword_only

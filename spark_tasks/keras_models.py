@@ -21,8 +21,8 @@ import numpy as np
 from imgclf.models import APPLICATIONS, POOLINGS, PREPROCESSINGS, ModelSpec
 
 # Keras imports its scikit-learn wrapper (with scipy.stats) and its matplotlib plotting helper
-# whenever those are installed, and MLflow installs them: in a Spark worker, 0.5-0.7 s of a 2.5 s
-# TensorFlow import (2.2 s of 7.8 s without compiled bytecode), for code never called here.
+# whenever those are installed, and MLflow installs them: a noticeable part of every Spark
+# worker's TensorFlow import, for code never called here.
 OPTIONAL_INTEGRATIONS = ("sklearn", "scipy", "matplotlib")
 
 
@@ -60,8 +60,8 @@ def tf_threads() -> int | None:
 
     ``IMGCLF_TF_THREADS`` if set; inside a Spark task, the task's CPUs (``spark.task.cpus``,
     default 1): an executor runs one Python worker per concurrent task, so TensorFlow's default
-    of one thread per core in every worker oversubscribes the cores (measured: 80 vs 86
-    images/s on 2 cores). Outside Spark ``None``: TensorFlow decides. OpenVINO's
+    of one thread per core in every worker oversubscribes the cores. Outside Spark ``None``:
+    TensorFlow decides. OpenVINO's
     ``INFERENCE_NUM_THREADS`` follows the same rule.
     """
     raw = os.environ.get("IMGCLF_TF_THREADS", "").strip()

@@ -1,9 +1,9 @@
 """Spark ML's binomial ``LogisticRegression`` fit, replayed in NumPy (the tune job's grid).
 
-Why: cross-validating the default grid (16 points x 3 folds) on tuning-sized data costs ~1,900
-Spark jobs, one per L-BFGS step, each ~22 ms of scheduling, closure cleaning and task
-serialization for microseconds of arithmetic (JFR profile in the README). The same fits in
-one process (the tune job runs them in one Spark task) take milliseconds. What
+Why: cross-validating the default grid (16 points x 3 folds) on tuning-sized data costs a Spark
+job per L-BFGS step of every fit, each far more scheduling, closure cleaning and task
+serialization than arithmetic. The same fits in one process (the tune job runs them in one
+Spark task) take a fraction of the time (docs/performance.md). What
 cross-validation needs from each fit is only its predictions on the held-out fold, so the fit
 must be *Spark's*, step for step, not merely a good optimum: the grid holds ``maxIter=15``,
 an unconverged fit whose model depends on the optimizer's path.
@@ -19,8 +19,9 @@ What is replayed (Spark 4 ``LogisticRegression.train``/``trainImpl``, breeze 2.1
 
 Only the order of floating-point sums differs from Spark's, so models agree to ~1e-12, not to
 the bit: ``tests/spark/test_local_lr.py`` compares objective histories and coefficients with
-Spark's on the real features for every grid point, and the tune job re-checks the chosen point
-against Spark's own refit on every run.
+Spark's, on synthetic cases of each kind and on the real 60 images' features for every point of
+the default grid, and the tune job re-checks the chosen point against Spark's own refit on every
+run.
 
 Scope: the defaults the tune job uses (binomial, ``standardization``, ``fitIntercept``, no
 weights, no bounds, ``tol=1e-6``). Anything else is not handled here (``supports``). Fenced to
@@ -486,14 +487,14 @@ def declined_version(installed: str | None = None) -> str | None:
 
 
 # The replay's bound: rows x features of the training split held as float64 by the one Python
-# worker that replays the grid, with a scaled copy per fold (6,000 images at 1,280 features:
-# 4.6 M; at the bound ~0.5 GB in that worker, outside spark.executor.memory). A Python error in
+# worker that replays the grid, with a scaled copy per fold: the bound keeps that worker's
+# memory (outside spark.executor.memory) to a fraction of a GB. A Python error in
 # the task comes back as the reason to decline; a killed worker fails the task, which Spark
 # retries (spark.task.maxFailures) before the job fails and CrossValidator runs.
 REPLAY_MAX_VALUES = 16_000_000
-# The replay of the chosen point against Spark's refit: relative difference of
-# the coefficients (measured: below 1e-10 on the real features; a different optimizer path
-# would differ in the second digit).
+# The replay of the chosen point against Spark's refit: relative difference of the
+# coefficients. Only the order of float sums differs, so agreement is orders of magnitude
+# tighter than this; a different optimizer path would differ in the second digit.
 REFIT_AGREEMENT = 1e-6
 # ... and how near a held-out row may come to a replayed fit's decision boundary (min |margin|
 # over the size of its terms) before a ~1e-11 difference between the engines could flip it.

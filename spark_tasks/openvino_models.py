@@ -300,7 +300,7 @@ def _compile(xml: Path, precision: str, threads: int | None):
     }
     if threads is not None:
         # one Python worker per concurrent Spark task: each gets its task's CPUs, unpinned (the
-        # OS places the workers' threads; measured the same or better than pinning on 2 cores)
+        # OS places the workers' threads: pinning them gained nothing in make bench)
         config["INFERENCE_NUM_THREADS"] = threads
         config["ENABLE_CPU_PINNING"] = False
     return core.compile_model(core.read_model(str(xml)), "CPU", config)

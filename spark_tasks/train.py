@@ -44,8 +44,8 @@ def run(ctx: JobContext, spark=None) -> dict:
     )
     dataset.write.mode("overwrite").parquet(str(run_dir / "dataset.parquet"))
     # Not cached: each pass (the indexer, the LR's two, the scoring) reads the file again, and
-    # the JVM keeps no copy of the features that grows with the images (at 6,000: 100 MB of
-    # heap; fitting and scoring took 5.3 s without it, 5.4-6.7 s with it).
+    # the JVM keeps no copy of the features that grows with the images (and the fit and the
+    # scoring are no slower for it: docs/performance.md).
     dataset = spark.read.parquet(str(run_dir / "dataset.parquet"))
     phases.lap("split")
 

@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 CV_METRIC: Literal["accuracy"] = "accuracy"  # not logLoss or f1: the gate judges accuracy
 # Fits in flight per core. On tuning-sized data an LR fit is a chain of tiny Spark jobs (one or
 # more per L-BFGS iteration) whose cost is scheduling, not arithmetic: one thread per core
-# leaves the cores waiting between jobs (measured on 2 cores, 48 fits: 2 threads 21.5 s,
-# 8 threads 14.6 s, 16 no better).
+# leaves the cores waiting between jobs, and past a few per core nothing more is gained.
 FITS_PER_CORE = 4
 
 
@@ -65,8 +64,8 @@ def run(ctx: JobContext, spark=None) -> dict:
     if not data_path.exists():
         raise FileNotFoundError(f"{data_path} is missing: the train job writes it first")
     # Not cached: the indexer, the cross-validation's partition and the scoring each read the
-    # file once (a cache held the whole split's features on the heap: at 6,000 images the tune
-    # job's JVM peaked at 683/713/691 MB with it, 613/621/609 without, its steps as fast).
+    # file once (a cache held the whole split's features on the heap, growing with the images,
+    # for no faster step).
     dataset = spark.read.parquet(str(data_path))
     train = dataset.filter(F.col("split") == "train")
     test = dataset.filter(F.col("split") == "test")

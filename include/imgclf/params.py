@@ -58,9 +58,9 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "type": "string", "enum": list(RUNTIMES), "default": RUNTIMES[0], "section": MODEL,
         "title": "Inference runtime",
         "description": "Where the CNN runs: 'tensorflow'; 'openvino' (the same model as "
-        "OpenVINO IR on the CPU, f32: features within 1e-4 of TensorFlow's, about 1.5x the "
-        "throughput); 'openvino-bf16' (reduced precision: faster again, features off by up to "
-        "~0.5). Each runtime's features are stored apart.",
+        "OpenVINO IR on the CPU, f32: features within 1e-4 of TensorFlow's, faster); "
+        "'openvino-bf16' (reduced precision: faster again, features further from "
+        "TensorFlow's). Each runtime's features are stored apart.",
     },
     "repo": {
         "type": "string", "pattern": r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", "maxLength": 200,

@@ -1,7 +1,9 @@
 """The Spark/JVM configuration every job of the project runs with, and why each setting.
 
 ``job_conf(settings)`` is what a spark-submit gets as ``--conf`` pairs (and what a session built
-in-process starts with); the driver's and executors' JVM options are built here, once.
+in-process starts with); the driver's and executors' JVM options are built here, once. The
+comments say why each setting is there; what each one changed, measured, is in
+``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -52,19 +54,17 @@ def jvm_archive_from_env() -> Path | None:
 
 
 # The serial collector, with a heap that follows what is live. The JVM's default first heap is
-# 1/64 of the machine's memory (384 MB here, 1 GB on a 64 GB host), and its collector grows
-# the heap after a full collection until 40 % is free, shrinks it only past 70 %: the heap's
-# size then tracked how much the job allocated, not what it kept. Train job alone, local mode,
-# interleaved, 3 runs each: peak 821/817/806 -> 682/693/697 MB at 6,000 images, 579/580 ->
-# 517/511 MB at 60; the CNN pass 39.5/39.0/38.9 -> 36.3/37.7/38.6 s, the LR fit
-# 6.8/6.4/6.5 -> 6.3/7.5/6.4 s (16 full collections instead of 4: 1.5 s more in pauses).
+# 1/64 of the machine's memory, and its collector grows the heap after a full collection until
+# 40 % is free and shrinks it only past 70 %: the heap's size then tracks how much a job
+# allocated, not what it kept. A small first heap and tighter free ratios cost a few more full
+# collections, spread over the job (docs/performance.md).
 SERIAL_HEAP = ("-XX:+UseSerialGC", "-Xms128m", "-XX:MinHeapFreeRatio=20", "-XX:MaxHeapFreeRatio=40")
 
 # The largest temporary direct buffer a thread keeps. Parquet reads a column chunk into a heap
 # buffer through a file channel; the JDK copies it through a direct buffer as large as the read
-# and caches that in the reading thread, unbounded, and Spark's task threads live on (train job
-# at 6,000 images: 45 MB of direct buffers, 8 MB with this; 256 rows of 64 KB read back: 16 MB
-# vs 0.2 MB). Every JVM of a job gets it: on a cluster the executors do the reading.
+# and caches that in the reading thread, unbounded, and Spark's task threads live on, so the
+# cached buffers grow with the largest column chunk ever read. Every JVM of a job gets the
+# bound: on a cluster the executors do the reading (tests/spark/test_spark_conf_effects.py).
 NIO_CACHED_BYTES = 256 * 1024
 _NIO_BOUND = f"-Djdk.nio.maxCachedBufferSize={NIO_CACHED_BYTES}"
 
@@ -72,8 +72,7 @@ _NIO_BOUND = f"-Djdk.nio.maxCachedBufferSize={NIO_CACHED_BYTES}"
 BATCH_ROWS = 64
 # Bytes of Parquet a writer buffers before it writes a row group: ~200 rows of 1,280 doubles.
 # The buffer fills as slowly as the CNN works, so it outlives young collections and is promoted
-# only to die (train job at 6,000 images, local mode, interleaved: JVM peak 673/680 MB with
-# 8 MB, 658/657 with 2 MB; its CNN pass and LR fit within noise).
+# to the old generation only to die there: a small one keeps that garbage small.
 ROW_GROUP_BYTES = 2 * 1024 * 1024
 
 # A JVM flag that picks a garbage collector (two stop the JVM).
@@ -85,25 +84,20 @@ _COLLECTOR = re.compile(
 def driver_java_options(settings: Settings) -> str:
     """``spark.driver.extraJavaOptions``: the C1 compiler only, no cached temporary direct
     buffer over ``NIO_CACHED_BYTES``, the serial collector (``SERIAL_HEAP``), the
-    class-data archive once it exists (Spark's driver starts about 2 s sooner), then
+    class-data archive once it exists (the driver maps its classes instead of loading them), then
     whatever ``IMGCLF_SPARK_CONF`` adds (a later ``-XX:`` flag wins:
     ``-XX:TieredStopAtLevel=4`` brings C2 back; a collector it names replaces ours, as two
     would stop the JVM).
 
-    Every job is a JVM of seconds to a minute: C2's compile threads cost more than its
-    faster code returns (the 60-image DAG 49.9 -> 41.6 s, its train job 18.7 -> 14.9 s; at
-    6,000 images the CNN pass 42.4 -> 41.6 s, the LR fit 5.4 -> 6.4 s).
+    Every job is a JVM of seconds to a minute, on cores shared with the Python workers: C2's
+    compile threads cost more than its faster code returns.
 
     G1, the JVM's default, sizes the heap for throughput: it grows it into whatever
     ``spark.driver.memory`` allows whenever collections take a few per cent of the time,
     and Spark's ML fit allocates at GB/s (its NaN check of the features builds a SQL conf
-    per value). The serial collector keeps the heap near what is live. On a cluster the
-    driver's peak went 1,039 -> 1,644 MB from 60 to 6,000 images with G1, 768 -> 771
-    serial (``benchmarks.scale --standalone``); with a local master, where the driver JVM
-    is also the executor, the train job's peak at 6,000 images 1,502 and 2,023 MB with G1,
-    849 and 892 serial, its CNN pass 38.2 and 37.5 s with G1, 36.7 and 37.7 serial
-    (interleaved). Its heap starts at 128 MB and grows or shrinks only as far as what is
-    live needs (``SERIAL_HEAP``). See README, "Memory"."""
+    per value), so the driver's heap grew with the images. The serial collector keeps the
+    heap near what is live (``SERIAL_HEAP``), on a cluster and with a local master (where
+    the driver JVM is also the executor) alike. Measured: ``docs/performance.md``."""
     options = ["-XX:TieredStopAtLevel=1", _NIO_BOUND]
     user = settings.extra_spark_conf.get("spark.driver.extraJavaOptions", "").strip()
     chosen = user + " " + settings.extra_spark_conf.get("spark.driver.defaultJavaOptions", "")
@@ -139,16 +133,13 @@ def job_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.maxRecordsPerBatch": "64",
         # What the jobs write is mostly CNN features: floats never repeat, and Parquet's
-        # dictionary encoding first tries, then abandons, a dictionary for every page
-        # (measured: 0.8 s of the JVM's 10.1 s of CPU in the 6,000-image CNN pass).
+        # dictionary encoding first tries, then abandons, a dictionary for every page.
         "spark.hadoop.parquet.enable.dictionary": "false",
         # No buffer sized by a whole partition or file, so a job's memory does not grow
-        # with the images. Spark's defaults size them by rows (4,096 per Parquet read
-        # batch: 42 MB of one feature column at 1,280 doubles a row; 10,000 per cached
-        # batch), by the heap (64 MB sort and aggregation pages at 4g) or by the file
-        # (Parquet buffers a 128 MB row group while writing); at 60 images all of them
-        # are small, at 6,000 each is an array the collector must find room for in one
-        # piece (the train job's peak, local mode: see README, "Memory").
+        # with the images. Spark's defaults size them by rows (per Parquet read batch, per
+        # cached batch), by the heap (sort and aggregation pages) or by the file (the row
+        # group a Parquet writer buffers): small for a few images, and for many each an
+        # array the collector must find room for in one piece.
         "spark.sql.parquet.columnarReaderBatchSize": str(BATCH_ROWS),
         "spark.sql.inMemoryColumnarStorage.batchSize": str(BATCH_ROWS),
         "spark.buffer.pageSize": "1m",  # the least Spark's own sizing picks
