@@ -17,6 +17,9 @@ differences:
 - an undecodable image does not fail the job: ``handleInvalid="skip"`` drops it,
   ``"keep"`` keeps it with a null vector and the reason in ``errorCol``, ``"error"`` fails.
 
+Its length is the pyspark.ml Params idiom (a declared Param, a getter and a setter for each);
+the factory that builds one from a run's settings (``make_featurizer``) closes the module.
+
 Params hold names and paths only, so the Transformer persists with
 ``DefaultParamsWritable``/``DefaultParamsReadable`` and a saved ``PipelineModel`` of featurizer +
 classifier scores raw images in another process.

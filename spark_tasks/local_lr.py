@@ -27,6 +27,10 @@ Scope: the defaults the tune job uses (binomial, ``standardization``, ``fitInter
 weights, no bounds, ``tol=1e-6``). Anything else is not handled here (``supports``). Fenced to
 the pyspark versions it was checked against (``REPLAYED_PYSPARK``): on any other, ``choose``
 declines and the tune job runs ``CrossValidator``.
+
+Two parts in one file, on purpose: the replay (NumPy, above the marked line) and the tune job's
+interface to it (``choose``, below), so that removing the replay is deleting this file and one
+call in ``tune.py``.
 """
 
 from __future__ import annotations
