@@ -91,11 +91,11 @@ with DAG(
         return checked
 
     @task(retries=1, retry_delay=timedelta(seconds=30))
-    def download(params: dict) -> dict:
+    def download(checked: dict) -> dict:
         api_url, token = dag_tasks.github_endpoint(BaseHook.get_connection)
         try:
             run_id = get_current_context()["run_id"]
-            return dag_tasks.download(SETTINGS, run_id, params, api_url, token)
+            return dag_tasks.download(SETTINGS, run_id, checked, api_url, token)
         except DownloadError as exc:
             if exc.retryable:  # files that broke off after every attempt: worth one more try
                 raise
@@ -104,33 +104,34 @@ with DAG(
     train = run_job(SETTINGS, "train", "train.py")
 
     @task.branch(retries=0)
-    def choose_branch(params: dict) -> str:
+    def choose_branch(checked: dict) -> str:
         run_id = get_current_context()["run_id"]
-        tune_needed = dag_tasks.branch(SETTINGS, run_id, params["target_accuracy"])
+        tune_needed = dag_tasks.branch(SETTINGS, run_id, checked["target_accuracy"])
         return "tune" if tune_needed else "gate"
 
     tune = run_job(SETTINGS, "tune", "tune.py")
 
     @task(trigger_rule="none_failed_min_one_success", retries=0)
-    def gate(params: dict, dataset: dict | None = None) -> dict:
+    def gate(checked: dict, dataset: dict | None = None) -> dict:
         try:
-            return dag_tasks.gate(SETTINGS, get_current_context()["run_id"], params, dataset)
+            return dag_tasks.gate(SETTINGS, get_current_context()["run_id"], checked, dataset)
         except dag_tasks.GateFailedError as exc:
             raise AirflowFailException(str(exc)) from None  # never retried
 
     challenge = run_job(SETTINGS, "challenge", "challenge.py")
 
     @task(retries=1, retry_delay=timedelta(seconds=10))
-    def promote(params: dict) -> dict:
+    def promote(checked: dict) -> dict:
         run_id = get_current_context()["run_id"]
-        return dag_tasks.promote(SETTINGS, run_id, params["max_regression"])
+        return dag_tasks.promote(SETTINGS, run_id, checked["max_regression"])
 
     @task(retries=0)
     def record() -> dict:
         """The run's history line and report, whatever happened before (a teardown)."""
         return runs.record(SETTINGS, get_current_context()["run_id"])
 
-    # The checked params flow from validate_params to the tasks that use them (XCom); the
+    # The checked params flow from validate_params to the tasks that use them (XCom; the
+    # argument is not called `params`: Airflow reserves that name for the raw ones); the
     # spark-submit jobs read the same values from runs/<run>/params.json (they cannot read
     # XCom). Airflow types a task call by its function's parameters; at parse time these are
     # references (XComArgs) to the values at run time, hence Any.
