@@ -17,7 +17,7 @@ SHARED ?= $(abspath $(CURDIR)/../shared)
 LITE0 := $(SHARED)/models/efficientnet_lite0_imagenet_notop.keras
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-offline airflow mlflow serve test test-fast lint fmt clean up down bench bench-scale jvm-archive
+.PHONY: help install run run-offline airflow mlflow serve test test-fast lint fmt clean up down bench bench-scale perf-docs jvm-archive
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,10 +26,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
 	@# --compile-bytecode: uv skips it by default, and where PYTHONDONTWRITEBYTECODE is set every
-	@# process (Airflow task, Spark driver, each Python worker) compiled what it imported, every
-	@# time: importing TensorFlow took 7.8 s instead of 2.9 s, MLflow 2.9 s instead of 0.7 s
+	@# process (Airflow task, Spark driver, each Python worker) compiles what it imports, every
+	@# time (docs/performance.md)
 	$(BIN)/uv pip install --python $(BIN)/python -q --compile-bytecode -c constraints.txt -e '.[dev]'
-	@# Spark drivers start ~2 s sooner with a class-data archive (README); without one they still work
+	@# Spark drivers start sooner with a class-data archive (docs/featurizer.md); they work without
 	$(BIN)/python -m tools.jvm_archive || echo "warning: no JVM class archive: Spark jobs start slower"
 	@touch $@
 
@@ -61,8 +61,8 @@ airflow: install $(AIRFLOW_HOME)/airflow.db ## Airflow UI + scheduler (airflow s
 test: install ## the whole test suite (unit, Spark, DAG integrity, end to end)
 	$(BIN)/pytest -q --durations=15
 
-test-fast: install ## unit tests only
-	$(BIN)/pytest -q tests/unit
+test-fast: install ## the tests that start neither Spark nor a DAG run (markers: spark, e2e)
+	$(BIN)/pytest -q -m "not spark and not e2e"
 
 lint: install ## ruff (lint, format, no heavy import at DAG parse time) + mypy; the pre-commit hooks
 	$(BIN)/ruff check .
@@ -91,17 +91,30 @@ SERVE_PORT ?= 8000
 serve: install ## serve the champion on 127.0.0.1:$(SERVE_PORT): POST /predict, the page at / (no Spark)
 	$(BIN)/python -m imgclf.serving --host 127.0.0.1 --port $(SERVE_PORT)
 
+# Each benchmark prints JSON lines; benchmarks.record keeps them, with the date, the machine and
+# the commit, in benchmarks/results/<name>.json, and `make perf-docs` renders docs/performance.md.
 BENCH_IMAGES ?= 600
-bench: install ## featurizer (Spark vs plain Keras), decode and download benchmarks, one JSON line each
+DOWNLOAD_IMAGES ?= 6000
+RECORD = $(BIN)/python -m benchmarks.record
+bench: install ## featurizer vs plain Keras, decoding, download: benchmarks/results/*.json
 	@test -f $(LITE0) || (echo "no $(LITE0)"; exit 1)
-	$(BIN)/python -m benchmarks.featurize --images $(BENCH_IMAGES) --model $(LITE0)
-	$(BIN)/python -m benchmarks.decode --images $(BENCH_IMAGES) --model $(LITE0)
-	$(BIN)/python -m benchmarks.download --images 6000
+	set -o pipefail; $(BIN)/python -m benchmarks.featurize --images $(BENCH_IMAGES) --model $(LITE0) \
+		| $(RECORD) featurize --command "python -m benchmarks.featurize --images $(BENCH_IMAGES) --model $(LITE0)"
+	set -o pipefail; $(BIN)/python -m benchmarks.decode --images $(BENCH_IMAGES) --model $(LITE0) \
+		| $(RECORD) decode --command "python -m benchmarks.decode --images $(BENCH_IMAGES) --model $(LITE0)"
+	set -o pipefail; $(BIN)/python -m benchmarks.download --images $(DOWNLOAD_IMAGES) \
+		| $(RECORD) download --command "python -m benchmarks.download --images $(DOWNLOAD_IMAGES)"
+	@echo "now: make perf-docs"
 
 N ?= 60,600,6000
-bench-scale: install ## the DAG from an empty data root at N images (N=60,600,6000): task times, rates, RSS
+bench-scale: install ## the DAG from an empty data root at N images (N=60,600,6000): benchmarks/results/scale.json
 	@test -f $(LITE0) || (echo "no $(LITE0)"; exit 1)
-	$(BIN)/python -m benchmarks.scale --sizes $(N) --model $(LITE0)
+	set -o pipefail; $(BIN)/python -m benchmarks.scale --sizes $(N) --model $(LITE0) \
+		| $(RECORD) scale --command "python -m benchmarks.scale --sizes $(N) --model $(LITE0)"
+	@echo "now: make perf-docs"
+
+perf-docs: install ## render docs/performance.md from benchmarks/results/*.json
+	$(BIN)/python -m tools.render_performance
 
 jvm-archive: install ## rebuild the Spark driver's class-data archive (make install builds it once)
 	$(BIN)/python -m tools.jvm_archive --force

@@ -31,8 +31,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgclf.config import PROJECT_ROOT
 from imgclf.github import IMAGE_EXTENSIONS
+from imgclf.settings import PROJECT_ROOT
 
 DEFAULT_SOURCE = PROJECT_ROOT.parent / "shared" / "datasets" / "football"
 CHUNK = 64  # images per task sent to a worker process

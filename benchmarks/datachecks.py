@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from benchmarks import augment
-from imgclf.config import PROJECT_ROOT, Settings
 from imgclf.files import atomic_write_json
+from imgclf.settings import PROJECT_ROOT, Settings
 
 LITE0 = PROJECT_ROOT.parent / "shared" / "models" / "efficientnet_lite0_imagenet_notop.keras"
 
@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         help="near_duplicate_similarity of each grouped run (comma-separated)",
     )
     args = parser.parse_args(argv)
-    from spark_tasks import common
+    from spark_tasks import session
 
-    spark = common.spark_session("imgclf-bench-datachecks")
+    spark = session.spark_session("imgclf-bench-datachecks")
     lines = []
     with tempfile.TemporaryDirectory(prefix="imgclf-datachecks-") as tmp:
         work = Path(tmp)

@@ -41,7 +41,7 @@ def image_source_rgb(height: int, width: int, channels: int, data: bytes) -> np.
 
 
 def _binary_fn():
-    from spark_tasks.images import decode
+    from spark_tasks.model_input import decode
 
     def predict(content: np.ndarray) -> np.ndarray:
         return np.array([decode(b, SIZE).mean() for b in content], dtype=np.float32)
@@ -67,13 +67,13 @@ def throughput(spark, folder: Path, partitions: int) -> dict:
     from pyspark.ml.functions import predict_batch_udf
     from pyspark.sql.types import FloatType
 
-    from spark_tasks import common
+    from spark_tasks import image_files
 
     binary_udf = predict_batch_udf(_binary_fn, return_type=FloatType(), batch_size=32)
     image_udf = predict_batch_udf(_image_fn, return_type=FloatType(), batch_size=32)
 
     def binary():
-        df = common.read_images_dir(spark, folder).repartition(partitions)
+        df = image_files.read_images_dir(spark, folder).repartition(partitions)
         return df.select(binary_udf("content"))
 
     def image():
@@ -103,7 +103,7 @@ def parity(spark, files: list[Path], model: str | None) -> dict:
     """Image source vs Pillow on each distinct file, computed in this process."""
     from PIL import Image
 
-    from spark_tasks.images import decode
+    from spark_tasks.model_input import decode
 
     loaded = infer = None
     size = SIZE
@@ -182,7 +182,7 @@ def odd_formats(spark) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from benchmarks import featurize as bench
-    from spark_tasks import common
+    from spark_tasks import session
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.decode", description=__doc__)
     p.add_argument("--images", type=int, default=600)
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="also compare features of this model (name or .keras)")
     p.add_argument("--partitions", type=int, default=0, help="default: one per core")
     args = p.parse_args(argv)
-    spark = common.spark_session("imgclf-bench-decode")
+    spark = session.spark_session("imgclf-bench-decode")
     spark.sparkContext.setLogLevel("ERROR")
     parts = args.partitions or spark.sparkContext.defaultParallelism
     files = bench._source_files(args.source)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from benchmarks.augment import DEFAULT_SOURCE, make_dataset
-from imgclf.config import Settings
+from imgclf.settings import Settings
 
 REPO, REF, PREFIX = "acme/pics", "main", "data"
 

@@ -28,7 +28,7 @@ MODELS = {"lite0": str(LITE0), "dlib-face": "dlib-face"}
 
 
 def measure(name: str, model: str, work: Path, spark) -> dict:
-    from imgclf import runs, tasks
+    from imgclf import dag_tasks, runs
     from spark_tasks import evidence, train
     from spark_tasks.job import JobContext
 
@@ -42,8 +42,8 @@ def measure(name: str, model: str, work: Path, spark) -> dict:
     started = time.monotonic()
     train.run(ctx, spark)
     # the baseline only (no tuning here): the evidence is shown whatever the gate says
-    with contextlib.suppress(tasks.GateFailedError):
-        tasks.gate(settings, run_id, checked, None)
+    with contextlib.suppress(dag_tasks.GateFailedError):
+        dag_tasks.gate(settings, run_id, checked, None)
     ev = evidence.run(ctx, spark)
     record = runs.record(settings, run_id)
     metrics = json.loads((settings.run_dir(run_id) / "metrics.json").read_text())
@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="lite0,dlib-face", help=f"of {sorted(MODELS)}")
     parser.add_argument("--keep", type=Path, help="keep the data roots (and reports) here")
     args = parser.parse_args(argv)
-    from spark_tasks import common
+    from spark_tasks import session
 
-    spark = common.spark_session("imgclf-bench-evidence")
+    spark = session.spark_session("imgclf-bench-evidence")
     with tempfile.TemporaryDirectory(prefix="imgclf-evidence-") as tmp:
         work = args.keep or Path(tmp)
         for name in args.models.split(","):

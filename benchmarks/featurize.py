@@ -29,8 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from imgclf.config import PROJECT_ROOT, Settings
+from imgclf import spark_conf
 from imgclf.github import IMAGE_EXTENSIONS
+from imgclf.settings import PROJECT_ROOT, Settings
 
 
 def _source_files(source: Path | None) -> list[Path]:
@@ -69,7 +70,7 @@ def plain(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from spark_tasks.featurizer import cached_model
-    from spark_tasks.images import decode
+    from spark_tasks.model_input import decode
 
     loaded, infer = cached_model(args.model, "avg", "none")
     files = sorted(p for p in args.dir.rglob("*") if p.is_file())
@@ -113,15 +114,15 @@ def _max_abs_diff(a: dict, b: dict) -> float:
 
 def spark_runtime(spark, args, runtime: str, images, cores: int, parts: int) -> dict:
     """One runtime on the Spark side: warm-up (workers load the model), timed passes, features."""
-    from spark_tasks import common
-    from spark_tasks.train import make_featurizer
+    from spark_tasks import image_files
+    from spark_tasks.featurizer import make_featurizer
 
     featurizer = make_featurizer(args.model, "avg", "none", args.batch_size, runtime)
     cached = _ir_cached(args.model) if runtime != "tensorflow" else None
     t0 = time.perf_counter()
     # warm-up: start every Python worker, load the model in each (import TensorFlow; or read
     # OpenVINO's IR, converted first if it is not cached)
-    warm = common.read_images_dir(spark, args.dir).limit(cores * 2).repartition(cores)
+    warm = image_files.read_images_dir(spark, args.dir).limit(cores * 2).repartition(cores)
     featurizer.transform(warm).write.format("noop").mode("overwrite").save()
     warm_s = time.perf_counter() - t0
     passes = []
@@ -139,14 +140,14 @@ def spark_side(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     from pyspark.sql import SparkSession
 
-    from spark_tasks import common
+    from spark_tasks import image_files, session
 
-    common.use_this_interpreter_for_workers()
+    session.use_this_interpreter_for_workers()
     settings = Settings.from_env()
     spark = (
         SparkSession.builder.master(args.master)
         .appName("imgclf-bench")
-        .config(map=settings.spark_conf())  # as the jobs run (JVM archive included)
+        .config(map=spark_conf.job_conf(settings))  # as the jobs run (JVM archive included)
         .config("spark.ui.enabled", "false")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.arrow_batch))
         .config(map=dict(kv.split("=", 1) for kv in args.conf))
@@ -156,7 +157,7 @@ def spark_side(args: argparse.Namespace) -> dict:
     t_session = time.perf_counter()
     cores = spark.sparkContext.defaultParallelism
     parts = args.partitions or cores
-    images = common.read_images_dir(spark, args.dir)  # every pass reads the files again
+    images = image_files.read_images_dir(spark, args.dir)  # every pass reads the files again
     n = images.count()  # listing: fixed overhead, as for plain
     t_listed = time.perf_counter()
     runs = {rt: spark_runtime(spark, args, rt, images, cores, parts) for rt in args.runtimes}

@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmarks import augment
-from imgclf.config import PROJECT_ROOT, safe_name
+from imgclf.settings import PROJECT_ROOT, safe_name
 
 LITE0 = PROJECT_ROOT.parent / "shared" / "models" / "efficientnet_lite0_imagenet_notop.keras"
 NOISE = 0.05
@@ -306,7 +306,7 @@ def spark_master(work: Path, standalone: bool):
         return
     import psutil
 
-    from imgclf.config import Settings
+    from imgclf.settings import Settings
     from imgclf.testing.standalone import StandaloneCluster
 
     code = work / "imgclf-code.zip"

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import requests
 
-from imgclf.config import PROJECT_ROOT, Settings
+from imgclf import spark_conf
+from imgclf.settings import PROJECT_ROOT, Settings
 
 DEFAULT_IMAGES = PROJECT_ROOT.parent / "shared" / "datasets" / "football"
 
@@ -46,20 +47,24 @@ def train(spark, settings: Settings, model: Path, images: Path, runtime: str) ->
     """A champion candidate of ``runtime``, logged with the serving flavor; its version."""
     from pyspark.ml.classification import LogisticRegression
 
-    from imgclf import tracking
-    from spark_tasks import common, serving
-    from spark_tasks.train import make_featurizer
+    from imgclf import registry, tracking
+    from spark_tasks import classification, image_files, serving
+    from spark_tasks.featurizer import make_featurizer
 
     featurizer = make_featurizer(str(model), "avg", "none", 32, runtime)
     files = [str(p) for p in sorted(images.glob("*/*")) if p.is_file()]
-    data = featurizer.transform(common.read_images(spark, files)).cache()
-    indexer = common.fit_label_indexer(data)
-    classifier = common.classifier_pipeline(indexer, LogisticRegression(maxIter=30)).fit(data)
+    data = featurizer.transform(image_files.read_images(spark, files)).cache()
+    indexer = classification.fit_label_indexer(data)
+    classifier = classification.classifier_pipeline(indexer, LogisticRegression(maxIter=30)).fit(
+        data
+    )
     data.unpersist()
     run_id = f"bench_serve_{runtime}"
     info = tracking.start_run(settings, "football_classifier", run_id, {"runtime": runtime})
-    uri = tracking.log_model(settings, run_id, common.full_model(featurizer, classifier), serving)
-    version, same = tracking.register(settings, uri, info["mlflow_run_id"], run_id, {})
+    uri = tracking.log_model(
+        settings, run_id, classification.full_model(featurizer, classifier), serving
+    )
+    version, same = registry.register(settings, uri, info["mlflow_run_id"], run_id, {})
     return str(version or same)
 
 
@@ -220,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pyspark.sql import SparkSession
 
-    from spark_tasks.common import use_this_interpreter_for_workers
+    from spark_tasks.session import use_this_interpreter_for_workers
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     os.environ["IMGCLF_HOME"] = str(tmp / "home")
@@ -231,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         use_this_interpreter_for_workers()
         spark = (
             SparkSession.builder.master("local[2]")
-            .config(map=settings.spark_conf())
+            .config(map=spark_conf.job_conf(settings))
             .config("spark.ui.enabled", "false")
             .getOrCreate()
         )

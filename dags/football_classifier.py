@@ -14,8 +14,10 @@
    test images through its own saved pipeline.
 8. **evidence** (`spark-submit spark_tasks/evidence.py`): what the gated model looks at: exact
    class-evidence maps of test images, face boxes, the face-evidence share (never fails a run).
-9. **promote**: registers the model and makes it the champion (atomically) unless it is worse
-   than the champion by more than `max_regression`; writes the run's report.
+9. **promote**: registers the model in MLflow and moves the `champion` alias to it unless it is
+   worse than the champion by more than `max_regression`.
+10. **record** (a teardown: runs whatever happened before): the run's history line, its report
+    and figures, and the end of its MLflow run.
 
 Runs weekly, and whenever `football_dataset_watch` sees the remote images change (an Asset).
 Everything is written under `IMGCLF_HOME`: `runs/<run_id>/metrics.json` and `report.html`.
@@ -24,6 +26,7 @@ Everything is written under `IMGCLF_HOME`: `runs/<run_id>/metrics.json` and `rep
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from airflow.sdk import (
     DAG,
@@ -37,12 +40,13 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
-from imgclf import config, connections, runs, tasks
+from imgclf import connections, dag_tasks, runs
 from imgclf import params as run_params
 from imgclf.github import DownloadError
 from imgclf.operators import run_job
+from imgclf.settings import DATASET_ASSET, Settings
 
-SETTINGS = config.Settings.from_env()  # environment only: no I/O at parse time
+SETTINGS = Settings.from_env()  # environment only: no I/O at parse time
 # Unpausing waits for the next cron tick. Airflow 3.3's CronTriggerTimetable with catchup=False
 # picks max(latest past tick, first tick >= start_date) and consults run_immediately only when
 # no start_date is set (neither on the DAG nor on a task); run_immediately=False still takes the
@@ -67,7 +71,7 @@ with DAG(
         timetable=CronTriggerTimetable(
             "0 0 * * 0", timezone="UTC", run_immediately=NOT_THE_PAST_TICK
         ),
-        assets=[Asset(config.DATASET_ASSET)],
+        assets=[Asset(DATASET_ASSET)],
     ),
     # No start_date (on purpose): with one, catchup=False schedules the latest past cron tick,
     # so unpausing would start a run at once; see NOT_THE_PAST_TICK.
@@ -97,12 +101,11 @@ with DAG(
     @task(
         retries=1, retry_delay=timedelta(seconds=30), execution_timeout=SETTINGS.timeout("download")
     )
-    def download() -> dict:
-        ctx = get_current_context()
+    def download(checked: dict) -> dict:
         api_url, token = connections.github_endpoint(BaseHook.get_connection)
         try:
-            params = runs.load_params(SETTINGS, ctx["run_id"])
-            return tasks.download(SETTINGS, ctx["run_id"], params, api_url, token)
+            run_id = get_current_context()["run_id"]
+            return dag_tasks.download(SETTINGS, run_id, checked, api_url, token)
         except DownloadError as exc:
             if exc.retryable:  # files that broke off after every attempt: worth one more try
                 raise
@@ -111,21 +114,18 @@ with DAG(
     train = run_job(SETTINGS, "train", "train.py")
 
     @task.branch(retries=0)
-    def choose_branch() -> str:
-        ctx = get_current_context()
-        target = runs.load_params(SETTINGS, ctx["run_id"])["target_accuracy"]
-        tune_needed = tasks.branch(SETTINGS, ctx["run_id"], target)
+    def choose_branch(checked: dict) -> str:
+        run_id = get_current_context()["run_id"]
+        tune_needed = dag_tasks.branch(SETTINGS, run_id, checked["target_accuracy"])
         return "tune" if tune_needed else "gate"
 
     tune = run_job(SETTINGS, "tune", "tune.py")
 
     @task(trigger_rule="none_failed_min_one_success", retries=0)
-    def gate(dataset: dict | None = None) -> dict:
-        ctx = get_current_context()
+    def gate(checked: dict, dataset: dict | None = None) -> dict:
         try:
-            params = runs.load_params(SETTINGS, ctx["run_id"])
-            return tasks.gate(SETTINGS, ctx["run_id"], params, dataset)
-        except tasks.GateFailedError as exc:
+            return dag_tasks.gate(SETTINGS, get_current_context()["run_id"], checked, dataset)
+        except dag_tasks.GateFailedError as exc:
             raise AirflowFailException(str(exc)) from None  # never retried
 
     challenge = run_job(SETTINGS, "challenge", "challenge.py")
@@ -133,22 +133,26 @@ with DAG(
     evidence = run_job(SETTINGS, "evidence", "evidence.py")
 
     @task(retries=1, retry_delay=timedelta(seconds=10))
-    def promote() -> dict:
-        ctx = get_current_context()
-        max_regression = runs.load_params(SETTINGS, ctx["run_id"])["max_regression"]
-        return tasks.promote(SETTINGS, ctx["run_id"], max_regression)
+    def promote(checked: dict) -> dict:
+        run_id = get_current_context()["run_id"]
+        return dag_tasks.promote(SETTINGS, run_id, checked["max_regression"])
 
     @task(retries=0)
     def record() -> dict:
         """The run's history line and report, whatever happened before (a teardown)."""
         return runs.record(SETTINGS, get_current_context()["run_id"])
 
-    checked = validate_params()
-    fetched = download()
-    branch = choose_branch()
-    gated = gate(fetched)  # type: ignore[arg-type]  # an XComArg: the value at run time
+    # The checked params flow from validate_params to the tasks that use them (XCom; the
+    # argument is not called `params`: Airflow reserves that name for the raw ones); the
+    # spark-submit jobs read the same values from runs/<run>/params.json (they cannot read
+    # XCom). Airflow types a task call by its function's parameters; at parse time these are
+    # references (XComArgs) to the values at run time, hence Any.
+    checked: Any = validate_params()
+    fetched: Any = download(checked)
+    branch = choose_branch(checked)
+    gated = gate(checked, fetched)
     checked >> fetched >> train >> branch >> [tune, gated]
-    promoted = promote()
+    promoted = promote(checked)
     tune >> gated >> challenge >> promoted
     gated >> evidence
     # last, whatever the outcome; a teardown, so the run's state stays that of the work

@@ -12,10 +12,11 @@ import pendulum
 from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from imgclf import config, tasks
+from imgclf import dag_tasks
 from imgclf.operators import spark_job
+from imgclf.settings import Settings, safe_name
 
-SETTINGS = config.Settings.from_env()
+SETTINGS = Settings.from_env()
 
 with DAG(
     dag_id="football_classifier_predict",
@@ -55,11 +56,11 @@ with DAG(
         if not images.is_absolute() or not images.is_dir():
             raise AirflowFailException(f"images_dir {str(images)!r} is not an absolute folder")
         try:
-            found = tasks.resolve_version(SETTINGS, params["version"])
+            found = dag_tasks.resolve_version(SETTINGS, params["version"])
         except KeyError as exc:
             raise AirflowFailException(str(exc)) from None
         out = params["out"] or str(
-            SETTINGS.home / "predictions" / f"{config.safe_name(ctx['run_id'])}.csv"
+            SETTINGS.home / "predictions" / f"{safe_name(ctx['run_id'])}.csv"
         )
         return {**found, "out": out}
 

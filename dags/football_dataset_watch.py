@@ -3,7 +3,8 @@
 
 Lists the class folders of the source repository (no downloads: two small API calls) and
 compares the dataset fingerprint (a hash over the class and git blob SHA of every image) with the
-one the champion model was trained on. When they differ it updates the Asset
+dataset of the newest run that got one (not the champion's: a run that failed on new data must
+not be retriggered by every check). When they differ it updates the Asset
 `imgclf://football/dataset`, which triggers `football_classifier`; when they match it is skipped
 and nothing is triggered.
 """
@@ -23,11 +24,12 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from imgclf import config, connections, tasks
+from imgclf import connections, dag_tasks
 from imgclf import params as run_params
 from imgclf.github import DownloadError
+from imgclf.settings import DATASET_ASSET, Settings
 
-SETTINGS = config.Settings.from_env()
+SETTINGS = Settings.from_env()
 WATCHED = ["repo", "ref", "classes"]  # the run parameters that say where the images are
 
 with DAG(
@@ -51,7 +53,7 @@ with DAG(
     },
 ) as dag:
 
-    @task(outlets=[Asset(config.DATASET_ASSET)])
+    @task(outlets=[Asset(DATASET_ASSET)])
     def check_dataset() -> dict:
         ctx = get_current_context()
         api_url, token = connections.github_endpoint(BaseHook.get_connection)
@@ -62,7 +64,7 @@ with DAG(
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from None
         try:
-            result = tasks.dataset_changed(SETTINGS, watched, api_url, token)
+            result = dag_tasks.dataset_changed(SETTINGS, watched, api_url, token)
         except DownloadError as exc:
             if exc.retryable:
                 raise
@@ -71,9 +73,7 @@ with DAG(
             raise AirflowSkipException(
                 f"dataset unchanged ({result['fingerprint'][:12]}): nothing to retrain"
             )
-        ctx["outlet_events"][Asset(config.DATASET_ASSET)].extra = {
-            "fingerprint": result["fingerprint"]
-        }
+        ctx["outlet_events"][Asset(DATASET_ASSET)].extra = {"fingerprint": result["fingerprint"]}
         return result
 
     check_dataset()

@@ -98,7 +98,7 @@ def report_path(dag_id: str, run_id: str) -> str:
 
 
 def _settings():
-    from imgclf.config import Settings  # the DAG's own resolution of IMGCLF_HOME and URLs
+    from imgclf.settings import Settings  # the DAG's own resolution of IMGCLF_HOME and URLs
 
     return Settings.from_env()
 
@@ -153,7 +153,7 @@ def build_report_app():
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.responses import FileResponse
 
-    from imgclf.config import safe_name
+    from imgclf.settings import safe_name
 
     app = FastAPI(title="imgclf run reports", docs_url=None, redoc_url=None, openapi_url=None)
     can_read = requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE)

@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 
-from imgclf import tracking
+from imgclf import registry, tracking
 from imgclf.files import atomic_write_json
 from spark_tasks import serving
 from spark_tasks.job import JobContext, main
@@ -25,18 +25,18 @@ def run(ctx: JobContext, spark=None) -> dict:
     from pyspark.ml.feature import StringIndexerModel
     from pyspark.sql import functions as F
 
-    from spark_tasks import common
+    from spark_tasks import classification, image_files, session
     from spark_tasks.featurizer import DeepImageFeaturizer
 
     started = time.time()
     run_dir = ctx.run_dir
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    spark = spark or common.spark_session(ctx.app_name("challenge"))
+    spark = spark or session.spark_session(ctx.app_name("challenge"))
     # the gated candidate, logged once with MLflow's Spark flavor: what promote registers
     candidate_uri = tracking.log_model(
         ctx.settings, ctx.run_id, PipelineModel.load(metrics["model_path"]), serving
     )
-    champion = tracking.champion(ctx.settings)
+    champion = registry.champion(ctx.settings)
     out: dict = {
         "champion": champion["version"] if champion else None,
         "candidate_accuracy": metrics["accuracy"],
@@ -47,7 +47,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         return out
 
     # the champion's own CNN file (logged with it), wherever the run that made it read one
-    uri = tracking.model_uri(ctx.settings, champion["version"])
+    uri = registry.model_uri(ctx.settings, champion["version"])
     model = serving.load_pipeline(ctx.settings, uri)
     featurizer, classifier = model.stages[0], model.stages[1:]
     indexer = classifier[0]  # the champion's StringIndexerModel
@@ -65,8 +65,8 @@ def run(ctx: JobContext, spark=None) -> dict:
         scored_by, data = PipelineModel(stages=classifier), test
     else:
         paths = [r["path"] for r in test.select("path").collect()]
-        scored_by, data = model, common.read_images(spark, paths)
-    report = common.evaluate(scored_by, data, labels)
+        scored_by, data = model, image_files.read_images(spark, paths)
+    report = classification.evaluate(scored_by, data, labels)
     tags = champion["tags"]
     out.update(
         comparable=True,

@@ -46,10 +46,10 @@ def features_of(df: DataFrame, columns: tuple[str, ...] = ("path", "label", "sha
 def champion_reference(spark: SparkSession, settings: Any, identity: str):
     """The champion's training features when they are comparable (same featurizer, its run's
     dataset still on disk): ``(array or None, a note saying why not)``."""
-    from imgclf import tracking
+    from imgclf import registry
 
     try:
-        champion = tracking.champion(settings)
+        champion = registry.champion(settings)
     except Exception as exc:  # an unreachable registry must not stop the checks
         return None, f"champion not looked up: {type(exc).__name__}"
     if champion is None:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from imgclf.params import add_argument
-from spark_tasks.train import BATCH_SIZE
+from spark_tasks.featurizer import BATCH_SIZE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,9 +65,9 @@ def run(args: argparse.Namespace, spark=None) -> dict:
 
     from imgclf.models import ModelSpec
     from imgclf.split import seeded_subset
-    from spark_tasks import common
+    from spark_tasks import classification, feature_store, image_files, session
     from spark_tasks.face import FACE_FOUND
-    from spark_tasks.train import make_featurizer
+    from spark_tasks.featurizer import make_featurizer
 
     if args.splits < 1:
         raise ValueError(f"--splits {args.splits} must be >= 1")
@@ -76,12 +76,12 @@ def run(args: argparse.Namespace, spark=None) -> dict:
         raise ValueError(f"--miss-faces applies to dlib-face models, not {args.model!r}")
     if not 0.0 <= args.miss_faces <= 1.0:
         raise ValueError(f"--miss-faces {args.miss_faces} must be between 0 and 1")
-    spark = spark or common.spark_session("imgclf-evaluate")
+    spark = spark or session.spark_session("imgclf-evaluate")
     featurizer = make_featurizer(args.model, "avg", "none", args.batch_size, args.runtime)
-    images = common.read_images_dir(spark, args.images)
+    images = image_files.read_images_dir(spark, args.images)
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="imgclf-evaluate-") as tmp:
-        result = common.featurize(
+        result = feature_store.featurize(
             spark, images, featurizer, Path(tmp) / "staged", ("path", "label", "sha256")
         )
         everything = result.good.collect()  # small: the folds below never run the CNN
@@ -98,17 +98,17 @@ def run(args: argparse.Namespace, spark=None) -> dict:
         if missed:
             changed = [_without_face(r) if r["path"] in missed else r for r in everything]
             split_data = spark.createDataFrame(changed, data.schema)
-        split = common.assign_split(spark, split_data, args.test_fraction, seed, folds=2)
+        split = classification.assign_split(spark, split_data, args.test_fraction, seed, folds=2)
         train, test = (
             split.filter(F.col("split") == "train"),
             split.filter(F.col("split") == "test"),
         )
-        indexer = common.fit_label_indexer(train)
+        indexer = classification.fit_label_indexer(train)
         lr = LogisticRegression(
             maxIter=args.max_iter, regParam=args.reg_param, elasticNetParam=args.elastic_net_param
         )
-        model = common.classifier_pipeline(indexer, lr).fit(train)
-        report = common.evaluate(model, test, list(indexer.labels))
+        model = classification.classifier_pipeline(indexer, lr).fit(train)
+        report = classification.evaluate(model, test, list(indexer.labels))
         n_faceless, ok_faceless = _tally(report["predictions"], set(no_face) | missed)
         faceless_tally = [faceless_tally[0] + n_faceless, faceless_tally[1] + ok_faceless]
         rows.append({"seed": seed, "n_train": train.count(), "n_test": report["n"],

@@ -131,7 +131,7 @@ def make_mapper(model: str, pooling: str, preprocessing: str, resize: str, weigh
     def run(batches):
         import pandas as pd
 
-        from spark_tasks.images import decode
+        from spark_tasks.model_input import decode
 
         net = None
         if not spec.is_face:
@@ -207,7 +207,7 @@ def _classifier(model_path: str):
 def compute(ctx: JobContext, spark) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
-    from spark_tasks import common
+    from spark_tasks import feature_store, image_files
 
     run_dir = ctx.run_dir
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -240,9 +240,11 @@ def compute(ctx: JobContext, spark) -> dict[str, Any]:
     if out["kind"] == "none":  # nothing per image to compute (the face share needs a map)
         rows = []
     else:
-        images = common.read_images(spark, sorted(by_path)).select("path", "content")
+        images = image_files.read_images(spark, sorted(by_path)).select("path", "content")
         schema = "path string, error string, face string, logits string, share string, maps string"
-        parts = common.featurize_partitions(spark.sparkContext.defaultParallelism, len(by_path))
+        parts = feature_store.featurize_partitions(
+            spark.sparkContext.defaultParallelism, len(by_path)
+        )
         rows = images.repartition(parts).mapInPandas(mapper, schema).collect()
     # the map's logit against the classifier's own on the stored features: exactness, checked
     stored = (spark.read.parquet(str(run_dir / "dataset.parquet"))
@@ -298,10 +300,10 @@ def compute(ctx: JobContext, spark) -> dict[str, Any]:
 
 
 def run(ctx: JobContext, spark=None) -> dict[str, Any]:
-    from spark_tasks import common
+    from spark_tasks import session
 
     started = time.time()
-    spark = spark or common.spark_session(ctx.app_name("evidence"))
+    spark = spark or session.spark_session(ctx.app_name("evidence"))
     try:
         out = compute(ctx, spark)
     except Exception as exc:  # the evidence is for people: it never fails the run

@@ -2,7 +2,7 @@
 
 One code path from encoded image bytes to feature vectors, called by the featurizer's
 ``predict_batch_udf`` in each Spark Python worker and by the serving model (``spark_tasks.
-serving``) in a process with no Spark at all: decode and orient (``spark_tasks.images``), the
+serving``) in a process with no Spark at all: decode and orient (``spark_tasks.model_input``), the
 model's preprocessing, the CNN through its runtime (TensorFlow, or OpenVINO IR). Nothing here
 imports pyspark.
 """
@@ -10,53 +10,17 @@ imports pyspark.
 from __future__ import annotations
 
 import gc
-import os
-import sys
 from typing import Any
 
 import numpy as np
+
+from spark_tasks.keras_models import configure_tensorflow, load, tf_threads
 
 # Models loaded in this process, by (model, pooling, preprocessing, runtime).
 # predict_batch_udf's own cache is keyed by a fresh UUID per transform() call; this one survives
 # across calls, so a worker (reused by Spark) loads each model once, whatever number of jobs it
 # serves.
 _MODELS: dict[tuple[str, ...], Any] = {}
-
-
-def tf_threads() -> int | None:
-    """TensorFlow threads for this process.
-
-    ``IMGCLF_TF_THREADS`` if set; inside a Spark task, the task's CPUs (``spark.task.cpus``,
-    default 1): an executor runs one Python worker per concurrent task, so TensorFlow's default
-    of one thread per core in every worker oversubscribes the cores (measured: 80 vs 86
-    images/s on 2 cores). Outside Spark ``None``: TensorFlow decides. OpenVINO's
-    ``INFERENCE_NUM_THREADS`` follows the same rule.
-    """
-    raw = os.environ.get("IMGCLF_TF_THREADS", "").strip()
-    if raw:
-        return max(1, int(raw))
-    if "pyspark" not in sys.modules:  # a Spark worker has it; a serving process need not
-        return None
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    return max(1, int(ctx.cpus())) if ctx is not None else None
-
-
-def configure_tensorflow() -> None:
-    from spark_tasks.keras_models import import_keras
-
-    import_keras()  # the first TensorFlow import of this worker: without what it never uses
-    threads = tf_threads()
-    if threads is None:
-        return
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow already initialised in this worker
-        pass
 
 
 def freeze_what_is_loaded() -> None:
@@ -101,8 +65,6 @@ def load_model(
     configure_tensorflow()
     import keras
 
-    from spark_tasks.keras_models import load
-
     loaded = load(model, pooling, preprocessing)
     infer = loaded.model.predict_on_batch
     if keras.backend.backend() == "tensorflow":
@@ -125,7 +87,7 @@ def error_text(exc: BaseException) -> str:
 def features(contents, loaded, infer, resize: str) -> tuple[np.ndarray, np.ndarray]:
     """``(features, errors)`` of a batch of encoded images: one row each, zeros and the reason
     (``error_text``) for an image that does not decode, ``""`` for one that does."""
-    from spark_tasks.images import decode
+    from spark_tasks.model_input import decode
 
     n = len(contents)
     errors = np.full(n, "", dtype=object)
@@ -147,7 +109,7 @@ def face_features(contents, face, cnn, infer, resize: str) -> tuple[np.ndarray, 
     """``features`` for ``dlib-face``: the 129 face features, then (with a fallback ``cnn``)
     that CNN's features of the whole image."""
     from spark_tasks.face import DIM, decode_rgb
-    from spark_tasks.images import decode
+    from spark_tasks.model_input import decode
 
     n = len(contents)
     errors = np.full(n, "", dtype=object)

@@ -85,8 +85,8 @@ def decode_rgb(data: bytes) -> np.ndarray:
     """Encoded bytes -> RGB uint8 array at full resolution (EXIF orientation applied)."""
     from PIL import ImageOps
 
-    from imgclf.images import open_image
-    from spark_tasks.images import to_rgb
+    from imgclf.image_acceptance import open_image
+    from spark_tasks.model_input import to_rgb
 
     with open_image(data) as img:
         img.load()

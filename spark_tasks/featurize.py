@@ -18,7 +18,7 @@ from pathlib import Path
 
 from imgclf.models import PREPROCESSINGS
 from imgclf.params import add_argument
-from spark_tasks.train import BATCH_SIZE, PREPROCESSING
+from spark_tasks.featurizer import BATCH_SIZE, PREPROCESSING
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,18 +37,20 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    from spark_tasks import common
-    from spark_tasks.train import make_featurizer
+    from spark_tasks import feature_store, image_files, session
+    from spark_tasks.featurizer import make_featurizer
 
     started = time.time()
-    spark = spark or common.spark_session("imgclf-featurize")
+    spark = spark or session.spark_session("imgclf-featurize")
     featurizer = make_featurizer(
         args.model, args.pooling, args.preprocessing, args.batch_size, args.runtime
     )
-    images = common.read_images_dir(spark, args.images)
+    images = image_files.read_images_dir(spark, args.images)
     staging = args.out.with_name(args.out.name + ".staging")
     try:
-        result = common.featurize(spark, images, featurizer, staging, ("path", "label", "sha256"))
+        result = feature_store.featurize(
+            spark, images, featurizer, staging, ("path", "label", "sha256")
+        )
         if result.images == 0:
             raise ValueError(f"no image files under {args.images}")
         out_col = featurizer.getOutputCol()

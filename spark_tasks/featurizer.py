@@ -9,12 +9,16 @@ differences:
   Python worker and reused across batches and tasks, never per row;
 - besides the named Keras applications, any ``.keras`` file works (``modelPath``);
 - ``runtime`` runs the CNN in TensorFlow (default) or as OpenVINO IR on the CPU: ``openvino``
-  (f32, features within 1e-4 of TensorFlow's, about 1.5x the throughput) or ``openvino-bf16``
-  (reduced precision, faster again, features off by up to ~0.5); see ``openvino_models``;
+  (f32, features within 1e-4 of TensorFlow's, faster) or ``openvino-bf16`` (reduced
+  precision, faster again, features further from TensorFlow's); see ``openvino_models`` and,
+  for the speeds, ``docs/performance.md``;
 - ``pooling`` chooses ``avg`` (default), ``max`` or ``flatten`` (sparkdl's 131,072 InceptionV3
   features);
 - an undecodable image does not fail the job: ``handleInvalid="skip"`` drops it,
   ``"keep"`` keeps it with a null vector and the reason in ``errorCol``, ``"error"`` fails.
+
+Its length is the pyspark.ml Params idiom (a declared Param, a getter and a setter for each);
+the factory that builds one from a run's settings (``make_featurizer``) closes the module.
 
 Params hold names and paths only, so the Transformer persists with
 ``DefaultParamsWritable``/``DefaultParamsReadable`` and a saved ``PipelineModel`` of featurizer +
@@ -53,10 +57,7 @@ ERROR_COL = "featurizer_error"  # errorCol's default
 # The model cache and loading live in ``spark_tasks.extractor`` (shared with the serving model);
 # these names stay importable from here.
 _MODELS = extractor._MODELS
-tf_threads = extractor.tf_threads
 cached_model = extractor.cached_model
-_configure_tensorflow = extractor.configure_tensorflow
-_freeze_what_is_loaded = extractor.freeze_what_is_loaded
 
 
 def make_predict_fn(
@@ -170,7 +171,7 @@ class DeepImageFeaturizer(
         "runtime",
         f"where the CNN runs, one of {RUNTIMES}: tensorflow (unset means this), openvino (the "
         "same model as OpenVINO IR on the CPU, f32: features within 1e-4 of TensorFlow's) or "
-        "openvino-bf16 (reduced precision: faster, features off by up to ~0.5)",
+        "openvino-bf16 (reduced precision: faster, features further from TensorFlow's)",
     )
 
     @keyword_only
@@ -398,3 +399,39 @@ def _batch_size(value: int) -> int:
     if value < 1:
         raise ValueError(f"batchSize={value} must be >= 1")
     return value
+
+
+# Featurizer settings that are not run parameters (the model file decides its own scaling).
+PREPROCESSING = "none"
+BATCH_SIZE = 32
+
+
+def make_featurizer(
+    model: str | ModelSpec,
+    pooling: str,
+    preprocessing: str,
+    batch_size: int,
+    runtime: str = "tensorflow",
+) -> DeepImageFeaturizer:
+    """A ``DeepImageFeaturizer`` of ``content`` into ``features`` for a model name, file or
+    face model (``ModelSpec``): the one place a featurizer is built from settings."""
+    spec = model if isinstance(model, ModelSpec) else ModelSpec.parse(model)
+    return DeepImageFeaturizer(
+        inputCol="content",
+        outputCol="features",
+        modelName=None if spec.is_file else spec.name,
+        modelPath=spec.name if spec.is_file else None,
+        # "dlib-face+<CNN>": the CNN's features go alongside the face features
+        fallbackModel=str(spec.fallback) if spec.fallback is not None else None,
+        pooling=pooling,
+        preprocessing=preprocessing,
+        batchSize=batch_size,
+        runtime=runtime,  # "tensorflow" is saved as unset: such models load in older code
+    )
+
+
+def run_featurizer(params: dict[str, Any]) -> DeepImageFeaturizer:
+    """The featurizer of a run's validated parameters (the train and tune jobs build the same)."""
+    return make_featurizer(
+        params["model"], params["pooling"], PREPROCESSING, BATCH_SIZE, params["runtime"]
+    )

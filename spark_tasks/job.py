@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imgclf.config import Settings, safe_name
+from imgclf.settings import Settings, safe_name
 
 
 class JobCheckError(RuntimeError):

@@ -21,8 +21,8 @@ import numpy as np
 from imgclf.models import APPLICATIONS, POOLINGS, PREPROCESSINGS, ModelSpec
 
 # Keras imports its scikit-learn wrapper (with scipy.stats) and its matplotlib plotting helper
-# whenever those are installed, and MLflow installs them: in a Spark worker, 0.5-0.7 s of a 2.5 s
-# TensorFlow import (2.2 s of 7.8 s without compiled bytecode), for code never called here.
+# whenever those are installed, and MLflow installs them: a noticeable part of every Spark
+# worker's TensorFlow import, for code never called here.
 OPTIONAL_INTEGRATIONS = ("sklearn", "scipy", "matplotlib")
 
 
@@ -53,6 +53,42 @@ def import_keras():
     finally:
         sys.meta_path.remove(finder)
     return keras
+
+
+def tf_threads() -> int | None:
+    """TensorFlow threads for this process.
+
+    ``IMGCLF_TF_THREADS`` if set; inside a Spark task, the task's CPUs (``spark.task.cpus``,
+    default 1): an executor runs one Python worker per concurrent task, so TensorFlow's default
+    of one thread per core in every worker oversubscribes the cores. Outside Spark (a serving
+    process, which need not have pyspark imported) ``None``: TensorFlow decides. OpenVINO's
+    ``INFERENCE_NUM_THREADS`` follows the same rule.
+    """
+    raw = os.environ.get("IMGCLF_TF_THREADS", "").strip()
+    if raw:
+        return max(1, int(raw))
+    if "pyspark" not in sys.modules:  # a Spark worker has it; a serving process need not
+        return None
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    return max(1, int(ctx.cpus())) if ctx is not None else None
+
+
+def configure_tensorflow() -> None:
+    """Import TensorFlow for this process (``import_keras``) and give it ``tf_threads()``
+    threads: the one thread rule of every runtime (the featurizer, the OpenVINO conversion)."""
+    import_keras()  # the first TensorFlow import of this worker: without what it never uses
+    threads = tf_threads()
+    if threads is None:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already initialised in this worker
+        pass
 
 
 @dataclass

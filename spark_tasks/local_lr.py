@@ -1,9 +1,9 @@
 """Spark ML's binomial ``LogisticRegression`` fit, replayed in NumPy (the tune job's grid).
 
-Why: cross-validating the default grid (16 points x 3 folds) on tuning-sized data costs ~1,900
-Spark jobs, one per L-BFGS step, each ~22 ms of scheduling, closure cleaning and task
-serialization for microseconds of arithmetic (JFR profile in the README). The same fits in
-one process (the tune job runs them in one Spark task) take milliseconds. What
+Why: cross-validating the default grid (16 points x 3 folds) on tuning-sized data costs a Spark
+job per L-BFGS step of every fit, each far more scheduling, closure cleaning and task
+serialization than arithmetic. The same fits in one process (the tune job runs them in one
+Spark task) take a fraction of the time (docs/performance.md). What
 cross-validation needs from each fit is only its predictions on the held-out fold, so the fit
 must be *Spark's*, step for step, not merely a good optimum: the grid holds ``maxIter=15``,
 an unconverged fit whose model depends on the optimizer's path.
@@ -19,11 +19,18 @@ What is replayed (Spark 4 ``LogisticRegression.train``/``trainImpl``, breeze 2.1
 
 Only the order of floating-point sums differs from Spark's, so models agree to ~1e-12, not to
 the bit: ``tests/spark/test_local_lr.py`` compares objective histories and coefficients with
-Spark's on the real features for every grid point, and the tune job re-checks the chosen point
-against Spark's own refit on every run.
+Spark's, on synthetic cases of each kind and on the real 60 images' features for every point of
+the default grid, and the tune job re-checks the chosen point against Spark's own refit on every
+run.
 
 Scope: the defaults the tune job uses (binomial, ``standardization``, ``fitIntercept``, no
-weights, no bounds, ``tol=1e-6``). Anything else is not handled here (``supports``).
+weights, no bounds, ``tol=1e-6``). Anything else is not handled here (``supports``). Fenced to
+the pyspark versions it was checked against (``REPLAYED_PYSPARK``): on any other, ``choose``
+declines and the tune job runs ``CrossValidator``.
+
+Two parts in one file, on purpose: the replay (NumPy, above the marked line) and the tune job's
+interface to it (``choose``, below), so that removing the replay is deleting this file and one
+call in ``tune.py``.
 """
 
 from __future__ import annotations
@@ -31,8 +38,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from spark_tasks.classification import Choice
 
 TOL = 1e-6  # LogisticRegression's default tol
 HISTORY = 10  # Spark passes m=10 to breeze's LBFGS and OWLQN
@@ -453,3 +464,169 @@ def cross_validate(
             closeness = min(closeness, model.closeness(features[held]))
         metrics.append(row)
     return CrossValidation(metrics, closeness)
+
+
+# --- the tune job's interface: cross-validate by replay, checked, or say why not ----------------
+# The tune job calls ``choose`` and runs ``CrossValidator`` on any reason it returns instead:
+# removing the replay is removing this module and that call.
+
+# The pyspark versions whose LogisticRegression (and breeze) this module replays step for step:
+# tests/spark/test_local_lr.py checks the replay against that version's own fits. After an
+# upgrade, run it and add the version if it still passes (CONTRIBUTING.md).
+REPLAYED_PYSPARK = ("4.2.0",)
+
+
+def declined_version(installed: str | None = None) -> str | None:
+    """Why not to replay on this pyspark (``None``: it is one that was checked)."""
+    if installed is None:
+        from importlib.metadata import version
+
+        installed = version("pyspark")
+    if installed in REPLAYED_PYSPARK:
+        return None
+    return (
+        f"pyspark {installed}: local_lr replays the LogisticRegression of pyspark "
+        f"{', '.join(REPLAYED_PYSPARK)} only"
+    )
+
+
+# The replay's bound: rows x features of the training split held as float64 by the one Python
+# worker that replays the grid, with a scaled copy per fold: the bound keeps that worker's
+# memory (outside spark.executor.memory) to a fraction of a GB. A Python error in
+# the task comes back as the reason to decline; a killed worker fails the task, which Spark
+# retries (spark.task.maxFailures) before the job fails and CrossValidator runs.
+REPLAY_MAX_VALUES = 16_000_000
+# The replay of the chosen point against Spark's refit: relative difference of the
+# coefficients. Only the order of float sums differs, so agreement is orders of magnitude
+# tighter than this; a different optimizer path would differ in the second digit.
+REFIT_AGREEMENT = 1e-6
+# ... and how near a held-out row may come to a replayed fit's decision boundary (min |margin|
+# over the size of its terms) before a ~1e-11 difference between the engines could flip it.
+CLOSE_CALL = 1e-8
+
+
+@dataclass(frozen=True)
+class ReplayCV:
+    """The replay's result: ``CrossValidator``'s means, stds and choice (the first best, as its
+    ``argmax``), how near a held-out row came to a decision boundary, and the replay's fit of
+    the chosen point on the whole split (to check against Spark's)."""
+
+    means: list[float]
+    stds: list[float]
+    best: int
+    closeness: float
+    coefficients: list[float]
+    intercept: float
+
+    def disagreement(self, spark_model) -> float:
+        """Relative difference of Spark's fit of the chosen point and the replay of it."""
+        import numpy as np
+
+        ours = np.append(self.coefficients, self.intercept)
+        theirs = np.append(spark_model.coefficients.toArray(), spark_model.intercept)
+        return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-300))
+
+
+_REPLAY_SCHEMA = (
+    "declined string, means array<double>, stds array<double>, best int, closeness double, "
+    "coefficients array<double>, intercept double"
+)
+
+
+def replay_task(num_folds: int, points: list[dict]):
+    """``mapInPandas``'s function over the one partition of the training split: the grid's
+    cross-validation and the chosen point's fit on the whole split, replayed; one row out.
+    Whatever goes wrong comes back as ``declined`` (a bug or an input the replay cannot take),
+    not as a failed task that Spark would retry."""
+
+    def replay(batches):
+        import numpy as np
+        import pandas as pd
+
+        # this module as the worker imports it, by name (the function is shipped by value)
+        from spark_tasks import local_lr
+
+        def row(declined="", means=(), stds=(), best=-1, closeness=0.0, coef=(), icpt=0.0):
+            return pd.DataFrame({
+                "declined": [declined], "means": [list(means)], "stds": [list(stds)],
+                "best": [best], "closeness": [closeness], "coefficients": [list(coef)],
+                "intercept": [icpt],
+            })  # fmt: skip
+
+        try:
+            parts = list(batches)
+            frame = pd.concat(parts) if parts else pd.DataFrame(columns=["x", "y", "fold"])
+            features = np.stack(frame["x"].to_numpy()) if len(frame) else np.zeros((0, 0))
+            labels = frame["y"].to_numpy(dtype=np.float64)
+            folds = frame["fold"].to_numpy()
+            del parts, frame
+            if not local_lr.supports(labels, folds, num_folds):
+                yield row("not two classes in every fold's training part, or folds not 0..k-1")
+                return
+            cv = local_lr.cross_validate(features, labels, folds, num_folds, points)
+            means, stds = np.mean(cv.metrics, axis=0), np.std(cv.metrics, axis=0)  # as CV
+            best = int(np.argmax(means))
+            point = points[best]
+            chosen = local_lr.fit(
+                features, labels, point["regParam"], point["elasticNetParam"], point["maxIter"]
+            )
+            yield row("", means, stds, best, cv.closeness, chosen.coefficients, chosen.intercept)
+        except Exception as exc:
+            yield row(f"the replay failed: {type(exc).__name__}: {exc}"[:2000])
+
+    return replay
+
+
+def replay_cross_validation(data, num_folds: int, points: list[dict]) -> ReplayCV | str:
+    """Cross-validate by replaying the fits in one Spark task over the cached split, or say why
+    not: these fits are not ones ``local_lr`` replays, or the split is too big for one worker."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    from spark_tasks.classification import LABEL_INDEX
+
+    first = data.select("features").head()
+    width = first["features"].size if first is not None else 0
+    count = data.count()
+    if count * width > REPLAY_MAX_VALUES:
+        return f"{count} rows x {width} features is over {REPLAY_MAX_VALUES:,} values"
+    rows = data.select(
+        vector_to_array(F.col("features")).alias("x"),
+        F.col(LABEL_INDEX).alias("y"),
+        F.col("fold"),
+    ).coalesce(1)  # the whole split in one task (cv_data keeps it in one partition already)
+    out = rows.mapInPandas(replay_task(num_folds, points), _REPLAY_SCHEMA).collect()
+    if len(out) != 1:
+        return f"the replay returned {len(out)} results, not 1"
+    r = out[0]
+    if r["declined"]:
+        return str(r["declined"])
+    return ReplayCV(
+        [float(m) for m in r["means"]], [float(s) for s in r["stds"]], int(r["best"]),
+        float(r["closeness"]), [float(c) for c in r["coefficients"]], float(r["intercept"]),
+    )  # fmt: skip
+
+
+def choose(data, lr, grid, points: list[dict], num_folds: int) -> Choice | str:
+    """The replay's choice, checked: Spark ML refits the chosen point and must agree with the
+    replay of it; no held-out row may sit on a fit's decision boundary. Else why not (the
+    caller runs ``CrossValidator``)."""
+    if (other := declined_version()) is not None:
+        return other
+    try:
+        result = replay_cross_validation(data, num_folds, points)
+    except Exception as exc:  # a bug or an input the replay cannot take: Spark's own path
+        return f"the replay failed: {type(exc).__name__}: {exc}"
+    if isinstance(result, str):
+        return result
+    if not result.closeness >= CLOSE_CALL:
+        return f"a held-out row within {result.closeness:.1g} of a fit's decision boundary"
+    model = lr.fit(data, grid[result.best])
+    point = points[result.best]
+    disagreement = result.disagreement(model)
+    if not disagreement <= REFIT_AGREEMENT:
+        return f"the replay of {point} differs from Spark's refit by {disagreement:.2g}"
+    engine = {"engine": "replay", "refit_disagreement": disagreement, "closeness": result.closeness}
+    from spark_tasks.classification import Choice
+
+    return Choice(result.means, result.stds, result.best, model, engine)

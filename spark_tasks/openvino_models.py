@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf.config import Settings
 from imgclf.files import atomic_write_json, fsync_dir, locked
 from imgclf.models import PREPROCESSINGS, ModelSpec
+from imgclf.settings import Settings
 from spark_tasks.keras_models import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -162,12 +162,10 @@ def convert(model: str, pooling: str, preprocessing: str, dest: Path) -> dict:
     """
     global conversions
     ov = _openvino()
-    # the featurizer's thread rule for TensorFlow too (a lazy import: no cycle at load time)
-    from spark_tasks.extractor import configure_tensorflow
-    from spark_tasks.keras_models import load
+    from spark_tasks.keras_models import configure_tensorflow, load
 
     started = time.perf_counter()
-    configure_tensorflow()
+    configure_tensorflow()  # the featurizer's thread rule for TensorFlow too
     loaded = load(model, pooling, preprocessing)
     mode = preprocessing_mode(loaded.preprocess)
     saved = dest / "saved_model"
@@ -316,7 +314,7 @@ def _compile(xml: Path, precision: str, threads: int | None):
     }
     if threads is not None:
         # one Python worker per concurrent Spark task: each gets its task's CPUs, unpinned (the
-        # OS places the workers' threads; measured the same or better than pinning on 2 cores)
+        # OS places the workers' threads: pinning them gained nothing in make bench)
         config["INFERENCE_NUM_THREADS"] = threads
         config["ENABLE_CPU_PINNING"] = False
     return core.compile_model(core.read_model(str(xml)), "CPU", config)

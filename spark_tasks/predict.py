@@ -35,13 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, spark=None) -> dict:
     from pyspark.ml import PipelineModel
 
-    from spark_tasks import common
+    from spark_tasks import classification, feature_store, image_files, session
     from spark_tasks.featurizer import DeepImageFeaturizer
 
     started = time.time()
-    spark = spark or common.spark_session("imgclf-predict")
+    spark = spark or session.spark_session("imgclf-predict")
     if "://" in args.model_uri or args.model_uri.startswith("models:/"):
-        from imgclf.config import Settings
+        from imgclf.settings import Settings
         from spark_tasks import serving
 
         # with the CNN file logged beside it, not the one its run read (moved, other host)
@@ -51,18 +51,18 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     featurizer = model.stages[0]
     if not isinstance(featurizer, DeepImageFeaturizer):
         raise ValueError(f"{args.model_uri} does not start with a DeepImageFeaturizer")
-    images = common.read_images_dir(spark, args.images).drop("label")
+    images = image_files.read_images_dir(spark, args.images).drop("label")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     staging = args.out.with_name(args.out.name + ".staging")
     try:  # featurize once, then classify the decodable rows and list the others
-        result = common.featurize(spark, images, featurizer, staging)
+        result = feature_store.featurize(spark, images, featurizer, staging)
         n, bad = result.images, result.failed
         if n == 0:
             raise ValueError(f"no image files under {args.images}")
         good = PipelineModel(stages=model.stages[1:]).transform(result.good)
         scored = {
-            r["path"]: (r[common.PREDICTED], float(max(r["probability"])))
-            for r in good.select("path", common.PREDICTED, "probability").collect()
+            r["path"]: (r[classification.PREDICTED], float(max(r["probability"])))
+            for r in good.select("path", classification.PREDICTED, "probability").collect()
         }
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -131,8 +131,7 @@ def _save_cnn(spec: Any, pooling: str, preprocessing: str, dest: Path) -> tuple[
         return src.name, preprocessing
     # a keras.applications model: its ImageNet weights came from the Keras cache of this host;
     # the pooled network is saved whole, and its preprocess_input named as a numpy mode
-    from spark_tasks.extractor import configure_tensorflow
-    from spark_tasks.keras_models import load
+    from spark_tasks.keras_models import configure_tensorflow, load
     from spark_tasks.openvino_models import preprocessing_mode
 
     configure_tensorflow()
@@ -314,8 +313,8 @@ class ServingModel:
     """The pyfunc: encoded images in, ``class`` and ``probabilities`` (class -> p) out.
 
     ``predict`` returns one row per input with ``error`` empty, or the reason an image was
-    refused (the pipeline's rule, ``imgclf.images``) and no class. ``predict_bytes`` is the
-    single-image form, raising ``ImageRejectedError``.
+    refused (the pipeline's rule, ``imgclf.image_acceptance``) and no class. ``predict_bytes`` is
+    the single-image form, raising ``ImageRejectedError``.
     """
 
     def __init__(self, folder: Path):
@@ -374,7 +373,7 @@ class ServingModel:
 
     def predict_bytes(self, data: bytes) -> dict[str, Any]:
         """The prediction of one image; ``ImageRejectedError`` (with the reason) if refused."""
-        from imgclf.images import ImageRejectedError, verify_image
+        from imgclf.image_acceptance import ImageRejectedError, verify_image
 
         (result,) = self.score([data])
         if result["error"]:

@@ -14,50 +14,29 @@ import sys
 
 from spark_tasks.job import JobContext, Phases, main
 
-# Featurizer settings that are not run parameters (the model file decides its own scaling).
-PREPROCESSING = "none"
-BATCH_SIZE = 32
-
-
-def make_featurizer(
-    model: str, pooling: str, preprocessing: str, batch_size: int, runtime: str = "tensorflow"
-):
-    from imgclf.models import ModelSpec
-    from spark_tasks.featurizer import DeepImageFeaturizer
-
-    spec = model if isinstance(model, ModelSpec) else ModelSpec.parse(model)
-    return DeepImageFeaturizer(
-        inputCol="content",
-        outputCol="features",
-        modelName=None if spec.is_file else spec.name,
-        modelPath=spec.name if spec.is_file else None,
-        # "dlib-face+<CNN>": the CNN's features go alongside the face features
-        fallbackModel=str(spec.fallback) if spec.fallback is not None else None,
-        pooling=pooling,
-        preprocessing=preprocessing,
-        batchSize=batch_size,
-        runtime=runtime,  # "tensorflow" is saved as unset: such models load in older code
-    )
-
 
 def run(ctx: JobContext, spark=None) -> dict:
     from pyspark.ml.classification import LogisticRegression
     from pyspark.sql import functions as F
 
-    from spark_tasks import common, data_checks
+    from imgclf.files import atomic_write_json
+    from spark_tasks import classification, data_checks, feature_store, image_files, session
+    from spark_tasks.featurizer import run_featurizer
 
     phases = Phases()
     p, settings, run_dir = ctx.params, ctx.settings, ctx.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    spark = spark or common.spark_session(ctx.app_name("train"))
+    spark = spark or session.spark_session(ctx.app_name("train"))
     phases.lap("session")
-    featurizer = make_featurizer(p["model"], p["pooling"], PREPROCESSING, BATCH_SIZE, p["runtime"])
+    featurizer = run_featurizer(p)
     identity = featurizer.identity()
-    files = common.manifest_files(settings.manifest_copy(ctx.run_id), settings.raw_dir)
-    keys = common.image_keys(common.read_images(spark, files))  # hashed once, cached
-    common.check_all_read(files, keys)  # every file of the manifest, or a line naming the rest
+    files = image_files.manifest_files(settings.manifest_copy(ctx.run_id), settings.raw_dir)
+    keys = image_files.image_keys(image_files.read_images(spark, files))  # hashed once, cached
+    image_files.check_all_read(
+        files, keys
+    )  # every file of the manifest, or one line naming the rest
     phases.lap("list_and_hash")
-    store = common.FeatureStore(spark, settings.features_dir, identity)
+    store = feature_store.FeatureStore(spark, settings.features_dir, identity)
     # laps: lookup, list_new, featurize (the CNN pass), store
     result = store.featurize_missing(keys, featurizer, run_dir / "featurized.parquet", phases.lap)
     features = store.load()
@@ -70,25 +49,25 @@ def run(ctx: JobContext, spark=None) -> dict:
     phases.lap("data_checks")
     dataset.write.mode("overwrite").parquet(str(run_dir / "dataset.parquet"))
     # Not cached: each pass (the indexer, the LR's two, the scoring) reads the file again, and
-    # the JVM keeps no copy of the features that grows with the images (at 6,000: 100 MB of
-    # heap; fitting and scoring took 5.3 s without it, 5.4-6.7 s with it).
+    # the JVM keeps no copy of the features that grows with the images (and the fit and the
+    # scoring are no slower for it: docs/performance.md).
     dataset = spark.read.parquet(str(run_dir / "dataset.parquet"))
     phases.lap("split")
 
     train = dataset.filter(F.col("split") == "train")
     test = dataset.filter(F.col("split") == "test")
-    indexer = common.fit_label_indexer(train)
+    indexer = classification.fit_label_indexer(train)
     lr = LogisticRegression(
         maxIter=p["max_iter"], regParam=p["reg_param"], elasticNetParam=p["elastic_net_param"]
     )
-    classifier = common.classifier_pipeline(indexer, lr).fit(train)
-    report = common.evaluate(classifier, test, list(indexer.labels))
+    classifier = classification.classifier_pipeline(indexer, lr).fit(train)
+    report = classification.evaluate(classifier, test, list(indexer.labels))
     phases.lap("fit_and_score")
     model_path = settings.stage_dir(ctx.run_id, "baseline") / "model"
-    common.full_model(featurizer, classifier).write().overwrite().save(str(model_path))
+    classification.full_model(featurizer, classifier).write().overwrite().save(str(model_path))
     counts = {r["split"]: r["count"] for r in dataset.groupBy("split").count().collect()}
-    failed = common.account_for_every_file(len(files), keys, features, result.failed, counts)
-    no_face = common.no_face_paths(dataset, p["model"])
+    failed = image_files.account_for_every_file(len(files), keys, features, result.failed, counts)
+    no_face = classification.no_face_paths(dataset, p["model"])
     phases.lap("save")
     metrics = {
         **report,
@@ -109,7 +88,7 @@ def run(ctx: JobContext, spark=None) -> dict:
         "data_checks": checks["metrics"],
         **phases.timing(),
     }
-    common.write_json(run_dir / "baseline.json", metrics)
+    atomic_write_json(run_dir / "baseline.json", metrics)
     logging.getLogger(__name__).warning(
         "baseline accuracy %.4f on %d test images; %d images featurized",
         report["accuracy"],

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imgclf.config import Settings
+from imgclf import spark_conf
+from imgclf.settings import Settings
 from tests.fixtures_images import make_images, make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,27 @@ def pytest_unconfigure(config):
 # py4j logs "Closing down clientserver connection" from __del__ at interpreter exit, after
 # pytest closed the stream: keep its INFO lines out.
 logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+# What a test needs, said by markers (pyproject.toml) and applied here from where it is and what
+# it uses, so that `-m "not spark"` and `make test-fast` select what they say: tests/spark/ is
+# the Spark tier; elsewhere a test that uses one of these fixtures gets the marker, and a test
+# that starts Spark some other way (spark-submit in a subprocess) marks itself.
+SPARK_FIXTURES = {"spark", "lite0_rows"}
+SHARED_FIXTURES = {"shared", "football", "lite0", "lite0_rows"}
+E2E_MODULES = {"test_dag_e2e.py", "test_dag_standalone.py"}  # whole DAG runs: Spark too
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if item.path.name in E2E_MODULES:
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.spark)
+        if used & SPARK_FIXTURES or item.path.parent.name == "spark":
+            item.add_marker(pytest.mark.spark)
+        if used & SHARED_FIXTURES:
+            item.add_marker(pytest.mark.shared)
 
 
 def shared_dir() -> Path | None:
@@ -77,13 +99,13 @@ def session_dir() -> Path:
 def spark():
     from pyspark.sql import SparkSession
 
-    from spark_tasks.common import use_this_interpreter_for_workers
+    from spark_tasks.session import use_this_interpreter_for_workers
 
     use_this_interpreter_for_workers()  # not left to PATH
     session = (
         SparkSession.builder.master("local[2]")
         .appName("imgclf-tests")
-        .config(map=Settings.from_env().spark_conf())
+        .config(map=spark_conf.job_conf(Settings.from_env()))
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .getOrCreate()
@@ -91,6 +113,18 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def lite0_rows(spark, lite0, football):
+    """The real 60 images' Lite0 features (TensorFlow runtime, as the DAG's default runtime
+    computes them), once for the session: rows of ``path, label, sha256, features``."""
+    from spark_tasks.featurizer import DeepImageFeaturizer
+    from spark_tasks.image_files import read_images_dir
+
+    featurizer = DeepImageFeaturizer(modelPath=str(lite0), batchSize=16)
+    images = read_images_dir(spark, football)
+    return featurizer.transform(images).select("path", "label", "sha256", "features").collect()
 
 
 @pytest.fixture(scope="session")

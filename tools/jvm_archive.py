@@ -4,7 +4,7 @@ run by ``make install``).
 Every job of the pipeline is a short spark-submit, and a fresh Spark driver spends seconds
 loading and verifying the same ~20,000 classes. Java's dynamic CDS (``-XX:ArchiveClassesAtExit``,
 JDK 13+) records the classes one run loaded; later JVMs map them instead
-(``-XX:SharedArchiveFile``, added by ``Settings.driver_java_options()`` once the file exists).
+(``-XX:SharedArchiveFile``, added by ``spark_conf.driver_java_options()`` once the file exists).
 Measured on 2 cores (README, *The JVM class-data archive*): a trivial spark-submit takes 6.1 s
 instead of 8.2 s.
 
@@ -24,7 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from imgclf.config import PROJECT_ROOT, Settings, java_executable
+from imgclf import spark_conf
+from imgclf.settings import PROJECT_ROOT, Settings
+from imgclf.spark_conf import java_executable
 
 EXIT_WAIT_S = 180  # the JVM writes the archive as it exits: ~150 MB, a few seconds
 
@@ -41,7 +43,7 @@ def _workload(spark, workdir: Path) -> None:
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, FloatType
 
-    from spark_tasks import common
+    from spark_tasks import classification, image_files
 
     for label, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
         (workdir / "images" / label).mkdir(parents=True)
@@ -53,22 +55,22 @@ def _workload(spark, workdir: Path) -> None:
 
     features = predict_batch_udf(make_predict, return_type=ArrayType(FloatType()), batch_size=4)
 
-    images = common.read_images_dir(spark, workdir / "images")
+    images = image_files.read_images_dir(spark, workdir / "images")
     df = images.withColumn("features", array_to_vector(features(F.col("content"))))
     df.drop("content").write.parquet(str(workdir / "features.parquet"))
     data = spark.read.parquet(str(workdir / "features.parquet")).withColumn(
         "fold", F.abs(F.hash("path")) % 2
     )
-    indexer = common.fit_label_indexer(data)
+    indexer = classification.fit_label_indexer(data)
     lr = LogisticRegression(maxIter=5)
-    pipeline = common.classifier_pipeline(indexer, lr)
+    pipeline = classification.classifier_pipeline(indexer, lr)
     grid = ParamGridBuilder().addGrid(lr.regParam, [0.0, 0.1]).build()
-    evaluator = MulticlassClassificationEvaluator(labelCol=common.LABEL_INDEX)
+    evaluator = MulticlassClassificationEvaluator(labelCol=classification.LABEL_INDEX)
     cv = CrossValidator(
         estimator=pipeline, estimatorParamMaps=grid, evaluator=evaluator, numFolds=2
     )
     model = cv.setFoldCol("fold").fit(data).bestModel
-    common.evaluate(model, data, indexer.labels)
+    classification.evaluate(model, data, indexer.labels)
     model.write().overwrite().save(str(workdir / "model"))
     PipelineModel.load(str(workdir / "model")).transform(data).count()
 
@@ -85,7 +87,7 @@ def record(out: Path, workload: str = "jobs") -> None:
     """Run the workload in a JVM that dumps its loaded classes to ``out`` when it exits."""
     from pyspark.sql import SparkSession
 
-    common_conf = Settings.from_env().spark_conf()
+    common_conf = spark_conf.job_conf(Settings.from_env())
     common_conf.pop("spark.driver.extraJavaOptions", None)  # never map the archive we replace
     spark = (
         SparkSession.builder.master("local[2]")

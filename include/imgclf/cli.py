@@ -13,7 +13,15 @@ import sys
 import time
 from pathlib import Path
 
-from imgclf import config
+from imgclf import spark_conf
+from imgclf.settings import (
+    DEFAULT_CLASSES,
+    DEFAULT_REF,
+    DEFAULT_REPO,
+    PROJECT_ROOT,
+    Settings,
+    spark_tasks_dir,
+)
 
 
 def _classes(values: list[str] | None) -> dict[str, str]:
@@ -21,7 +29,7 @@ def _classes(values: list[str] | None) -> dict[str, str]:
     from imgclf.params import check_classes
 
     if not values:
-        return dict(config.DEFAULT_CLASSES)
+        return dict(DEFAULT_CLASSES)
     out = {}
     for item in values:
         name, sep, path = item.partition("=")
@@ -46,7 +54,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     from imgclf.github import DownloadError, GitHubClient
 
     classes = _classes(args.classes)
-    settings = config.Settings.from_env()
+    settings = Settings.from_env()
     try:
         api_url, token = endpoint_from_env(dict(os.environ))
         client = GitHubClient.from_settings(settings, args.api_url or api_url, token)
@@ -86,7 +94,7 @@ def cmd_github_stub(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    settings = config.Settings.from_env()
+    settings = Settings.from_env()
     runs = sorted(
         (p for p in settings.runs_dir.glob("*/metrics.json") if p.stat().st_mtime >= args.since),
         key=lambda p: p.stat().st_mtime,
@@ -138,8 +146,8 @@ def cmd_package_code(args: argparse.Namespace) -> int:
     """Zip the project's Python packages for spark-submit --py-files (IMGCLF_PY_FILES)."""
     import zipfile
 
-    roots = {"imgclf": config.PROJECT_ROOT / "include" / "imgclf",
-             "spark_tasks": config.spark_tasks_dir()}  # fmt: skip
+    roots = {"imgclf": PROJECT_ROOT / "include" / "imgclf",
+             "spark_tasks": spark_tasks_dir()}  # fmt: skip
     out = Path(args.out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -193,23 +201,23 @@ def readable_version(v: dict) -> dict:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """The MLflow Model Registry: list, show, promote (move ``champion``), rollback."""
-    from imgclf import tracking
+    from imgclf import registry
 
-    settings = config.Settings.from_env()
+    settings = Settings.from_env()
     try:
         if args.action == "promote":
             if not args.version:
                 raise KeyError("imgclf models promote needs a VERSION")
-            done = tracking.promote(settings, args.version, "promoted by hand (imgclf models)")
+            done = registry.promote(settings, args.version, "promoted by hand (imgclf models)")
             print(f"champion: {done}")
         elif args.action == "rollback":
-            print(f"champion: {tracking.rollback(settings)}")
+            print(f"champion: {registry.rollback(settings)}")
         elif args.action == "show":
-            print(json.dumps(readable_version(tracking.version(settings, args.version or "")),
+            print(json.dumps(readable_version(registry.version(settings, args.version or "")),
                              indent=2))  # fmt: skip
         else:
-            found = tracking.versions(settings)
-            champion = (tracking.champion(settings) or {}).get("version")
+            found = registry.versions(settings)
+            champion = (registry.champion(settings) or {}).get("version")
             for v in found:
                 print(version_line(v, champion))
             if not found:
@@ -223,8 +231,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _spark_env(master: str) -> dict[str, str]:
     env = os.environ.copy()
-    if config.is_local_master(master):  # the UI, RPC and block manager on loopback
-        env.update(config.loopback_env())
+    if spark_conf.is_local_master(master):  # the UI, RPC and block manager on loopback
+        env.update(spark_conf.loopback_env())
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
@@ -232,16 +240,16 @@ def _spark_env(master: str) -> dict[str, str]:
 
 
 def _spark_submit(script: str, master: str) -> list[str]:
-    settings = config.Settings.from_env()
+    settings = Settings.from_env()
     conf = {
-        **settings.spark_conf(master),
+        **spark_conf.job_conf(settings, master),
         "spark.ui.enabled": "false",
     }
     return [
         str(Path(sys.executable).parent / "spark-submit"),
         "--master", master,
         *[arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")],
-        str(config.spark_tasks_dir() / script),
+        str(spark_tasks_dir() / script),
     ]  # fmt: skip
 
 
@@ -259,14 +267,14 @@ def _images_problem(value: str | None) -> str | None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Score a folder with the champion (or --version) through spark-submit."""
-    from imgclf.tasks import resolve_version
+    from imgclf.dag_tasks import resolve_version
 
     if problem := _images_problem(args.images):
         print(f"imgclf predict: {problem}", file=sys.stderr)
         return 2
 
     try:
-        found = resolve_version(config.Settings.from_env(), args.version)
+        found = resolve_version(Settings.from_env(), args.version)
     except KeyError as exc:
         print(f"imgclf predict: {exc.args[0]}", file=sys.stderr)
         return 2
@@ -305,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("download", help="download and verify the class folders from GitHub")
     d.add_argument("--dest", required=True, help="folder for <class>/<file> and manifest.json")
     d.add_argument("--api-url", help="GitHub API base URL (default: github_default / GitHub)")
-    d.add_argument("--repo", default=config.DEFAULT_REPO)
-    d.add_argument("--ref", default=config.DEFAULT_REF)
+    d.add_argument("--repo", default=DEFAULT_REPO)
+    d.add_argument("--ref", default=DEFAULT_REF)
     d.add_argument("--class", dest="classes", action="append", metavar="NAME=PATH")
     d.add_argument("--min-images-per-class", type=int, default=1)
     d.add_argument("--workers", type=int, default=4)
@@ -314,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("github-stub", help="serve a folder like GitHub's API, on 127.0.0.1")
     s.add_argument("--root", required=True, help="folder served as --prefix of the repo")
-    s.add_argument("--repo", default=config.DEFAULT_REPO)
-    s.add_argument("--ref", default=config.DEFAULT_REF)
+    s.add_argument("--repo", default=DEFAULT_REPO)
+    s.add_argument("--ref", default=DEFAULT_REF)
     s.add_argument("--prefix", default="CH13/football")
     s.add_argument("--port", type=int, default=0)
     s.add_argument("--url-file", help="write the base URL here once listening")

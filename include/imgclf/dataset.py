@@ -7,7 +7,7 @@ Layout: ``<dest>`` is a symlink to ``<dest>.snapshots/<id>/``, a complete datase
    listing itself: label conflicts, and ``min_images_per_class`` on what is listed;
 2. stages the new dataset in ``<dest>.snapshots/.staging-*``: files whose blob SHA is unchanged
    are hard-linked from the current snapshot (or a failed sync's leftovers), the others fetched
-   (size-capped, SHA-verified) and checked by the one image rule (``imgclf.images``);
+   (size-capped, SHA-verified) and checked by the one image rule (``imgclf.image_acceptance``);
 3. only when every file passed, writes the manifest (``complete: true``), fsyncs, and swaps the
    ``<dest>`` symlink atomically (``rename(2)``). Files gone upstream are simply not in the new
    snapshot. The previous snapshot is kept for a run that may still read it; older ones go.
@@ -43,7 +43,7 @@ from imgclf.github import (
     git_blob_sha,
     shown,
 )
-from imgclf.images import ImageRejectedError, verify_image
+from imgclf.image_acceptance import ImageRejectedError, verify_image
 
 log = logging.getLogger(__name__)
 

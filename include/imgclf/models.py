@@ -20,8 +20,8 @@ RESIZE_MODES = ("stretch", "pad")  # stretch = whole image to the input size (sp
 # How pixels (RGB, float 0..255) are scaled before a model file; "none": the file does it itself.
 PREPROCESSINGS = ("none", "tf", "torch", "caffe")
 # Where the CNN runs: TensorFlow (Keras 3), or the same model as OpenVINO IR on the CPU, in f32
-# (features within 1e-4 of TensorFlow's) or in the CPU's reduced precision (bf16: about twice as
-# fast again, features off by up to ~0.5; only when chosen).
+# (features within 1e-4 of TensorFlow's) or in the CPU's reduced precision (bf16: faster again,
+# features further from TensorFlow's; only when chosen). Speeds: docs/performance.md.
 RUNTIMES = ("tensorflow", "openvino", "openvino-bf16")
 
 
@@ -170,7 +170,7 @@ KERAS_ARCHIVE_MAX_MEMBERS = 10_000
 
 def max_model_bytes() -> int:
     """``IMGCLF_MAX_MODEL_BYTES`` (``Settings.max_model_bytes``), read where the model is."""
-    from imgclf.config import Settings, _env_int
+    from imgclf.settings import Settings, _env_int
 
     return _env_int("IMGCLF_MAX_MODEL_BYTES", Settings.max_model_bytes)
 

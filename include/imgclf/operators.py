@@ -11,13 +11,8 @@ from datetime import timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from imgclf.config import (
-    Settings,
-    is_local_master,
-    loopback_conf,
-    loopback_env,
-    spark_tasks_dir,
-)
+from imgclf import spark_conf
+from imgclf.settings import Settings, spark_tasks_dir
 
 
 class SparkJobOperator(SparkSubmitOperator):
@@ -26,9 +21,9 @@ class SparkJobOperator(SparkSubmitOperator):
 
     def _get_hook(self):
         hook = super()._get_hook()
-        if is_local_master(hook._connection["master"]):
-            hook._conf = {**loopback_conf(), **hook._conf}  # IMGCLF_SPARK_CONF still wins
-            hook._env_vars = {**loopback_env(), **(hook._env_vars or {})}
+        if spark_conf.is_local_master(hook._connection["master"]):
+            hook._conf = {**spark_conf.loopback_conf(), **hook._conf}  # IMGCLF_SPARK_CONF wins
+            hook._env_vars = {**spark_conf.loopback_env(), **(hook._env_vars or {})}
         return hook
 
 
@@ -47,7 +42,7 @@ def spark_job(
         conn_id="spark_default",
         application=str(spark_tasks_dir() / script),
         name=f"imgclf-{task_id}",
-        conf=settings.spark_conf(),
+        conf=spark_conf.job_conf(settings),
         env_vars={
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "IMGCLF_HOME": str(settings.home),

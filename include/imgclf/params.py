@@ -15,9 +15,16 @@ import argparse
 import re
 from typing import Any
 
-from imgclf import config
 from imgclf.models import APPLICATIONS, FACE_MODELS, POOLINGS, RUNTIMES, check_model
 from imgclf.names import check_spark_name
+from imgclf.settings import (
+    DEFAULT_CLASSES,
+    DEFAULT_GRID,
+    DEFAULT_LR,
+    DEFAULT_MODEL,
+    DEFAULT_REF,
+    DEFAULT_REPO,
+)
 from imgclf.split import holdout_count
 
 _CLASS_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
@@ -37,7 +44,7 @@ CHECK_MODES = ["warn", "fail", "off"]  # imgclf.datachecks.MODES
 
 PROPERTIES: dict[str, dict[str, Any]] = {
     "model": {
-        "type": "string", "minLength": 1, "default": config.DEFAULT_MODEL, "section": MODEL,
+        "type": "string", "minLength": 1, "default": DEFAULT_MODEL, "section": MODEL,
         "title": "Pretrained CNN",
         "description": "A keras.applications name (ImageNet weights), 'dlib-face' (a "
         "face-identity embedding: the right features for telling two players apart; "
@@ -53,25 +60,25 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "type": "string", "enum": list(RUNTIMES), "default": RUNTIMES[0], "section": MODEL,
         "title": "Inference runtime",
         "description": "Where the CNN runs: 'tensorflow'; 'openvino' (the same model as "
-        "OpenVINO IR on the CPU, f32: features within 1e-4 of TensorFlow's, about 1.5x the "
-        "throughput); 'openvino-bf16' (reduced precision: faster again, features off by up to "
-        "~0.5). Each runtime's features are stored apart.",
+        "OpenVINO IR on the CPU, f32: features within 1e-4 of TensorFlow's, faster); "
+        "'openvino-bf16' (reduced precision: faster again, features further from "
+        "TensorFlow's). Each runtime's features are stored apart.",
     },
     "repo": {
         "type": "string", "pattern": r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", "maxLength": 200,
-        "default": config.DEFAULT_REPO, "section": DATA,
+        "default": DEFAULT_REPO, "section": DATA,
         "title": "GitHub repository", "description": "owner/name of the repository.",
     },
     "ref": {
         "type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[^\s\x00-\x1f]+$",
-        "default": config.DEFAULT_REF, "section": DATA,
+        "default": DEFAULT_REF, "section": DATA,
         "title": "Branch, tag or commit", "description": "The git ref to read the folders at.",
     },
     "classes": {
         "type": "object", "minProperties": 2,
         "propertyNames": {"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", "maxLength": 64},
         "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 500},
-        "default": config.DEFAULT_CLASSES, "section": DATA,
+        "default": DEFAULT_CLASSES, "section": DATA,
         "title": "Classes", "description": "Class name -> image folder in the repository.",
     },
     "min_images_per_class": {
@@ -90,15 +97,15 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "title": "Split seed", "description": "Seed of the deterministic stratified split.",
     },
     "max_iter": {
-        **_LR_BOUNDS["max_iter"], "default": config.DEFAULT_LR["max_iter"], "section": LR,
+        **_LR_BOUNDS["max_iter"], "default": DEFAULT_LR["max_iter"], "section": LR,
         "title": "maxIter", "description": "Baseline LogisticRegression maxIter (reference: 30).",
     },
     "reg_param": {
-        **_LR_BOUNDS["reg_param"], "default": config.DEFAULT_LR["reg_param"], "section": LR,
+        **_LR_BOUNDS["reg_param"], "default": DEFAULT_LR["reg_param"], "section": LR,
         "title": "regParam", "description": "Baseline LogisticRegression regParam.",
     },
     "elastic_net_param": {
-        **_LR_BOUNDS["elastic_net_param"], "default": config.DEFAULT_LR["elastic_net_param"],
+        **_LR_BOUNDS["elastic_net_param"], "default": DEFAULT_LR["elastic_net_param"],
         "section": LR, "title": "elasticNetParam",
         "description": "Baseline LogisticRegression elasticNetParam (0 = L2, 1 = L1).",
     },
@@ -108,7 +115,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "description": "A baseline at or above this test accuracy (0..1) skips tuning.",
     },
     "tune_grid": {
-        "type": "object", "default": config.DEFAULT_GRID, "section": TUNING,
+        "type": "object", "default": DEFAULT_GRID, "section": TUNING,
         "title": "Tuning grid",
         "description": "LogisticRegression params searched by cross-validation on the "
         "training split only.",

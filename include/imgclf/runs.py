@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from imgclf.config import PROJECT_ROOT, Settings
 from imgclf.files import atomic_write_json, atomic_write_text
+from imgclf.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +57,6 @@ def reject_params(
         tracking.finish_run(settings, run_id, metrics=None, failure=failure, artifacts=[])
     except Exception:  # a store that is down: the task still fails with the params' reason
         log.exception("could not record the rejected run %s in MLflow", run_id)
-
-
-def load_params(settings: Settings, run_id: str) -> dict[str, Any]:
-    """The run's normalised parameters, as ``save_params`` pinned them."""
-    params = read_json(settings.params_path(run_id))
-    if params is None:
-        raise FileNotFoundError(
-            f"{settings.params_path(run_id)} is missing: the validate_params task writes it first"
-        )
-    return params
 
 
 def record_failure(settings: Settings, run_id: str, task_id: str, error: BaseException) -> Path:
@@ -160,18 +149,3 @@ def record(settings: Settings, run_id: str) -> dict[str, Any]:
 
 def load_params_or_empty(settings: Settings, run_id: str) -> dict[str, Any]:
     return read_json(settings.params_path(run_id)) or {}
-
-
-def code_version() -> str:
-    """The package version and, in a git checkout, the commit."""
-    from imgclf import __version__
-
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
-        commit = out.stdout.strip() if out.returncode == 0 else ""
-    except OSError:
-        commit = ""
-    return f"{__version__}+{commit}" if commit else __version__

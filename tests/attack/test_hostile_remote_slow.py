@@ -150,8 +150,8 @@ def test_the_default_deadlines_end_a_trickle_or_a_stall_within_two_minutes():
     grace; a connection that cannot even be made gives up after the connect timeout and
     urllib3's three retries. And the honest case keeps well clear: a 5 MB file over a
     1 Mbit/s line is never cut, nor the default dataset over a slow line."""
-    from imgclf.config import Settings
     from imgclf.github import Limits
+    from imgclf.settings import Settings
 
     s = Settings.from_env()
     limits = Limits(grace=s.github_grace, min_rate=s.github_min_rate, deadline=s.github_deadline)

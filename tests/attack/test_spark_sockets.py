@@ -18,6 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytestmark = pytest.mark.spark  # a real spark-submit, as the DAG runs it
+
 PROBE = textwrap.dedent("""
     import os, sys, time
     from pyspark.sql import SparkSession
@@ -57,8 +59,8 @@ def _loopback(address: str) -> bool:
 
 @pytest.mark.parametrize("master", ["local[2]"])
 def test_a_local_job_listens_on_loopback_only(tmp_path, monkeypatch, master):
-    from imgclf.config import Settings
     from imgclf.operators import spark_job
+    from imgclf.settings import Settings
 
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "probe.py").write_text(PROBE)

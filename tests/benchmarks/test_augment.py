@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import augment
-from imgclf.images import verify_image
+from imgclf.image_acceptance import verify_image
 from tests.fixtures_images import make_images
 
 

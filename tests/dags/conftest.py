@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from imgclf import tracking
-from imgclf.config import Settings, safe_name
+from imgclf.settings import Settings, safe_name
 
 ROOT = Path(__file__).resolve().parents[2]
 

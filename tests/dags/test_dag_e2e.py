@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclf import cli, tracking
+from imgclf import cli, registry
 from imgclf.testing.github_stub import GitHubStub
 from tests.dags.conftest import artifacts, load_dag, mlflow_run, run_dag, run_dir, settings
 
@@ -70,17 +70,19 @@ def test_real_images_tuned_run_featurizes_60_and_promotes(first_run, real_home):
     assert m["tuned"]["featurized_images"] == 0  # tuning reused the stored features
     assert (m["n_train"], m["n_test"]) == (36, 24)
     assert m["baseline"]["confusion_matrix"] and len(m["baseline"]["labels"]) == 2
-    assert m["tuned"]["params"] in (
-        {"regParam": 0.05, "elasticNetParam": 0.3, "maxIter": 15},
-        {"regParam": 0.5, "elasticNetParam": 0.3, "maxIter": 15},
-    )
+    # The one expected choice: on the real images' Lite0 features the stronger regularisation
+    # wins the 2-fold cross-validation by two held-out images, not by a tie. A
+    # different choice is a change of behaviour (features, split or tuning) to look into.
+    assert m["tuned"]["params"] == {"regParam": 0.5, "elasticNetParam": 0.3, "maxIter": 15}
+    means = sorted(g["mean"] for g in m["tuned"]["cv"]["grid"])
+    assert means[-1] > means[0] and m["tuned"]["cv"]["best_mean"] == means[-1]
     assert len(m["tuned"]["cv"]["grid"]) == 2 and m["tuned"]["cv"]["folds"] == 2
     # the grid was replayed in a Spark task of the spark-submitted job, not CrossValidator
     assert m["tuned"]["cv"]["engine"] == "replay", m["tuned"]["cv"]
     assert m["accuracy"] == m["tuned"]["accuracy"]  # the candidate is the tuned model
     assert m["champion_comparison"]["champion"] is None
     assert m["promoted_version"] == m["registered_version"] == "1"
-    champion = tracking.champion(settings(real_home))
+    champion = registry.champion(settings(real_home))
     assert champion["version"] == "1"  # the alias, in the MLflow Model Registry
     assert float(champion["tags"]["accuracy"]) == pytest.approx(m["accuracy"])
     assert champion["tags"]["dataset_fingerprint"] == m["dataset"]["fingerprint"]
@@ -181,7 +183,7 @@ def _asset_counts():
     from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
-    from imgclf.config import DATASET_ASSET
+    from imgclf.settings import DATASET_ASSET
 
     with create_session() as session:
         events = (

@@ -12,7 +12,7 @@ import pytest
 from tests.dags.conftest import ROOT, load_dag
 
 EXPECTED = {
-    "validate_params": {"download"},
+    "validate_params": {"download", "choose_branch", "gate", "promote"},  # the checked params
     "download": {"train", "gate"},
     "train": {"choose_branch"},
     "choose_branch": {"tune", "gate"},
@@ -49,7 +49,7 @@ def test_structure_is_exact(dag):
 def test_schedule_and_concurrency(dag):
     from airflow.sdk import AssetOrTimeSchedule
 
-    from imgclf.config import DATASET_ASSET
+    from imgclf.settings import DATASET_ASSET
 
     assert isinstance(dag.timetable, AssetOrTimeSchedule)  # weekly, or new data
     assert dag.timetable.timetable.expression == "0 0 * * 0"
@@ -153,6 +153,20 @@ def test_a_value_of_the_wrong_type_is_still_refused_by_the_form(dag):
         dag.params.get_param("seed").resolve("twelve")
 
 
+def test_the_checked_params_flow_to_the_python_tasks_through_xcom(dag):
+    """validate_params returns the checked values; the tasks that need them get them as their
+    argument (nothing re-reads params.json or the raw template), and gate also gets what the
+    download returned."""
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    for task_id in ("download", "choose_branch", "gate", "promote"):
+        first = dag.get_task(task_id).op_args[0]
+        assert isinstance(first, XComArg) and first.operator.task_id == "validate_params"
+    dataset = dag.get_task("gate").op_args[1]
+    assert isinstance(dataset, XComArg) and dataset.operator.task_id == "download"
+    assert "load_params" not in (ROOT / "dags" / "football_classifier.py").read_text()
+
+
 def test_jobs_get_only_the_run_id_and_read_the_pinned_params(dag):
     """The validated, normalised params flow downstream: no job re-reads the raw template."""
     for task_id, script in (
@@ -177,33 +191,26 @@ def _spark(host: str) -> str:
     "connection",
     [_spark("local[*]"), _spark("spark://spark-master:7077"), "spark://localhost:7077", None],
 )
-def test_every_job_submits_with_the_projects_jvm_options_on_any_master(
-    dag, monkeypatch, connection
-):
+def test_every_job_submits_with_the_projects_conf_on_any_master(dag, monkeypatch, connection):
     """What execute() submits with, as the provider's hook resolves the connection when the
-    task runs, whichever master (no connection: yarn): drivers C1 only, bounded direct
-    buffers and the serial collector with its heap sizing; executors the bound alone."""
+    task runs, whichever master (no connection: yarn): the project's conf, unchanged
+    (spark_conf.job_conf). Which JVM options that conf holds is asserted once, in
+    tests/unit/test_spark_conf.py, and by its effect on a JVM in tests/spark."""
+    from imgclf import spark_conf
+    from imgclf.settings import Settings
+
     if connection is None:
         monkeypatch.delenv("AIRFLOW_CONN_SPARK_DEFAULT", raising=False)
     else:
         monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", connection)
+    expected = spark_conf.job_conf(Settings.from_env())
+    assert expected["spark.pyspark.python"] == sys.executable  # the project's interpreter
+    local = connection is not None and "local[" in connection
     for task_id in ("train", "tune", "challenge", "evidence"):
         hook = dag.get_task(task_id)._get_hook()
-        options = hook._conf["spark.driver.extraJavaOptions"].split()
-        assert options[:6] == [
-            "-XX:TieredStopAtLevel=1",
-            "-Djdk.nio.maxCachedBufferSize=262144",
-            "-XX:+UseSerialGC",
-            "-Xms128m",
-            "-XX:MinHeapFreeRatio=20",
-            "-XX:MaxHeapFreeRatio=40",
-        ], options
-        executor = hook._conf["spark.executor.extraJavaOptions"].split()
-        assert executor == ["-Djdk.nio.maxCachedBufferSize=262144"], executor
-        assert hook._conf["spark.pyspark.python"] == sys.executable  # the rest of the conf kept
-        local = connection is not None and "local[" in connection
         # local mode: every socket of the job on loopback (tests/attack/test_spark_sockets.py);
         # on a cluster the executors must reach the driver: its address is the cluster's to say
+        assert hook._conf == ({**spark_conf.loopback_conf(), **expected} if local else expected)
         assert (hook._conf.get("spark.driver.bindAddress") == "127.0.0.1") is local
         assert ((hook._env_vars or {}).get("SPARK_LOCAL_IP") == "127.0.0.1") is local
 
@@ -227,7 +234,7 @@ def test_the_form_is_the_schema_with_titles_and_sections(dag):
 
 
 def test_the_watch_and_predict_dags():
-    from imgclf.config import DATASET_ASSET
+    from imgclf.settings import DATASET_ASSET
 
     watch = load_dag("football_dataset_watch")
     assert [t.task_id for t in watch.tasks] == ["check_dataset"]
@@ -284,7 +291,7 @@ def test_every_task_of_every_dag_has_an_execution_timeout(dag_file, monkeypatch)
     has a bound, from the settings (generous: an honest run never meets it)."""
     import datetime
 
-    from imgclf.config import Settings
+    from imgclf.settings import Settings
 
     dag = load_dag(dag_file.removesuffix(".py"))
     defaults = Settings.from_env()
@@ -303,7 +310,7 @@ def test_every_task_of_every_dag_has_an_execution_timeout(dag_file, monkeypatch)
 def test_the_timeouts_are_settings(monkeypatch):
     import datetime
 
-    from imgclf.config import Settings
+    from imgclf.settings import Settings
 
     monkeypatch.setenv("IMGCLF_SPARK_JOB_TIMEOUT", "7200")
     monkeypatch.setenv("IMGCLF_TASK_TIMEOUT", "900")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imgclf import tracking
-from imgclf.config import safe_name
+from imgclf import registry
+from imgclf.settings import safe_name
 from imgclf.testing.github_stub import GitHubStub
 from imgclf.testing.standalone import StandaloneCluster, get_json
 from tests.dags.conftest import artifacts, mlflow_run, run_dag, run_dir, settings
@@ -74,7 +74,7 @@ def test_a_run_on_the_cluster_that_fails_the_gate_promotes_nothing(
     assert m["accuracy"] == 0.5 and m["passed_gate"] is False
     assert "fails the gate" in m["gate"]["reason"]
     # nothing promoted or even registered; the run is recorded, failed, with its report
-    assert tracking.versions(settings(home)) == [] and tracking.champion(settings(home)) is None
+    assert registry.versions(settings(home)) == [] and registry.champion(settings(home)) is None
     assert "FAILED" in (run_dir(home, m["run_id"]) / "report.html").read_text()
     run = mlflow_run(home, m["run_id"])
     assert run.info.status == "FAILED" and run.data.tags["failed_task"] == "gate"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclf.config import Settings, safe_name
+from imgclf.settings import Settings, safe_name
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE_DAG_ID = "imgclf_links_probe"  # never the real DAG's id: the session DB is shared

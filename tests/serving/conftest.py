@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from imgclf.config import Settings
+from imgclf.settings import Settings
 
 REFRESH = 0.5  # seconds between the server's looks at the alias
 
@@ -40,18 +40,18 @@ class Champion:
 
 
 def spark_predictions(spark, model, files: dict[str, Path]) -> dict[str, tuple[str, list[float]]]:
-    from spark_tasks import common
+    from spark_tasks import classification, image_files
 
     by_path = {str(p.resolve()): name for name, p in files.items()}
     rows = (
-        model.transform(common.read_images(spark, list(by_path)))
-        .select("path", common.PREDICTED, "probability")
+        model.transform(image_files.read_images(spark, list(by_path)))
+        .select("path", classification.PREDICTED, "probability")
         .collect()
     )
     out = {}
     for r in rows:
         path = r["path"].removeprefix("file:")
-        out[by_path[path]] = (r[common.PREDICTED], [float(v) for v in r["probability"]])
+        out[by_path[path]] = (r[classification.PREDICTED], [float(v) for v in r["probability"]])
     return out
 
 
@@ -59,9 +59,9 @@ def train_champion(spark, tmp: Path, football: Path, lite0: Path, seed_store, ru
     from pyspark.ml.classification import LogisticRegression
 
     from benchmarks.augment import make_dataset
-    from imgclf import tracking
-    from spark_tasks import common, serving
-    from spark_tasks.train import make_featurizer
+    from imgclf import registry, tracking
+    from spark_tasks import classification, image_files, serving
+    from spark_tasks.featurizer import make_featurizer
 
     settings = dataclasses.replace(
         Settings.from_env(), home=seed_store(tmp / "home"), tracking_uri="", registry_uri=""
@@ -77,20 +77,22 @@ def train_champion(spark, tmp: Path, football: Path, lite0: Path, seed_store, ru
         if p.name not in {q.name for q in real.values()}
     }
     featurizer = make_featurizer(str(cnn), "avg", "none", 32, runtime)
-    data = featurizer.transform(common.read_images(spark, [str(p) for p in real.values()]))
+    data = featurizer.transform(image_files.read_images(spark, [str(p) for p in real.values()]))
     data = data.cache()
-    indexer = common.fit_label_indexer(data)
-    classifier = common.classifier_pipeline(indexer, LogisticRegression(maxIter=30)).fit(data)
-    model = common.full_model(featurizer, classifier)
+    indexer = classification.fit_label_indexer(data)
+    classifier = classification.classifier_pipeline(indexer, LogisticRegression(maxIter=30)).fit(
+        data
+    )
+    model = classification.full_model(featurizer, classifier)
     images = {**real, **augmented}
     predictions = spark_predictions(spark, model, images)
     data.unpersist()
     run_id = f"serving_{runtime}"
     info = tracking.start_run(settings, "football_classifier", run_id, {"runtime": runtime})
     uri = tracking.log_model(settings, run_id, model, serving)
-    version, _ = tracking.register(settings, uri, info["mlflow_run_id"], run_id, {})
+    version, _ = registry.register(settings, uri, info["mlflow_run_id"], run_id, {})
     assert version is not None
-    tracking.promote(settings, version, "serving tests")
+    registry.promote(settings, version, "serving tests")
     cnn.unlink()
     return Champion(
         settings, version, info["mlflow_run_id"], uri, runtime, images, predictions,

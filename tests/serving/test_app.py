@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from imgclf import tracking
+from imgclf import registry
 from tests.serving.conftest import vm_hwm_kb
 
 pytestmark = [pytest.mark.spark, pytest.mark.shared]
@@ -156,8 +156,8 @@ def test_a_thousand_garbage_requests_leave_it_answering_with_bounded_memory(cham
 
 def test_a_promotion_and_a_rollback_are_served_without_a_restart(champion, server):
     settings, url = champion.settings, server["url"]
-    source = tracking.champion(settings)["source"]
-    second, _ = tracking.register(settings, source, champion.mlflow_run_id, "second", {})
+    source = registry.champion(settings)["source"]
+    second, _ = registry.register(settings, source, champion.mlflow_run_id, "second", {})
     assert second is not None
 
     def served_after(version: str) -> float:
@@ -170,8 +170,8 @@ def test_a_promotion_and_a_rollback_are_served_without_a_restart(champion, serve
             time.sleep(0.05)
         raise AssertionError(f"version {version} not served within 30 s")
 
-    tracking.promote(settings, second, "test: promote")
+    registry.promote(settings, second, "test: promote")
     assert served_after(second) < 30
-    tracking.rollback(settings)
+    registry.rollback(settings)
     assert served_after(champion.version) < 30
     assert server["proc"].poll() is None

@@ -108,19 +108,20 @@ def test_the_logged_model_carries_both_flavors_its_cnn_and_what_it_needs(champio
 
 
 def test_the_spark_flavor_reads_the_cnn_logged_with_it_not_the_deleted_one(champion, spark):
-    from spark_tasks import common, serving
+    from spark_tasks import classification, image_files, serving
 
     assert not champion.cnn_copy.exists()
     model = serving.load_pipeline(champion.settings, "models:/football_classifier@champion")
     path = model.stages[0].getModelPath()
     assert path.startswith(str(champion.settings.cache_dir / "models")) and Path(path).is_file()
     names = ["messi/messi1.jpeg", "ronaldo/ronaldo1.jpeg"]
-    rows = model.transform(common.read_images(spark, [str(champion.images[n]) for n in names]))
+    rows = model.transform(image_files.read_images(spark, [str(champion.images[n]) for n in names]))
+    scored = rows.select("path", classification.PREDICTED, "probability").collect()
     got = {r["path"].rsplit("/", 2)[-2] + "/" + r["path"].rsplit("/", 1)[-1]: r
-           for r in rows.select("path", common.PREDICTED, "probability").collect()}  # fmt: skip
+           for r in scored}  # fmt: skip
     for name in names:
         want_class, want = champion.spark[name]
-        assert got[name][common.PREDICTED] == want_class
+        assert got[name][classification.PREDICTED] == want_class
         assert np.allclose(list(got[name]["probability"]), want, rtol=0, atol=TOLERANCE)
     again = serving.load_pipeline(champion.settings, "models:/football_classifier@champion")
     assert again.stages[0].getModelPath() == path  # downloaded once

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.spark
 
 
 def test_the_maps_mean_plus_the_intercept_is_the_logit(tiny_model):
-    from spark_tasks.images import decode
+    from spark_tasks.model_input import decode
     from tests.fixtures_images import make_images
 
     loaded, spatial = evidence.spatial_model(str(tiny_model), "avg", "none")

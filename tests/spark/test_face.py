@@ -86,7 +86,7 @@ def test_dlib_face_in_a_saved_pipeline(spark, tmp_path):
 def test_parity_with_dlib_called_directly_and_detector_use(spark, football):
     import dlib
 
-    from spark_tasks.common import read_images_dir
+    from spark_tasks.image_files import read_images_dir
 
     files = sorted(football.rglob("*.jp*g"))
     rows = DeepImageFeaturizer(modelName="dlib-face").transform(read_images_dir(spark, football))

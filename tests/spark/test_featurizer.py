@@ -37,7 +37,7 @@ def plain_keras_features(model_path, files, pooling="avg"):
 
 
 def _rows(spark, folder):
-    from spark_tasks.common import read_images_dir
+    from spark_tasks.image_files import read_images_dir
 
     return read_images_dir(spark, folder)
 
@@ -235,9 +235,8 @@ def test_corrupt_images_are_dropped_or_kept_with_the_reason(spark, tiny_model, i
 
 
 @pytest.mark.shared
-def test_lite0_features_match_plain_keras_on_the_real_images(spark, lite0, football):
-    f = DeepImageFeaturizer(modelPath=str(lite0), batchSize=16)
-    rows = f.transform(_rows(spark, football)).select("path", "label", "features").collect()
+def test_lite0_features_match_plain_keras_on_the_real_images(lite0_rows, lite0):
+    rows = lite0_rows  # DeepImageFeaturizer(modelPath=lite0, batchSize=16) on ../shared
     assert len(rows) == 60
     assert {r["label"] for r in rows} == {"messi", "ronaldo"}
     got = {r["path"]: r["features"].toArray() for r in rows}

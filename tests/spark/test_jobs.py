@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from imgclf import runs, tasks, tracking
-from imgclf.config import Settings
+from imgclf import dag_tasks, registry, runs, tracking
 from imgclf.files import atomic_write_json
-from spark_tasks import challenge, train, tune
+from imgclf.settings import Settings
+from spark_tasks import challenge, local_lr, train, tune
 from spark_tasks.job import JobContext, context
 from tests.fixtures_images import make_images
 
@@ -73,13 +73,13 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
     """Both engines against the plain reference: CrossValidator over the whole Pipeline, one
     fit at a time, on the split as the train job wrote it. Same folds, same seed: same scores,
     same choice, whether the fits were replayed (local_lr, in one Spark task) or ran as Spark
-    jobs (the fallback, here forced by a replay that "disagrees" with Spark's refit)."""
+    jobs (the fallback, here forced by the replay's fence: "another" pyspark)."""
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
     from pyspark.sql import functions as F
 
-    from spark_tasks import common
+    from spark_tasks import classification
 
     grid_values = {"reg_param": [0.0, 0.5], "elastic_net_param": [0.0, 0.5], "max_iter": [3, 20]}
     ctx = start(home, "r3", tiny_model, tune_grid=grid_values)
@@ -95,10 +95,10 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
     assert (cv["folds"], cv["metric"], len(cv["grid"])) == (2, "accuracy", 8)
     assert cv["engine"] == "replay" and cv["refit_disagreement"] < 1e-9 and cv["closeness"] > 1e-8
     assert fast["cv"]["best_mean"] == max(g["mean"] for g in fast["cv"]["grid"])
-    monkeypatch.setattr(tune, "REFIT_AGREEMENT", -1.0)  # no replay agrees: CrossValidator
+    monkeypatch.setattr(local_lr, "REPLAYED_PYSPARK", ("0.0.0",))  # another pyspark: no replay
     jobs = tune.run(ctx, spark)
     assert jobs["cv"]["engine"] == "spark"
-    assert "differs from Spark's refit" in jobs["cv"]["replay_declined"]
+    assert "replays the LogisticRegression of pyspark 0.0.0" in jobs["cv"]["replay_declined"]
     assert tune.cv_parallelism(2, 8) == 8 and tune.cv_parallelism(2, 48) == 8  # 4 per core
 
     data = spark.read.parquet(str(ctx.run_dir / "dataset.parquet"))
@@ -112,10 +112,10 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
         .build()
     )
     reference = CrossValidator(
-        estimator=common.classifier_pipeline(common.fit_label_indexer(split), lr),
+        estimator=classification.classifier_pipeline(classification.fit_label_indexer(split), lr),
         estimatorParamMaps=grid,
         evaluator=MulticlassClassificationEvaluator(
-            labelCol=common.LABEL_INDEX, metricName="accuracy"
+            labelCol=classification.LABEL_INDEX, metricName="accuracy"
         ),
         numFolds=2, foldCol="fold", seed=ctx.params["seed"], parallelism=1,
     ).fit(split)  # fmt: skip
@@ -124,51 +124,6 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
         assert [g["mean"] for g in result["cv"]["grid"]] == pytest.approx(reference.avgMetrics)
         assert result["params"] == {p.name: v for p, v in grid[best].items()}
         assert result["accuracy"] == fast["accuracy"]  # the same refit model on the test split
-
-
-def test_the_replay_declines_what_it_does_not_replay(spark, monkeypatch):
-    """Data past the replay's bound, three classes, a fold without a training part, a replay
-    that raises (in the task): no replay result, CrossValidator runs, and the reason is said."""
-    from pyspark.ml.linalg import Vectors
-
-    rows = [(Vectors.dense([float(i), float(i % 3)]), float(i % 3), i % 2) for i in range(12)]
-    data = spark.createDataFrame(rows, ["features", "label_index", "fold"])
-    points = [{"regParam": 0.0, "elasticNetParam": 0.0, "maxIter": 5}]
-    assert "two classes" in tune.replay_cross_validation(data, 2, points)  # labels 0, 1, 2
-    binary = data.withColumn("label_index", (data["label_index"] > 0).cast("double"))
-    from spark_tasks import local_lr
-
-    def on_the_driver(*args, **kwargs):
-        raise AssertionError("the replay ran on the driver")
-
-    # the driver's own copy of the replay is never called: a Python worker replays the grid
-    monkeypatch.setattr(local_lr, "cross_validate", on_the_driver)
-    whole = tune.replay_cross_validation(binary, 2, points)
-    assert isinstance(whole, tune.ReplayCV)
-    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    before = spark.conf.get(key)
-    spark.conf.set(key, "5")  # the split reaches the task in 3 Arrow batches: the same result
-    try:
-        assert tune.replay_cross_validation(binary, 2, points) == whole
-    finally:
-        spark.conf.set(key, before)
-    assert "two classes" in tune.replay_cross_validation(binary, 3, points)  # fold 2 empty
-    monkeypatch.setattr(tune, "CLOSE_CALL", 2.0)  # no row can be that far from a boundary
-    from pyspark.ml.classification import LogisticRegression
-    from pyspark.ml.tuning import ParamGridBuilder
-
-    lr = LogisticRegression(labelCol="label_index")
-    grid = (
-        ParamGridBuilder().addGrid(lr.regParam, [0.0]).addGrid(lr.elasticNetParam, [0.0])
-        .addGrid(lr.maxIter, [5]).build()
-    )  # fmt: skip
-    declined = tune.choose_by_replay(binary, lr, grid, points, 2)
-    assert isinstance(declined, str) and "decision boundary" in declined
-    bad = [{"regParam": "not a number", "elasticNetParam": 0.0, "maxIter": 5}]
-    failed = tune.replay_cross_validation(binary, 2, bad)
-    assert isinstance(failed, str) and failed.startswith("the replay failed: ValueError")
-    monkeypatch.setattr(tune, "REPLAY_MAX_VALUES", 23)  # 12 rows x 2 features = 24
-    assert "over 23 values" in tune.replay_cross_validation(binary, 2, points)
 
 
 @pytest.mark.shared
@@ -197,30 +152,30 @@ def test_challenge_logs_the_candidate_and_scores_the_champion_on_the_same_images
 ):
     ctx = start(home, "r4", tiny_model)
     first = train.run(ctx, spark)
-    tasks.gate(ctx.settings, "r4", ctx.params, {"fingerprint": "f"})
+    dag_tasks.gate(ctx.settings, "r4", ctx.params, {"fingerprint": "f"})
     out = challenge.run(ctx, spark)
     assert out["champion"] is None and out["candidate_accuracy"] == first["accuracy"]
     logged = tracking.load_model(ctx.settings, out["candidate_model_uri"])  # MLflow's Spark flavor
     assert type(logged.stages[0]).__name__ == "DeepImageFeaturizer"
-    assert tasks.promote(ctx.settings, "r4", 0.0)["version"] == "1"
+    assert dag_tasks.promote(ctx.settings, "r4", 0.0)["version"] == "1"
 
     worse = start(home, "r5", tiny_model, reg_param=100, elastic_net_param=1.0, min_accuracy=0)
     m = train.run(worse, spark)
     assert m["accuracy"] == 0.5  # every coefficient zero: one class for all
-    tasks.gate(worse.settings, "r5", worse.params, {"fingerprint": "f"})
+    dag_tasks.gate(worse.settings, "r5", worse.params, {"fingerprint": "f"})
     out = challenge.run(worse, spark)
     assert out["comparable"] and out["reused_features"]  # same featurizer: stored features
     assert out["champion_accuracy"] == first["accuracy"] and out["n_test"] == 4
-    decision = tasks.promote(worse.settings, "r5", 0.0)
+    decision = dag_tasks.promote(worse.settings, "r5", 0.0)
     assert (decision["version"], decision["registered"]) == (None, "2")  # a version, not champion
-    assert tracking.champion(worse.settings)["version"] == "1"
-    assert "not promoted" in tracking.version(worse.settings, "2")["tags"]["challenge_decision"]
+    assert registry.champion(worse.settings)["version"] == "1"
+    assert "not promoted" in registry.version(worse.settings, "2")["tags"]["challenge_decision"]
 
 
 def test_every_featurizer_identity_is_a_feature_store_folder(tiny_model, tmp_path):
     """dlib-face+<CNN> once made a '+' identity that the store refused, mid-run."""
     from imgclf.models import model_identity
-    from spark_tasks.common import FeatureStore
+    from spark_tasks.feature_store import FeatureStore
 
     for model in ("InceptionV3", "dlib-face", f"dlib-face+{tiny_model}", str(tiny_model)):
         for pooling in ("avg", "max", "flatten"):

@@ -78,6 +78,77 @@ def test_the_replay_takes_sparks_steps_and_reaches_sparks_model(
     assert replay.predict(features).tolist() == predicted
 
 
+@pytest.mark.shared
+def test_every_default_grid_point_replays_sparks_fit_on_the_real_features(spark, lite0_rows):
+    """What the tune job replays by default: the default grid's 16 points, on the training split
+    of the real 60 images' CNN features (the default split), each against Spark's own fit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.linalg import Vectors
+
+    from imgclf.params import PROPERTIES
+    from imgclf.split import stratified_split
+
+    default = {name: prop["default"] for name, prop in PROPERTIES.items()}
+    keys = [(r["sha256"], r["label"]) for r in lite0_rows]
+    split = stratified_split(keys, default["test_fraction"], default["seed"], default["cv_folds"])
+    train = {a.key for a in split if a.split == "train"}
+    rows = sorted((r for r in lite0_rows if r["sha256"] in train), key=lambda r: r["path"])
+    labels_seen = sorted({r["label"] for r in rows})  # the label indexer's order: alphabetical
+    features = np.stack([r["features"].toArray() for r in rows])
+    labels = np.array([float(labels_seen.index(r["label"])) for r in rows])
+    assert features.shape == (36, 1280) and labels.sum() == 18
+    df = spark.createDataFrame(
+        [(Vectors.dense(f.tolist()), float(y)) for f, y in zip(features, labels, strict=True)],
+        ["features", "label"],
+    ).cache()
+    tune_grid = default["tune_grid"]
+    grid = [
+        {"regParam": float(r), "elasticNetParam": float(e), "maxIter": int(m)}
+        for r in tune_grid["reg_param"]
+        for e in tune_grid["elastic_net_param"]
+        for m in tune_grid["max_iter"]
+    ]
+    assert len(grid) == 16
+
+    def spark_fit(point):
+        return LogisticRegression(**point).fit(df)
+
+    with ThreadPoolExecutor(4) as pool:  # Spark's fits side by side, as CrossValidator runs them
+        fits = list(pool.map(spark_fit, grid))
+    for point, theirs in zip(grid, fits, strict=True):
+        ours = local_lr.fit(
+            features, labels, point["regParam"], point["elasticNetParam"], point["maxIter"]
+        )
+        history = theirs.summary.objectiveHistory
+        assert len(ours.objective_history) == len(history), point  # the same optimizer states
+        assert ours.objective_history == pytest.approx(history, rel=1e-9, abs=1e-12), point
+        coefficients = theirs.coefficients.toArray()
+        scale = np.abs(coefficients).max()
+        assert np.abs(ours.coefficients - coefficients).max() <= 1e-8 * scale, point
+        assert ours.intercept == pytest.approx(theirs.intercept, rel=1e-8, abs=1e-8 * scale)
+        assert (ours.coefficients == 0).sum() == (coefficients == 0).sum(), point
+        predicted = [r.prediction for r in theirs.transform(df).select("prediction").collect()]
+        assert ours.predict(features).tolist() == predicted, point
+    df.unpersist()
+
+
+def test_the_replay_runs_only_on_the_pyspark_it_replays(monkeypatch):
+    from importlib.metadata import version
+
+    assert version("pyspark") in local_lr.REPLAYED_PYSPARK  # the pinned one was checked
+    assert local_lr.declined_version(local_lr.REPLAYED_PYSPARK[0]) is None
+    reason = local_lr.declined_version("9.9.9")
+    assert reason is not None and "pyspark 9.9.9" in reason
+    monkeypatch.setattr(local_lr, "REPLAYED_PYSPARK", ("0.0.0",))
+    # declined before anything is read or fitted (no data, no estimator)
+    declined = local_lr.choose(None, None, [], [], 3)
+    assert (
+        isinstance(declined, str) and "replays the LogisticRegression of pyspark 0.0.0" in declined
+    )
+
+
 def test_a_cut_off_fit_is_not_the_converged_one(frames):
     """The reason for replaying Spark's path, not just solving the problem: maxIter=15 stops
     far from the optimum, and the model (so the held-out accuracy) depends on the path."""
@@ -109,3 +180,51 @@ def test_closeness_is_the_nearest_margin_over_the_size_of_its_terms():
     assert fit.closeness(rows) == 0.0  # exactly on the boundary
     # a row whose every term is 0 (0/0) is on the boundary too, not ignored
     assert fit.closeness(np.zeros((2, 2))) == 0.0
+
+
+def test_the_replay_declines_what_it_does_not_replay(spark, monkeypatch):
+    """Data past the replay's bound, three classes, a fold without a training part, a replay
+    that raises (in the task): no replay result, CrossValidator runs, and the reason is said."""
+    from pyspark.ml.linalg import Vectors
+
+    rows = [(Vectors.dense([float(i), float(i % 3)]), float(i % 3), i % 2) for i in range(12)]
+    data = spark.createDataFrame(rows, ["features", "label_index", "fold"])
+    points = [{"regParam": 0.0, "elasticNetParam": 0.0, "maxIter": 5}]
+    assert "two classes" in local_lr.replay_cross_validation(data, 2, points)  # labels 0, 1, 2
+    binary = data.withColumn("label_index", (data["label_index"] > 0).cast("double"))
+
+    def on_the_driver(*args, **kwargs):
+        raise AssertionError("the replay ran on the driver")
+
+    # the driver's own copy of the replay is never called: a Python worker replays the grid
+    monkeypatch.setattr(local_lr, "cross_validate", on_the_driver)
+    whole = local_lr.replay_cross_validation(binary, 2, points)
+    assert isinstance(whole, local_lr.ReplayCV)
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "5")  # the split reaches the task in 3 Arrow batches: the same result
+    try:
+        assert local_lr.replay_cross_validation(binary, 2, points) == whole
+    finally:
+        spark.conf.set(key, before)
+    assert "two classes" in local_lr.replay_cross_validation(binary, 3, points)  # fold 2 empty
+    monkeypatch.setattr(local_lr, "CLOSE_CALL", 2.0)  # no row can be that far from a boundary
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.tuning import ParamGridBuilder
+
+    lr = LogisticRegression(labelCol="label_index")
+    grid = (
+        ParamGridBuilder().addGrid(lr.regParam, [0.0]).addGrid(lr.elasticNetParam, [0.0])
+        .addGrid(lr.maxIter, [5]).build()
+    )  # fmt: skip
+    declined = local_lr.choose(binary, lr, grid, points, 2)
+    assert isinstance(declined, str) and "decision boundary" in declined
+    monkeypatch.setattr(local_lr, "CLOSE_CALL", 0.0)
+    monkeypatch.setattr(local_lr, "REFIT_AGREEMENT", -1.0)  # no replay agrees with Spark's refit
+    declined = local_lr.choose(binary, lr, grid, points, 2)
+    assert isinstance(declined, str) and "differs from Spark's refit" in declined
+    bad = [{"regParam": "not a number", "elasticNetParam": 0.0, "maxIter": 5}]
+    failed = local_lr.replay_cross_validation(binary, 2, bad)
+    assert isinstance(failed, str) and failed.startswith("the replay failed: ValueError")
+    monkeypatch.setattr(local_lr, "REPLAY_MAX_VALUES", 23)  # 12 rows x 2 features = 24
+    assert "over 23 values" in local_lr.replay_cross_validation(binary, 2, points)

@@ -71,7 +71,7 @@ def test_the_rule_refuses_what_spark_misreads_and_nothing_else_of_note(named):
 
 def test_every_accepted_name_is_read_from_explicit_paths(spark, named):
     """What train and challenge do: the manifest's paths, given to Spark one by one."""
-    from spark_tasks.common import read_images
+    from spark_tasks.image_files import read_images
 
     _, files, _ = named
     rows = read_images(spark, [str(p) for p in files]).select("path", "label", "sha256").collect()
@@ -82,7 +82,7 @@ def test_every_accepted_name_is_read_from_explicit_paths(spark, named):
 
 def test_every_accepted_name_is_read_from_a_folder(spark, named):
     """What featurize, evaluate and predict do: every image below a folder."""
-    from spark_tasks.common import read_images_dir
+    from spark_tasks.image_files import read_images_dir
 
     root, files, _ = named
     rows = read_images_dir(spark, root).select("path", "label", "sha256").collect()
@@ -93,7 +93,7 @@ def test_every_accepted_name_is_read_from_a_folder(spark, named):
 @pytest.mark.parametrize("name", ["_x.jpg", "[x].jpg", "a:b.jpg"])
 def test_what_the_rule_refuses_spark_would_misread(spark, tmp_path, name):
     """Why the rule exists: without it the file is skipped, or the read fails."""
-    from spark_tasks.common import read_images, read_images_dir
+    from spark_tasks.image_files import read_images, read_images_dir
 
     (tmp_path / "messi").mkdir()
     (tmp_path / "messi" / "ok.jpg").write_bytes(_jpeg())
@@ -119,7 +119,7 @@ def _manifest(tmp_path: Path, paths: list[str]) -> Path:
 
 def test_a_dataset_synced_before_the_rule_fails_the_job_naming_the_file(tmp_path):
     """An older dataset may hold such a name: the train job says which, before Spark reads."""
-    from spark_tasks.common import manifest_files
+    from spark_tasks.image_files import manifest_files
 
     good = _manifest(tmp_path, ["messi/a b.jpg", "ronaldo/x.jpg"])
     assert manifest_files(good, tmp_path) == [str(tmp_path / "messi/a b.jpg"),
@@ -132,7 +132,7 @@ def test_a_dataset_synced_before_the_rule_fails_the_job_naming_the_file(tmp_path
 
 
 def test_a_file_spark_did_not_read_fails_the_job_naming_it(spark, tmp_path):
-    from spark_tasks.common import check_all_read, image_keys, read_images
+    from spark_tasks.image_files import check_all_read, image_keys, read_images
     from spark_tasks.job import JobCheckError
 
     (tmp_path / "messi").mkdir()
@@ -148,7 +148,7 @@ def test_a_file_spark_did_not_read_fails_the_job_naming_it(spark, tmp_path):
 
 
 def test_trained_plus_failed_is_the_manifest_or_the_job_says_so(spark):
-    from spark_tasks.common import account_for_every_file
+    from spark_tasks.image_files import account_for_every_file
     from spark_tasks.job import JobCheckError
 
     keys = spark.createDataFrame(

@@ -14,15 +14,15 @@ pytestmark = pytest.mark.spark
 def test_a_zero_byte_file_gets_a_row_saying_it_is_empty(spark, tiny_model, images, tmp_path):
     from pyspark.ml.classification import LogisticRegression
 
-    from spark_tasks import common, predict
+    from spark_tasks import classification, image_files, predict
     from spark_tasks.featurizer import DeepImageFeaturizer
 
     f = DeepImageFeaturizer(modelPath=str(tiny_model))
-    data = f.transform(common.read_images_dir(spark, images)).cache()
-    classifier = common.classifier_pipeline(
-        common.fit_label_indexer(data), LogisticRegression(maxIter=20)
+    data = f.transform(image_files.read_images_dir(spark, images)).cache()
+    classifier = classification.classifier_pipeline(
+        classification.fit_label_indexer(data), LogisticRegression(maxIter=20)
     ).fit(data)
-    common.full_model(f, classifier).write().overwrite().save(str(tmp_path / "model"))
+    classification.full_model(f, classifier).write().overwrite().save(str(tmp_path / "model"))
     data.unpersist()
     (images / "red" / "empty.jpg").write_bytes(b"")  # beside 12 real images
     out = tmp_path / "p.csv"

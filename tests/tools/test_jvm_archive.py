@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from imgclf.config import PROJECT_ROOT, Settings
+from imgclf import spark_conf
+from imgclf.settings import PROJECT_ROOT, Settings
 from tools import jvm_archive
+
+pytestmark = pytest.mark.spark  # builds and maps the archive with spark-submit
 
 BIN = Path(sys.executable).parent
 
@@ -47,7 +50,7 @@ def test_built_in_place_with_nothing_left_over(built, monkeypatch):
 
 def test_spark_submit_with_the_project_conf_loads_spark_from_it(built, monkeypatch, tmp_path):
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", str(built))
-    conf = Settings.from_env().spark_conf()
+    conf = spark_conf.job_conf(Settings.from_env())
     log = tmp_path / "classes.log"
     conf["spark.driver.extraJavaOptions"] += f" -Xlog:class+load=info:file={log}"
     script = tmp_path / "job.py"

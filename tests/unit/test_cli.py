@@ -159,8 +159,8 @@ def test_models_list_names_each_accuracys_test_set_and_show_reads_as_dates(
 ):
     """v1's accuracy on seed 12 and the champion's on a challenger's seed-7 split are different
     measurements: the list says which test set each figure comes from."""
-    from imgclf import tracking
-    from imgclf.config import Settings
+    from imgclf import registry, tracking
+    from imgclf.settings import Settings
 
     home = seed_mlflow_store(tmp_path / "home")
     monkeypatch.setenv("IMGCLF_HOME", str(home))
@@ -173,12 +173,12 @@ def test_models_list_names_each_accuracys_test_set_and_show_reads_as_dates(
     tracking.client(settings).log_artifacts(rid, str(tmp_path / "model"), "model")
     common = {"dataset_fingerprint": "f" * 64, "test_fraction": "0.4", "n_test": "24"}
     first = {**common, "accuracy": "0.916667", "test_split_seed": "12"}
-    v1, _ = tracking.register(settings, f"runs:/{rid}/model", rid, "k1", first)
-    tracking.promote(settings, v1, "first")
-    tracking.register(settings, f"runs:/{rid}/model", rid, "k2", {
+    v1, _ = registry.register(settings, f"runs:/{rid}/model", rid, "k1", first)
+    registry.promote(settings, v1, "first")
+    registry.register(settings, f"runs:/{rid}/model", rid, "k2", {
         **common, "accuracy": "0.958333", "test_split_seed": "7",
         "challenged_version": "1", "challenged_accuracy": "0.958333"})  # fmt: skip
-    tracking.register(settings, f"runs:/{rid}/model", rid, "k3", {"accuracy": "0.5"})
+    registry.register(settings, f"runs:/{rid}/model", rid, "k3", {"accuracy": "0.5"})
     assert main(["models", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("*    1  accuracy 0.916667 (test split seed 12, fraction 0.4, "

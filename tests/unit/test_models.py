@@ -19,8 +19,6 @@ from imgclf.models import (
     split_face_model,
 )
 
-REAL_MODEL = "/work/shared/models/efficientnet_lite0_imagenet_notop.keras"
-
 
 def keras_archive(path, members=("metadata.json", "config.json", "model.weights.h5")):
     """A zip with the members of a Keras 3 .keras file (content irrelevant to check_model)."""
@@ -304,14 +302,10 @@ def test_a_model_spec_cannot_be_built_inconsistent():
 # --- .keras files: a Keras 3 archive, told from its zip directory alone ----------------------
 
 
-def test_the_real_model_file_is_a_keras_3_archive():
-    import os
-
-    if not os.path.isfile(REAL_MODEL):
-        pytest.skip(f"needs {REAL_MODEL}")
-    with zipfile.ZipFile(REAL_MODEL) as zf:
+def test_the_real_model_file_is_a_keras_3_archive(lite0):
+    with zipfile.ZipFile(lite0) as zf:
         assert {"metadata.json", "config.json", "model.weights.h5"} <= set(zf.namelist())
-    assert check_model(REAL_MODEL) == REAL_MODEL
+    assert check_model(str(lite0)) == str(lite0)
 
 
 def test_an_npz_weights_archive_is_a_keras_3_archive_too(tmp_path):

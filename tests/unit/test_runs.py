@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from imgclf import runs, tasks
-from imgclf.config import Settings
+from imgclf import dag_tasks, runs
 from imgclf.files import atomic_write_json
+from imgclf.settings import Settings
 from imgclf.testing.github_stub import GitHubStub
 
 from .test_report import _metrics
@@ -26,10 +26,12 @@ def test_params_are_validated_once_and_pinned_normalised(settings, tmp_path, mon
     with pytest.raises(ValueError, match="min_accuracy=2"):
         runs.save_params(settings, "r1", {"min_accuracy": 2})
     assert not settings.params_path("r1").exists()
+    from spark_tasks.job import context  # what reads them: the spark-submit jobs
+
     with pytest.raises(FileNotFoundError, match="validate_params"):
-        runs.load_params(settings, "r1")
+        context("r1", settings.home)
     pinned = runs.save_params(settings, "r1", {"model": "dlib-face", "seed": 3})
-    assert runs.load_params(settings, "r1") == pinned
+    assert context("r1", settings.home).params == pinned
     assert pinned["seed"] == 3 and pinned["cv_folds"] == 3  # defaults filled in
 
 
@@ -87,13 +89,13 @@ def test_the_watcher_compares_with_the_newest_run_not_the_champion(settings, tmp
     params = {"repo": "o/r", "ref": "main",
               "classes": {"messi": "data/messi", "ronaldo": "data/ronaldo"}}  # fmt: skip
     with GitHubStub(root, repo="o/r", ref="main", prefix="data") as stub:
-        first = tasks.dataset_changed(settings, params, stub.url, None)
+        first = dag_tasks.dataset_changed(settings, params, stub.url, None)
         assert first["changed"] and first["last_run"] is None  # nothing ever ran
         # a run on that data that failed the gate (so no champion): the data is not new
         atomic_write_json(settings.manifest_copy("r1"), {"fingerprint": first["fingerprint"]})
         runs.record_failure(settings, "r1", "gate", RuntimeError("below min_accuracy"))
         runs.record(settings, "r1")
-        again = tasks.dataset_changed(settings, params, stub.url, None)
+        again = dag_tasks.dataset_changed(settings, params, stub.url, None)
         assert not again["changed"] and again["last_run"] == "r1"
         (root / "ronaldo" / "b.jpg").write_bytes(b"new" * 10)
-        assert tasks.dataset_changed(settings, params, stub.url, None)["changed"]
+        assert dag_tasks.dataset_changed(settings, params, stub.url, None)["changed"]

@@ -42,7 +42,7 @@ from imgclf.github.origins import PUBLIC_API_URL, Origins, is_loopback
 from imgclf.github.transport import BodyOverCapError, Transport
 
 if TYPE_CHECKING:
-    from imgclf.config import Settings
+    from imgclf.settings import Settings
 
 log = logging.getLogger(__name__)
 

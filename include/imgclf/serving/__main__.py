@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     import uvicorn
 
-    from imgclf.config import Settings
     from imgclf.serving.app import create_app
     from imgclf.serving.champion import Champion
+    from imgclf.settings import Settings
 
     settings = Settings.from_env()
     app = create_app(

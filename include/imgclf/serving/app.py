@@ -11,9 +11,10 @@ Routes:
 
 Untrusted input meets one boundary: the body is counted as it arrives and refused past
 ``IMGCLF_MAX_FILE_BYTES`` plus a little multipart framing (413, before it is all read); the
-image goes through the pipeline's own rule (``imgclf.images``: the pixel limit from the header,
-every pixel decodes), so a refusal is a 4xx that says why, and the process goes on serving. At
-most ``max_inflight`` requests are read or scored at once (the rest wait), bounding memory.
+image goes through the pipeline's own rule (``imgclf.image_acceptance``: the pixel limit from
+the header, every pixel decodes), so a refusal is a 4xx that says why, and the process goes on
+serving. At most ``max_inflight`` requests are read or scored at once (the rest wait), bounding
+memory.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from imgclf.images import ImageRejectedError
+from imgclf.image_acceptance import ImageRejectedError
 from imgclf.serving.champion import Champion, NoChampionError
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from imgclf import tracking
-from imgclf.config import Settings
+from imgclf import registry, tracking
+from imgclf.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,8 @@ class Champion:
     def target(self) -> dict[str, Any] | None:
         """The version to serve now, as the registry says (``None``: no champion)."""
         if self.pinned:
-            return tracking.version(self.settings, self.pinned)
-        return tracking.champion(self.settings)
+            return registry.version(self.settings, self.pinned)
+        return registry.champion(self.settings)
 
     def get(self) -> Loaded:
         if self.current is None:

@@ -1,4 +1,4 @@
-"""Decisions between the pipeline's steps: tune or not, pass the gate or not.
+"""Decisions between the pipeline's steps: tune or not, pass the gate or not, promote or not.
 
 Pure functions over the small metric dicts the Spark jobs write; the DAG's tasks call them.
 """

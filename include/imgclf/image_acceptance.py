@@ -22,7 +22,7 @@ class ImageRejectedError(ValueError):
 
 def max_image_pixels() -> int:
     """``IMGCLF_MAX_IMAGE_PIXELS`` (``Settings.max_image_pixels``), read where the image is."""
-    from imgclf.config import Settings, _env_int
+    from imgclf.settings import Settings, _env_int
 
     return _env_int("IMGCLF_MAX_IMAGE_PIXELS", Settings.max_image_pixels)
 

@@ -1,6 +1,7 @@
-"""The work of the DAG's Python tasks, as plain functions (no Airflow import here): the
-download, the branch, the gate, the promotion, the data watcher's check. The run record lives
-in ``runs``, the GitHub connection in ``connections``.
+"""The bodies of the DAGs' Python tasks, as plain functions (no Airflow import here): the
+download, the branch, the gate, the promotion, the data watcher's check. (The spark-submit jobs
+are ``spark_tasks``; the decisions these tasks act on are ``decisions``; the run record is
+``runs``; the GitHub connection is ``connections``.)
 
 Each takes and returns small values (paths, counts, dicts), so the DAG's XComs stay small and
 the same functions run from the ``imgclf`` command line and in unit tests.
@@ -12,11 +13,11 @@ import logging
 import shutil
 from typing import Any
 
-from imgclf import gate as gates
-from imgclf import runs, tracking
-from imgclf.config import Settings
+from imgclf import decisions, registry, runs
 from imgclf.files import atomic_write_json
 from imgclf.runs import read_json
+from imgclf.settings import Settings
+from imgclf.version import code_version
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ def dataset_changed(
 def resolve_version(settings: Settings, version: str) -> dict[str, str]:
     """``champion`` or a version number to its MLflow model URI (KeyError naming what is
     missing): ``models:/<name>@champion`` or ``models:/<name>/<version>``."""
-    found = tracking.version(settings, version)
-    uri = tracking.model_uri(settings, version or tracking.CHAMPION)
+    found = registry.version(settings, version)
+    uri = registry.model_uri(settings, version or registry.CHAMPION)
     return {"version": found["version"], "model_uri": uri}
 
 
@@ -100,7 +101,7 @@ def branch(settings: Settings, run_id: str, target_accuracy: float) -> bool:
     baseline = read_json(settings.run_dir(run_id) / "baseline.json")
     if baseline is None:
         raise FileNotFoundError(f"no baseline metrics for run {run_id}: did the train job run?")
-    tune = gates.needs_tuning(baseline["accuracy"], target_accuracy)
+    tune = decisions.needs_tuning(baseline["accuracy"], target_accuracy)
     log.info(
         "baseline accuracy %.4f %s target %.4f: %s",
         baseline["accuracy"],
@@ -146,7 +147,7 @@ def gate(
     if baseline is None:
         raise FileNotFoundError(f"no baseline metrics in {run_dir}")
     tuned = read_json(run_dir / "tuned.json")
-    decision = gates.decide(baseline, tuned, params["min_accuracy"])
+    decision = decisions.decide(baseline, tuned, params["min_accuracy"])
     chosen = tuned if decision.candidate == "tuned" and tuned is not None else baseline
     metrics = {
         "run_id": run_id,
@@ -203,15 +204,15 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
     if metrics is None or not metrics.get("passed_gate"):
         raise RuntimeError(f"run {run_id} has no passing metrics.json: nothing to promote")
     comparison = read_json(run_dir / "challenge.json")
-    decision = gates.challenge(metrics["accuracy"], comparison, max_regression)
+    decision = decisions.challenge(metrics["accuracy"], comparison, max_regression)
     metrics["champion_comparison"] = {
         **(comparison or {}),
         "max_regression": max_regression,
         "promoted": decision.promote,
         "decision": decision.reason,
     }
-    code = runs.code_version()
-    key = tracking.candidate_key(metrics, code)
+    code = code_version()
+    key = registry.candidate_key(metrics, code)
     mlflow_run = read_json(run_dir / "mlflow.json") or {}
     tags = {
         "airflow_run_id": run_id,
@@ -228,7 +229,7 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
     source = (comparison or {}).get("candidate_model_uri")
     if not source:
         raise RuntimeError(f"run {run_id}: the challenge job logged no candidate model")
-    registered, identical = tracking.register(
+    registered, identical = registry.register(
         settings, source, mlflow_run.get("mlflow_run_id"), key, tags
     )
     version = None
@@ -239,7 +240,7 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
         )
     elif decision.promote:
         assert registered is not None
-        version = tracking.promote(settings, registered, f"run {run_id}: {decision.reason}")
+        version = registry.promote(settings, registered, f"run {run_id}: {decision.reason}")
         outcome = f"version {version} registered and made champion"
     else:
         outcome = f"version {registered} registered; the champion stays"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageOps
 
-from imgclf.images import open_image
+from imgclf.image_acceptance import open_image
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

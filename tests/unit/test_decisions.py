@@ -1,6 +1,6 @@
 import pytest
 
-from imgclf.gate import decide, needs_tuning
+from imgclf.decisions import decide, needs_tuning
 
 
 def test_tuning_only_below_target():
@@ -31,14 +31,14 @@ def test_missing_accuracy_is_an_error():
 
 
 def test_first_passing_model_is_promoted_without_a_champion():
-    from imgclf.gate import challenge
+    from imgclf.decisions import challenge
 
     assert challenge(0.7, None, 0.0).promote
     assert challenge(0.7, {"champion": None}, 0.0).promote
 
 
 def test_challenger_is_compared_both_ways():
-    from imgclf.gate import challenge
+    from imgclf.decisions import challenge
 
     champ = {"champion": "v0003", "champion_accuracy": 0.9}
     better = challenge(0.95, champ, 0.0)
@@ -52,7 +52,7 @@ def test_challenger_is_compared_both_ways():
 
 
 def test_incomparable_champion_does_not_block_a_new_class_set():
-    from imgclf.gate import challenge
+    from imgclf.decisions import challenge
 
     d = challenge(0.8, {"champion": "v0001", "comparable": False, "reason": "classes"}, 0.0)
     assert d.promote and "not comparable" in d.reason

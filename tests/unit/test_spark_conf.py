@@ -1,11 +1,12 @@
+"""imgclf.spark_conf: the conf and JVM options every job runs with, and what overrides them."""
+
 import json
 import sys
 from importlib import metadata
 from pathlib import Path
 
-import pytest
-
-from imgclf.config import PROJECT_ROOT, Settings, safe_name
+from imgclf import spark_conf
+from imgclf.settings import Settings
 
 # Every JVM of a job (drivers and executors): no thread keeps a large temporary direct buffer
 NIO_BOUND = "-Djdk.nio.maxCachedBufferSize=262144"
@@ -17,47 +18,6 @@ SERIAL = ["-XX:+UseSerialGC", "-Xms128m", "-XX:MinHeapFreeRatio=20", "-XX:MaxHea
 DEFAULT_OPTIONS = " ".join([*ALWAYS, *SERIAL])
 
 
-def test_run_ids_become_hadoop_safe_folder_names():
-    assert safe_name("manual__2026-11-27T23:33:27.230092+00:00") == (
-        "manual__2026-11-27T23_33_27.230092_00_00"
-    )
-    assert safe_name("scheduled__a/b") == "scheduled__a_b"
-    for bad in ("", "   ", "::"):
-        with pytest.raises(ValueError, match="run id"):
-            safe_name(bad)
-
-
-def test_defaults_and_env(monkeypatch, tmp_path):
-    monkeypatch.delenv("IMGCLF_HOME", raising=False)
-    assert Settings.from_env().home == PROJECT_ROOT / "var"
-    monkeypatch.setenv("IMGCLF_HOME", str(tmp_path))
-    s = Settings.from_env()
-    assert s.home == tmp_path
-    assert s.run_dir("a:b") == tmp_path / "runs" / "a_b"
-    assert s.manifest_path == tmp_path / "raw" / "manifest.json"
-
-
-def test_bad_env_integer_names_the_variable(monkeypatch):
-    monkeypatch.setenv("IMGCLF_DOWNLOAD_WORKERS", "many")
-    with pytest.raises(ValueError, match="IMGCLF_DOWNLOAD_WORKERS"):
-        Settings.from_env()
-
-
-def test_github_backoff_from_env_reaches_the_client(monkeypatch):
-    from imgclf.github import GitHubClient
-
-    monkeypatch.delenv("IMGCLF_GITHUB_BACKOFF", raising=False)
-    assert Settings.from_env().github_backoff == 0.5
-    monkeypatch.setenv("IMGCLF_GITHUB_BACKOFF", "0.05")
-    monkeypatch.setenv("IMGCLF_MAX_FILE_BYTES", "1234")
-    client = GitHubClient.from_settings(Settings.from_env(), "http://127.0.0.1:1", None)
-    assert (client.backoff, client.max_file_bytes) == (0.05, 1234)
-    for bad in ("soon", "-1", "3600"):
-        monkeypatch.setenv("IMGCLF_GITHUB_BACKOFF", bad)
-        with pytest.raises(ValueError, match="IMGCLF_GITHUB_BACKOFF"):
-            Settings.from_env()
-
-
 def test_jvm_archive_is_used_only_once_it_exists(monkeypatch, tmp_path):
     archive = tmp_path / "spark.jsa"
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", str(archive))
@@ -65,9 +25,9 @@ def test_jvm_archive_is_used_only_once_it_exists(monkeypatch, tmp_path):
     s = Settings.from_env()
     assert s.jvm_archive == archive
     # not built yet: Spark starts as it always did (with the options every job has)
-    assert s.spark_conf()["spark.driver.extraJavaOptions"] == DEFAULT_OPTIONS
+    assert spark_conf.job_conf(s)["spark.driver.extraJavaOptions"] == DEFAULT_OPTIONS
     archive.write_bytes(b"x")
-    opts = Settings.from_env().spark_conf()["spark.driver.extraJavaOptions"].split()
+    opts = spark_conf.job_conf(Settings.from_env())["spark.driver.extraJavaOptions"].split()
     assert opts[: len(ALWAYS + SERIAL) + 1] == [
         *ALWAYS,
         *SERIAL,
@@ -81,14 +41,14 @@ def test_jvm_archive_off_and_user_java_options_kept(monkeypatch, tmp_path):
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", "off")
     s = Settings.from_env()
     assert s.jvm_archive is None
-    conf = s.spark_conf()
+    conf = spark_conf.job_conf(s)
     assert conf["spark.driver.extraJavaOptions"] == f"{DEFAULT_OPTIONS} -Dfoo=1"
     assert conf["spark.executor.memory"] == "2g"
     assert conf["spark.pyspark.python"] == s.python
     archive = tmp_path / "a.jsa"
     archive.write_bytes(b"x")
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", str(archive))
-    opts = Settings.from_env().driver_java_options().split()
+    opts = spark_conf.driver_java_options(Settings.from_env()).split()
     assert opts[len(ALWAYS + SERIAL)] == f"-XX:SharedArchiveFile={archive}"
     assert opts[-1] == "-Dfoo=1"
 
@@ -115,16 +75,20 @@ def test_default_jvm_archive_is_keyed_by_spark_and_java(monkeypatch, tmp_path):
 def test_the_driver_collects_serially_unless_told_otherwise(monkeypatch):
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", "off")
     monkeypatch.delenv("IMGCLF_SPARK_CONF", raising=False)
-    assert Settings.from_env().driver_java_options().split() == [*ALWAYS, *SERIAL]
+    assert spark_conf.driver_java_options(Settings.from_env()).split() == [*ALWAYS, *SERIAL]
     # a collector of the user's replaces ours, and our sizing of the heap for it: two
     # collectors would stop the JVM
     user = {"spark.driver.extraJavaOptions": "-XX:+UseG1GC -Dx=1"}
     monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
-    assert Settings.from_env().driver_java_options().split() == [*ALWAYS, "-XX:+UseG1GC", "-Dx=1"]
+    assert spark_conf.driver_java_options(Settings.from_env()).split() == [
+        *ALWAYS,
+        "-XX:+UseG1GC",
+        "-Dx=1",
+    ]
     # also when it comes in the other option Spark puts on the driver's command line
     user = {"spark.driver.defaultJavaOptions": "-XX:+UseParallelGC"}
     monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
-    assert Settings.from_env().driver_java_options().split() == ALWAYS
+    assert spark_conf.driver_java_options(Settings.from_env()).split() == ALWAYS
 
 
 def test_executors_bound_their_direct_buffers_too_and_keep_the_users_options(monkeypatch):
@@ -132,10 +96,10 @@ def test_executors_bound_their_direct_buffers_too_and_keep_the_users_options(mon
     temporary direct buffers, and nothing else of its options (no collector or heap of ours)."""
     monkeypatch.setenv("IMGCLF_JVM_ARCHIVE", "off")
     monkeypatch.delenv("IMGCLF_SPARK_CONF", raising=False)
-    assert Settings.from_env().spark_conf()["spark.executor.extraJavaOptions"] == NIO_BOUND
+    assert spark_conf.job_conf(Settings.from_env())["spark.executor.extraJavaOptions"] == NIO_BOUND
     user = {"spark.executor.extraJavaOptions": "-XX:+UseG1GC -Dx=1"}
     monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
-    conf = Settings.from_env().spark_conf()
+    conf = spark_conf.job_conf(Settings.from_env())
     assert conf["spark.executor.extraJavaOptions"] == f"{NIO_BOUND} -XX:+UseG1GC -Dx=1"
     assert "-XX:+UseSerialGC" in conf["spark.driver.extraJavaOptions"]  # the driver's own
 
@@ -143,10 +107,10 @@ def test_executors_bound_their_direct_buffers_too_and_keep_the_users_options(mon
 def test_buffers_are_bounded_in_rows_and_bytes_unless_the_user_says_otherwise(monkeypatch):
     """No buffer sized by a partition or a file: read and cached batches in rows, sort pages
     and Parquet row groups in bytes; IMGCLF_SPARK_CONF still wins."""
-    from imgclf.config import BATCH_ROWS, ROW_GROUP_BYTES
+    from imgclf.spark_conf import BATCH_ROWS, ROW_GROUP_BYTES
 
     monkeypatch.delenv("IMGCLF_SPARK_CONF", raising=False)
-    conf = Settings.from_env().spark_conf()
+    conf = spark_conf.job_conf(Settings.from_env())
     assert conf["spark.sql.parquet.columnarReaderBatchSize"] == str(BATCH_ROWS)
     assert conf["spark.sql.inMemoryColumnarStorage.batchSize"] == str(BATCH_ROWS)
     assert conf["spark.buffer.pageSize"] == "1m"
@@ -154,26 +118,6 @@ def test_buffers_are_bounded_in_rows_and_bytes_unless_the_user_says_otherwise(mo
     assert BATCH_ROWS * 2048 * 8 <= 1024 * 1024  # a 2,048-double feature column: <= 1 MB
     user = {"spark.sql.parquet.columnarReaderBatchSize": "4096", "spark.buffer.pageSize": "8m"}
     monkeypatch.setenv("IMGCLF_SPARK_CONF", json.dumps(user))
-    conf = Settings.from_env().spark_conf()
+    conf = spark_conf.job_conf(Settings.from_env())
     assert conf["spark.sql.parquet.columnarReaderBatchSize"] == "4096"
     assert conf["spark.buffer.pageSize"] == "8m"
-
-
-def test_the_remotes_deadlines_come_from_the_environment_within_bounds(monkeypatch):
-    from imgclf.github import GitHubClient
-
-    for var in ("IMGCLF_GITHUB_GRACE", "IMGCLF_GITHUB_MIN_RATE", "IMGCLF_GITHUB_DEADLINE"):
-        monkeypatch.delenv(var, raising=False)
-    s = Settings.from_env()
-    assert (s.github_grace, s.github_min_rate, s.github_deadline) == (30.0, 8192.0, 600.0)
-    monkeypatch.setenv("IMGCLF_GITHUB_GRACE", "2.5")
-    monkeypatch.setenv("IMGCLF_GITHUB_MIN_RATE", "100")
-    monkeypatch.setenv("IMGCLF_GITHUB_DEADLINE", "60")
-    limits = GitHubClient.from_settings(Settings.from_env(), "http://127.0.0.1:1", None).watch
-    assert (limits.limits.grace, limits.limits.min_rate, limits.limits.deadline) == (2.5, 100, 60)
-    for var, bad in (("IMGCLF_GITHUB_GRACE", "0"), ("IMGCLF_GITHUB_MIN_RATE", "fast"),
-                     ("IMGCLF_GITHUB_DEADLINE", "-1")):  # fmt: skip
-        monkeypatch.setenv(var, bad)
-        with pytest.raises(ValueError, match=var):
-            Settings.from_env()
-        monkeypatch.setenv(var, "5")
