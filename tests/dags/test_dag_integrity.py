@@ -299,7 +299,7 @@ def test_every_task_of_every_dag_has_an_execution_timeout(dag_file, monkeypatch)
         timeout = t.execution_timeout
         assert isinstance(timeout, datetime.timedelta), (dag_file, t.task_id)
         assert datetime.timedelta(minutes=10) <= timeout <= datetime.timedelta(days=1), t.task_id
-        if t.task_id in ("train", "tune", "challenge", "predict"):
+        if t.task_id in ("train", "tune", "challenge", "evidence", "predict"):
             assert timeout == defaults.timeout("spark_job"), t.task_id
         elif t.task_id == "download":
             assert timeout == defaults.timeout("download")
