@@ -348,7 +348,7 @@ def _train_app_workers(stack: Stack) -> tuple[str, list[str]]:
     """The newest train job's Spark application, and the worker containers its executors ran in."""
     status, master = http("GET", f"{stack.spark}/json/")
     assert status == 200, master
-    apps = [a for a in master["completedapps"] if a["name"] == "imgclf-train"]
+    apps = [a for a in master["completedapps"] if a["name"].startswith("imgclf-train")]
     assert apps, f"no train application on the master: {master['completedapps']}"
     app = max(apps, key=lambda a: a["starttime"])
     used = []
