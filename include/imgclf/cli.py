@@ -81,7 +81,10 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_github_stub(args: argparse.Namespace) -> int:
     from imgclf.testing.github_stub import GitHubStub
 
-    stub = GitHubStub(args.root, repo=args.repo, ref=args.ref, prefix=args.prefix, port=args.port)
+    stub = GitHubStub(
+        args.root, repo=args.repo, ref=args.ref, prefix=args.prefix, port=args.port,
+        host=args.host, public_url=args.public_url,
+    )  # fmt: skip
     for spec in args.fault or []:
         pattern, _, faults = spec.partition("=")
         stub.add_faults(pattern, faults.split(","))
@@ -326,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ref", default=DEFAULT_REF)
     s.add_argument("--prefix", default="CH13/football")
     s.add_argument("--port", type=int, default=0)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--public-url", default="", help="base URL clients reach it at (with --host)")
     s.add_argument("--url-file", help="write the base URL here once listening")
     s.add_argument(
         "--fault",

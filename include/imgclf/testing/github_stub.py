@@ -14,7 +14,9 @@ matching request, before the path is served normally: ``500``/``502``/``503`` (a
 ``reset`` (the connection dropped mid-body), ``short`` (fewer bytes than Content-Length),
 ``garbage`` (other bytes, same length), ``html`` (an HTML error page with status 200),
 ``ratelimit`` (403, remaining 0, reset in ``ratelimit_reset`` seconds) and ``retry-after``
-(429 with ``Retry-After: 1``). Only 127.0.0.1 is listened on.
+(429 with ``Retry-After: 1``). Only 127.0.0.1 is listened on, unless ``host`` says otherwise
+(the deployment test runs it as a service on its own Docker network: ``public_url`` is then the
+base URL the other containers reach it at, used in the ``download_url`` of every entry).
 """
 
 from __future__ import annotations
@@ -95,6 +97,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _base(self) -> str:
+        public = self.server.public_url  # type: ignore[attr-defined]
+        if public:
+            return public
         host, port = self.server.server_address[:2]  # type: ignore[index,str-unpack]
         return f"http://{host}:{port}"
 
@@ -318,15 +323,20 @@ class GitHubStub:
         ref: str = "master",
         prefix: str = "CH13/football",
         port: int = 0,
+        host: str = "127.0.0.1",
+        public_url: str = "",
     ):
         self.state = StubState(Path(root), repo, ref, prefix.strip("/"))
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.daemon_threads = True
         self._server.state = self.state  # type: ignore[attr-defined]
+        self._server.public_url = public_url.rstrip("/")  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
+        if self._server.public_url:  # type: ignore[attr-defined]
+            return self._server.public_url  # type: ignore[attr-defined]
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
