@@ -14,6 +14,7 @@ manifest (file names, sha256) and the stored CNN features. Pure NumPy, no Spark.
 Each gives metrics (``metrics``: flat numbers for MLflow), findings for the report and, for a
 check whose mode (a run parameter) is ``fail``, a reason to stop before training. Sizes are
 bounded: similarities are computed in blocks and at most ``MAX_PAIRS`` pairs are kept.
+One job in one file, over 400 lines: the checks share one similarity computation.
 """
 
 from __future__ import annotations

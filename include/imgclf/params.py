@@ -7,6 +7,8 @@ command-line options of the same name (``add_argument``). Only what a schema can
 written by hand below: a model file is a Keras archive and a named model's weights can be had,
 the split leaves enough training images for the folds, class names and folders are safe and
 distinct. ``validate`` returns the normalised values, which flow downstream unchanged.
+One job in one file, over 400 lines: the one schema, and the cross-field checks that must sit
+beside it.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class Settings:
     # the downloader, the featurizer and prediction: imgclf.image_acceptance reads it too).
     max_file_bytes: int = 50 * 1024 * 1024
     max_image_pixels: int = 64_000_000
-    # ... and bytes a .keras model file may declare, all members uncompressed (imgclf.models).
+    # ... and bytes a .keras model file may declare, all members uncompressed (imgclf.model_files).
     max_model_bytes: int = 1024**3
     # Seconds a sync waits for another sync of the same destination before giving up.
     sync_lock_wait: float = 600.0

@@ -122,10 +122,10 @@ def test_a_lambda_model_is_one_line_on_the_command_line(lambda_model, tmp_path):
 def test_where_the_jobs_load_it_keras_safe_mode_refuses_in_one_line(lambda_model, monkeypatch):
     """Behind the archive check (switched off here), the executors' loader keeps Keras' safe
     mode on and turns its refusal into one line naming the file."""
-    from imgclf import models
+    from imgclf import model_files
     from spark_tasks import keras_models
 
-    monkeypatch.setattr(models, "_python_code_in", lambda path: None)
+    monkeypatch.setattr(model_files, "_python_code_in", lambda path: None)
     with pytest.raises(ValueError, match="Keras refused to load it") as err:
         keras_models.load(str(lambda_model))
     message = str(err.value)

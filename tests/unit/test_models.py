@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+import imgclf.model_files as model_files
 import imgclf.models as models
 from imgclf.models import (
     APPLICATIONS,
@@ -343,7 +344,7 @@ def test_an_unreadable_keras_file_is_refused(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(models.zipfile, "ZipFile", denied)
+    monkeypatch.setattr(model_files.zipfile, "ZipFile", denied)
     with pytest.raises(ValueError, match=r"model file '.*m\.keras' cannot be read: Permission"):
         check_model(str(path))
 
