@@ -16,6 +16,9 @@ A crash at any point leaves ``<dest>`` pointing at the old snapshot with its man
 new one with its manifest. A failed sync changes nothing under ``<dest>``. One sync at a time per
 destination (an ``flock``). The store's own rules (its layout and manifests, what may be adopted
 or pruned) are ``imgclf.snapshots``.
+
+One job, one file (a little over 400 lines): listing checks, staging, fetching and the swap are
+the steps of one transaction, and each step's failure handling refers to the others' state.
 """
 
 from __future__ import annotations
