@@ -279,22 +279,23 @@ def _attach(conn: HTTPConnection) -> Transfer | None:
     return t
 
 
+def _watched_response(conn: HTTPConnection, getresponse):
+    """``getresponse()`` with the socket under the current transfer's watch until it answers."""
+    t = _attach(conn)
+    response = getresponse()
+    if t is not None:
+        t.answered = True
+    return response
+
+
 class _WatchedHTTPConnection(HTTPConnection):
     def getresponse(self):
-        t = _attach(self)
-        response = super().getresponse()
-        if t is not None:
-            t.answered = True
-        return response
+        return _watched_response(self, super().getresponse)
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
     def getresponse(self):
-        t = _attach(self)
-        response = super().getresponse()
-        if t is not None:
-            t.answered = True
-        return response
+        return _watched_response(self, super().getresponse)
 
 
 class _Pool(HTTPConnectionPool):
