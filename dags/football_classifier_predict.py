@@ -13,6 +13,7 @@ from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from imgclf import dag_tasks
+from imgclf import params as run_params
 from imgclf.operators import spark_job
 from imgclf.settings import Settings, safe_name
 
@@ -25,23 +26,7 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    params={
-        "images_dir": Param(
-            "",
-            type="string",
-            minLength=1,
-            description="Absolute path of a folder of images (any depth).",
-        ),
-        "version": Param(
-            "champion",
-            type="string",
-            pattern=r"^(champion|[1-9][0-9]{0,8})$",
-            description="'champion' (the MLflow registry's alias) or a model version number.",
-        ),
-        "out": Param(
-            "", type="string", description="CSV path; empty: IMGCLF_HOME/predictions/<run_id>.csv"
-        ),
-    },
+    params={name: Param(**spec) for name, spec in run_params.predict_airflow_params().items()},
     tags=["imgclf", "predict"],
     default_args={"owner": "imgclf", "retries": 0, "execution_timeout": SETTINGS.timeout()},
 ) as dag:
@@ -59,7 +44,7 @@ with DAG(
             found = dag_tasks.resolve_version(SETTINGS, params["version"])
         except KeyError as exc:
             raise AirflowFailException(str(exc)) from None
-        out = params["out"] or str(
+        out = (params["out"] or "").strip() or str(
             SETTINGS.home / "predictions" / f"{safe_name(ctx['run_id'])}.csv"
         )
         return {**found, "out": out}

@@ -51,12 +51,16 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     featurizer = model.stages[0]
     if not isinstance(featurizer, DeepImageFeaturizer):
         raise ValueError(f"{args.model_uri} does not start with a DeepImageFeaturizer")
-    images = image_files.read_images_dir(spark, args.images).drop("label")
+    from imgclf.settings import Settings
+
+    # names Spark's listing skips (``_x.jpg``, ``.x.jpg``) are read by the driver, not dropped
+    hidden, refused = image_files.hidden_images(args.images, Settings.from_env().max_file_bytes)
+    images = image_files.read_images_dir(spark, args.images, also=hidden).drop("label")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     staging = args.out.with_name(args.out.name + ".staging")
     try:  # featurize once, then classify the decodable rows and list the others
         result = feature_store.featurize(spark, images, featurizer, staging)
-        n, bad = result.images, result.failed
+        n, bad = result.images + len(refused), [*result.failed, *refused]
         if n == 0:
             raise ValueError(f"no image files under {args.images}")
         good = PipelineModel(stages=model.stages[1:]).transform(result.good)
