@@ -27,12 +27,12 @@ def thumbnail(path: str) -> str | None:
     try:
         if Path(path).stat().st_size > MAX_THUMB_SOURCE_BYTES:
             return None
-        with Image.open(path) as im:
-            im.draft("RGB", (THUMB_PX, THUMB_PX))  # JPEG: decode at a reduced scale
-            im = im.convert("RGB")
-            im.thumbnail((THUMB_PX, THUMB_PX))
+        with Image.open(path) as source:
+            source.draft("RGB", (THUMB_PX, THUMB_PX))  # JPEG: decode at a reduced scale
+            small = source.convert("RGB")
+            small.thumbnail((THUMB_PX, THUMB_PX))
             buf = io.BytesIO()
-            im.save(buf, "JPEG", quality=80)
+            small.save(buf, "JPEG", quality=80)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
