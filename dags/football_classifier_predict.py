@@ -3,7 +3,9 @@
 
 Trigger by hand with `images_dir`. Writes one CSV row per image (path, predicted class,
 probability); unreadable files are listed with the reason, never fatal. The CSV goes to `out`,
-or to `IMGCLF_HOME/predictions/<run_id>.csv`.
+or to `IMGCLF_HOME/predictions/<run_id>.csv`. The predictions report (counts per class, the least
+confident images, the unreadable files) is `IMGCLF_HOME/predictions/<run_id>.html`, linked as
+"Predictions report" from the `predict` task (plugins/imgclf_links.py).
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ with DAG(
         out = (params["out"] or "").strip() or str(
             SETTINGS.home / "predictions" / f"{safe_name(ctx['run_id'])}.csv"
         )
-        return {**found, "out": out}
+        # the report's place follows from the run id alone: the plugin's link finds it there
+        report = SETTINGS.home / "predictions" / f"{safe_name(ctx['run_id'])}.html"
+        return {**found, "out": out, "report": str(report)}
 
     resolved = resolve()
     predict = spark_job(
@@ -59,6 +63,7 @@ with DAG(
             "--model-uri", "{{ ti.xcom_pull(task_ids='resolve')['model_uri'] }}",
             "--version", "{{ ti.xcom_pull(task_ids='resolve')['version'] }}",
             "--out", "{{ ti.xcom_pull(task_ids='resolve')['out'] }}",
+            "--report", "{{ ti.xcom_pull(task_ids='resolve')['report'] }}",
         ],
     )  # fmt: skip
     resolved >> predict
