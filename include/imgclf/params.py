@@ -462,3 +462,33 @@ def validate(params: dict[str, Any], *, check_weights: bool = True) -> dict[str,
     if problems:
         raise ValueError("invalid run parameters:\n- " + "\n- ".join(problems))
     return merged
+
+
+# --- football_classifier_predict's form: the same idiom (title, section, description) ------
+PREDICT_INPUT, PREDICT_OUTPUT = "Images to score", "Model and output"
+PREDICT_PROPERTIES: dict[str, dict[str, Any]] = {
+    "images_dir": {
+        "type": "string", "minLength": 1, "default": "", "section": PREDICT_INPUT,
+        "title": "Images folder",
+        "description": "Absolute path of a folder of images on the workers (any depth). "
+        "Files Spark's listing would skip (names starting with '_' or '.') are read too.",
+    },
+    "version": {
+        "type": "string", "pattern": r"^(champion|[1-9][0-9]{0,8})$", "default": "champion",
+        "section": PREDICT_OUTPUT, "title": "Model version",
+        "description": "'champion' (the MLflow registry's alias) or a model version number.",
+    },
+    "out": {
+        # null allowed: the form does not mark it required; empty means the default path
+        "type": ["null", "string"], "default": None, "section": PREDICT_OUTPUT,
+        "title": "Output CSV",
+        "description": "CSV path; empty: IMGCLF_HOME/predictions/<run_id>.csv.",
+    },
+}  # fmt: skip
+
+
+def predict_airflow_params() -> dict[str, dict[str, Any]]:
+    """``Param(**kwargs)`` per parameter of ``football_classifier_predict`` (its form)."""
+    import copy
+
+    return {name: copy.deepcopy(prop) for name, prop in PREDICT_PROPERTIES.items()}
