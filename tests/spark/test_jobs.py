@@ -198,3 +198,11 @@ def test_a_failing_data_check_stops_the_train_job_before_any_fit(spark, home, ti
     runs.record_failure(ctx.settings, "leaky", "train", RuntimeError("spark-submit exited 1"))
     failure = json.loads((ctx.run_dir / "failure.json").read_text())
     assert failure["error"].startswith("data checks failed: leakage:")
+    # the run's record still writes a report: which check stopped it, and the files it names
+    out = runs.record(ctx.settings, "leaky")
+    page = (ctx.run_dir / "report.html").read_text()
+    assert out["report"] == str(ctx.run_dir / "report.html")
+    assert "STOPPED before training" in page and "leakage:" in page and "(task train)" in page
+    pair = checks["findings"]["leakage"]["examples"][0]
+    assert "/".join(Path(pair["test"]).parts[-2:]) in page
+    assert "/".join(Path(pair["train"]).parts[-2:]) in page
