@@ -93,6 +93,12 @@ def version_tags(outcome: dict[str, Any] | None) -> dict[str, str]:
     return tags
 
 
+def _code(text: Any, limit: int = 200) -> str:
+    """``text`` inside a code span: literal there, so no escaping, only no backtick."""
+    one = " ".join(str(text).split()).replace("`", "'")
+    return one if len(one) <= limit else one[: limit - 3] + "..."
+
+
 def _pct(x: float) -> str:
     return f"{x:.4f}"
 
@@ -115,8 +121,7 @@ def body(
     lo, hi = stage.get("accuracy_ci95") or wilson_interval(round(acc * n), n)
     lines = [
         "### Candidate",
-        f"- model `{md(metrics.get('model'), 200).replace('`', '')}`, "
-        f"{md(metrics.get('candidate'))} classifier",
+        f"- model `{_code(metrics.get('model'))}`, {md(metrics.get('candidate'))} classifier",
         f"- **test accuracy {_pct(acc)}** on {n} test images "
         f"(95 % Wilson interval [{lo:.3f}, {hi:.3f}])",
     ]

@@ -13,6 +13,7 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk import Param
+from airflow.sdk.definitions.param import ParamsDict
 
 from imgclf import spark_conf
 from imgclf.settings import Settings, spark_tasks_dir
@@ -83,11 +84,14 @@ class RunApproval(ApprovalOperator):
         kwargs.setdefault("defaults", ApprovalOperator.REJECT)  # no answer in time: reject
         kwargs.setdefault("assigned_users", [{"id": u, "name": u} for u in settings.approvers]
                           or None)  # fmt: skip
-        kwargs.setdefault("params", {"comment": Param(
-            "", type="string", maxLength=2000, title="Comment",
-            description="Why (kept with the model version and the run)")})  # fmt: skip
         super().__init__(**kwargs)
         self.settings = settings
+        # the answer's form: one optional comment. Set after __init__: inside a DAG, Airflow
+        # merges the DAG's Params into a task's, and the operator then keeps none of them.
+        self.params = ParamsDict({"comment": Param(
+            "", type="string", maxLength=2000, title="Comment",
+            description="Why (kept with the model version and the run)",
+            source="task")})  # fmt: skip
 
     def _report_url(self, run_id: str) -> str | None:
         from urllib.parse import quote
