@@ -89,6 +89,18 @@ class Airflow:
         )
         return answer if status == 200 else None
 
+    def parked(self, run_id: str) -> bool:
+        """The scheduler has seen the approve task park (its executor event processed). An
+        answer before that is resumed, then failed by the late event of the parked process
+        ("state changed externally": Airflow 3.3.2, LocalExecutor); no person is that fast."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        mark = f"task_id=approve, run_id={run_id},"
+        return any(mark in line and "state=awaiting_input" in line for line in lines)
+
+    def asked(self, run_id: str) -> dict | None:
+        detail = self.hitl(run_id)
+        return detail if detail and self.parked(run_id) else None
+
     def finished(self, run_id: str) -> str | None:
         state = self.state(run_id)
         return state if state in ("success", "failed") else None
@@ -168,7 +180,7 @@ def test_approve_reject_and_timeout_through_the_rest_api(airflow, lite0, tmp_pat
     t0 = time.monotonic()
     # 1: approved -> the champion
     first = af.trigger(_conf(lite0, seed=12))
-    detail = af.wait("run 1 to wait in Required actions", lambda: af.hitl(first), RUN_TIMEOUT)
+    detail = af.wait("run 1 to wait in Required actions", lambda: af.asked(first), RUN_TIMEOUT)
     assert detail["options"] == ["Approve", "Reject"] and detail["response_received"] is False
     assert "test accuracy" in detail["body"] and "no champion yet" in detail["body"]
     assert f"{BASE}/imgclf/report/{DAG}/" in detail["body"]
@@ -187,7 +199,7 @@ def test_approve_reject_and_timeout_through_the_rest_api(airflow, lite0, tmp_pat
 
     # 2: rejected -> registered and tagged, the champion stays
     second = af.trigger(_conf(lite0, seed=7))
-    af.wait("run 2 to wait in Required actions", lambda: af.hitl(second), RUN_TIMEOUT)
+    af.wait("run 2 to wait in Required actions", lambda: af.asked(second), RUN_TIMEOUT)
     af.api("PATCH", f"/dags/{DAG}/dagRuns/{second}/taskInstances/approve/-1/hitlDetails",
            {"chosen_options": ["Reject"], "params_input": {"comment": "the kit"}})  # fmt: skip
     assert af.wait("run 2 to end", lambda: af.finished(second), RUN_TIMEOUT) == "success"
@@ -201,8 +213,8 @@ def test_approve_reject_and_timeout_through_the_rest_api(airflow, lite0, tmp_pat
     assert "not promoted: rejected by admin" in m["champion_comparison"]["registry"]
 
     # 3: no answer in time -> reject
-    third = af.trigger(_conf(lite0, seed=3, approval_timeout_hours=0.001))  # 3.6 s
-    af.wait("run 3 to ask", lambda: af.hitl(third), RUN_TIMEOUT)
+    third = af.trigger(_conf(lite0, seed=3, approval_timeout_hours=0.005))  # 18 s
+    af.wait("run 3 to ask", lambda: af.asked(third), RUN_TIMEOUT)
     assert af.wait("run 3 to end", lambda: af.finished(third), RUN_TIMEOUT) == "success"
     assert registry.champion(s)["version"] == champion["version"]
     timed_out = registry.versions(s)[-1]
@@ -233,6 +245,7 @@ def _screenshot(af: Airflow, run_id: str, tmp_path: Path) -> None:
             # rendered Markdown: headings and a bold figure, not the raw "###" / "**"
             assert page.locator("h3", has_text="What the rules decide").count() >= 1
             assert page.locator("strong", has_text="test accuracy").count() >= 1
+            assert page.get_by_text("Comment").count() >= 1  # the answer's form field
             page.screenshot(path=str(out), full_page=True)
         finally:
             browser.close()
