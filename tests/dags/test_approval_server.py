@@ -225,6 +225,7 @@ def test_approve_reject_and_timeout_through_the_rest_api(airflow, lite0, tmp_pat
 
 def _screenshot(af: Airflow, run_id: str, tmp_path: Path) -> None:
     """The Required-actions page as a person sees it: the Markdown body rendered."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     url = f"{BASE}/dags/{DAG}/runs/{run_id}/tasks/approve/required_actions"
@@ -237,10 +238,17 @@ def _screenshot(af: Airflow, run_id: str, tmp_path: Path) -> None:
         )  # fmt: skip
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{BASE}/", wait_until="domcontentloaded")
+            page.goto(f"{BASE}/", wait_until="networkidle")
             page.evaluate("t => localStorage.setItem('token', t)", af.token)
             page.context.add_cookies([{"name": "_token", "value": af.token, "url": BASE}])
-            page.goto(url, wait_until="networkidle")
+            for attempt in range(3):  # the single-page app may still be redirecting: once more
+                try:
+                    page.goto(url, wait_until="networkidle")
+                    break
+                except PlaywrightError:
+                    if attempt == 2:
+                        raise
+                    page.wait_for_timeout(1000)
             page.get_by_text("Candidate", exact=True).first.wait_for(timeout=30_000)
             # rendered Markdown: headings and a bold figure, not the raw "###" / "**"
             assert page.locator("h3", has_text="What the rules decide").count() >= 1
