@@ -86,10 +86,11 @@ class RunApproval(ApprovalOperator):
                           or None)  # fmt: skip
         super().__init__(**kwargs)
         self.settings = settings
-        # the answer's form: one optional comment. Set after __init__: inside a DAG, Airflow
-        # merges the DAG's Params into a task's, and the operator then keeps none of them.
+        # the answer's form: one optional comment (nullable: the UI requires a plain "string"
+        # and keeps both buttons disabled until one is typed). Set after __init__: inside a
+        # DAG, Airflow merges the DAG's Params into a task's, and the operator keeps none.
         self.params = ParamsDict({"comment": Param(
-            "", type="string", maxLength=2000, title="Comment",
+            None, type=["null", "string"], maxLength=2000, title="Comment",
             description="Why (kept with the model version and the run)",
             source="task")})  # fmt: skip
 
