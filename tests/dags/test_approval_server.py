@@ -254,6 +254,9 @@ def _screenshot(af: Airflow, run_id: str, tmp_path: Path) -> None:
             assert page.locator("h3", has_text="What the rules decide").count() >= 1
             assert page.locator("strong", has_text="test accuracy").count() >= 1
             assert page.get_by_text("Comment").count() >= 1  # the answer's form field
+            # answerable as it stands: the comment is optional
+            assert page.get_by_role("button", name="Approve").is_enabled()
+            assert page.get_by_role("button", name="Reject").is_enabled()
             page.screenshot(path=str(out), full_page=True)
         finally:
             browser.close()
