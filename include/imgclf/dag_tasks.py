@@ -242,7 +242,7 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
             f"identical to version {identical} (same dataset, featurizer, params and code): "
             "no new version registered"
         )
-    elif decision.promote and not verdict["approved"]:
+    elif not verdict["approved"]:  # said whatever the rules decided: the person's answer
         outcome = f"version {registered} registered; not promoted: {verdict['summary']}"
     elif decision.promote:
         assert registered is not None
