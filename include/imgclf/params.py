@@ -43,6 +43,7 @@ MODEL, DATA, SPLIT, LR, TUNING, GATES, CHECKS = (
     "Gates and promotion", "Data checks",
 )  # fmt: skip
 CHECK_MODES = ["warn", "fail", "off"]  # imgclf.datachecks.MODES
+APPROVAL_MODES = ["auto", "on_change", "always"]  # imgclf.approval.MODES
 
 PROPERTIES: dict[str, dict[str, Any]] = {
     "model": {
@@ -141,6 +142,19 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "title": "Maximum regression",
         "description": "Promote only if the candidate is not worse than the champion by more "
         "than this (test accuracy, on the same test images).",
+    },
+    "approval": {
+        "type": "string", "enum": APPROVAL_MODES, "default": "auto", "section": GATES,
+        "title": "Human approval",
+        "description": "Who decides the promotion: 'auto' (the rules above), 'on_change' (a "
+        "person approves when the rules would change the champion) or 'always' (a person "
+        "approves every promotion). Reject, or no answer in time, promotes nothing.",
+    },
+    "approval_timeout_hours": {
+        "type": "number", "exclusiveMinimum": 0, "maximum": 720, "default": 24.0,
+        "section": GATES, "title": "Approval timeout (hours)",
+        "description": "How long a run waits for the person's answer; none in time counts as "
+        "reject.",
     },
     "near_duplicate_similarity": {
         "type": "number", "minimum": 0.5, "maximum": 1, "default": 0.92, "section": CHECKS,

@@ -18,7 +18,8 @@ EXPECTED = {
     "choose_branch": {"tune", "gate"},
     "tune": {"gate"},
     "gate": {"challenge", "evidence"},
-    "challenge": {"promote"},
+    "challenge": {"approve"},
+    "approve": {"promote"},  # a person's OK, when `approval` asks (auto: no wait)
     "evidence": set(),
     "promote": set(),
     "record": set(),
