@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "imgclf-deploytest"  # its own containers, networks and volumes, never a user's
 DAG = "football_classifier"
 MODEL = "/models/efficientnet_lite0_imagenet_notop.keras"
-PORTS = {"AIRFLOW_PORT": 18080, "MLFLOW_PORT": 15000, "SPARK_UI_PORT": 18081}
+PORTS = {"AIRFLOW_PORT": 18080, "MLFLOW_PORT": 18050, "SPARK_UI_PORT": 18081}
 SECRETS = (
     "POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET",
     "AIRFLOW_API_SECRET_KEY", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_PIPELINE_PASSWORD",
