@@ -170,12 +170,29 @@ def test_a_second_sync_says_it_waits_for_whom_and_gives_up_in_time(remote, tmp_p
 def test_the_second_sync_proceeds_once_the_first_is_done(remote, tmp_path):
     store = tmp_path / "raw.snapshots"
     store.mkdir()
-    held = open(store / ".lock", "w")  # noqa: SIM115 (released by the timer below)
+    held = open(store / ".lock", "w")  # noqa: SIM115 (released once the sync says it waits)
     fcntl.flock(held, fcntl.LOCK_EX)
-    threading.Timer(1.0, held.close).start()
-    out = _download(remote, tmp_path / "raw", env={"IMGCLF_SYNC_LOCK_WAIT": "30"})
-    assert out.returncode == 0, out.stderr
-    assert "waiting for another sync" in out.stderr
+    # released when the second sync says it waits, not after a fixed delay: a slow start
+    # (a loaded machine) must not let it find the lock already free
+    cmd = [*_imgclf(), "download", "--api-url", remote.server.url, "--repo", remote.repo,
+           "--ref", remote.ref, "--dest", str(tmp_path / "raw"),
+           *[a for c in CLASSES for a in ("--class", c)]]  # fmt: skip
+    env = {**os.environ, "IMGCLF_GITHUB_BACKOFF": "0", "IMGCLF_SYNC_LOCK_WAIT": "30"}
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env) as proc:  # fmt: skip
+        try:
+            seen = []
+            for line in proc.stderr:  # ends when the child exits (its lock wait is bounded)
+                seen.append(line)
+                if "waiting for another sync" in line:
+                    break
+        finally:
+            held.close()
+        out, err = proc.communicate(timeout=60)
+    err = "".join(seen) + err
+    assert proc.returncode == 0, err
+    assert "waiting for another sync" in err
+    assert "downloaded=6" in out  # it went on once the lock was free
 
 
 # --- corrupt manifest ----------------------------------------------------------------------
