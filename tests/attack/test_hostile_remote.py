@@ -167,7 +167,7 @@ def run_cli(args: list[str], *, home: Path, extra_env=None, timeout: float = 30.
         no_proxy="127.0.0.1,127.0.0.2,localhost",
         PYTHONUNBUFFERED="1",
         # retries at once: these tests count attempts, they need not sit out the real backoff
-        # (the unreachable-remote test keeps the default, to show it still ends in seconds)
+        # (the unreachable-remote test sets a small one, to show it backs off and still ends)
         IMGCLF_GITHUB_BACKOFF="0.01",
     )
     env.update(extra_env or {})
@@ -810,12 +810,14 @@ def test_unreachable_remote_is_one_clear_line(world: World):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # closed now: connections are refused
+    # urllib3's 3 retries sleep 0, 2 x 0.25 and 4 x 0.25 s (plus jitter): at least 1.5 s, so
+    # a run under that did not back off; the default (0.5 s) only doubles the wait
     run = world.download(
-        api_url=f"http://127.0.0.1:{port}", timeout=45, env={"IMGCLF_GITHUB_BACKOFF": ""}
-    )  # the default backoff: 3 retries, 0.5 s doubling
+        api_url=f"http://127.0.0.1:{port}", timeout=45, env={"IMGCLF_GITHUB_BACKOFF": "0.25"}
+    )
     v = Verdict(run)
     v.clean_failure()
-    v.check(1.5 < run.seconds < 45, f"took {run.seconds:.1f} s")  # retried with backoff, ended
+    v.check(1.5 <= run.seconds < 45, f"took {run.seconds:.1f} s")  # retried with backoff, ended
     lines = run.error_lines()
     v.check(len(lines) == 1, f"{len(lines)} 'imgclf download:' lines, expected one: {lines!r}")
     v.error_line(text_any=["127.0.0.1"], regex=r"refused", what="naming the host and the cause")
