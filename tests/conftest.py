@@ -52,7 +52,40 @@ E2E_MODULES = {"test_dag_e2e.py", "test_dag_standalone.py"}  # whole DAG runs: S
 E2E_FIXTURES = {"first_run"}  # the shared real-image DAG run (tests/dags/conftest.py)
 
 
+# Under pytest-xdist (`make test`: `-n auto --dist loadgroup`) a session or module fixture is
+# set up once per worker that runs a test using it. Tests that share an expensive one run on one
+# worker (an `xdist_group` of that name); so do all tests of a module whose module fixtures they
+# share; everything else is spread test by test. What a fixture writes is per worker anyway
+# (each worker imports this file: its own _SESSION_DIR, AIRFLOW_HOME, IMGCLF_HOME, tmp_path).
+SHARED_RUNS = ("first_run", "champion", "lite0_rows")  # a DAG run, a trained model, features
+LONGEST_FIRST = ("first_run", "approval_server")  # started first, so they end first
+
+
+def _xdist_groups(items) -> None:
+    by_module: dict[Path, str] = {}
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        named = [name for name in SHARED_RUNS if name in used]
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        module_scoped = any(d[-1].scope == "module" for d in defs.values() if d)
+        if named:
+            by_module[item.path] = named[0]
+        elif module_scoped:
+            by_module.setdefault(item.path, str(item.path.relative_to(ROOT)))
+    for item in items:
+        if item.path in by_module and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(by_module[item.path]))
+
+    def rank(item) -> int:
+        mark = item.get_closest_marker("xdist_group")
+        name = mark.args[0] if mark and mark.args else ""
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each rank is kept
+
+
 def pytest_collection_modifyitems(config, items):
+    _xdist_groups(items)
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         used = set(getattr(item, "fixturenames", ())) - set(params)  # a parameter is no fixture
