@@ -85,7 +85,8 @@ def _xdist_groups(items) -> None:
 
 
 def pytest_collection_modifyitems(config, items):
-    _xdist_groups(items)
+    if config is not None and config.getoption("dist", "no") != "no":
+        _xdist_groups(items)
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         used = set(getattr(item, "fixturenames", ())) - set(params)  # a parameter is no fixture

@@ -42,13 +42,20 @@ def remote():
         yield repo
 
 
+def _env(**extra: str) -> dict[str, str]:
+    """This process's environment but a GitHub connection another test left set (the DAG
+    tests' ``first_run`` keeps one for the session: a worker of ``-n`` may run both)."""
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_CONN_GITHUB_DEFAULT"}
+    return {**env, "IMGCLF_GITHUB_BACKOFF": "0", **extra}
+
+
 def _download(repo: FakeRepo, dest: Path, *, env=None, timeout=60, preexec=None, extra=()):
     cmd = [*_imgclf(), "download", "--api-url", repo.server.url, "--repo", repo.repo,
            "--ref", repo.ref, "--dest", str(dest), *[a for c in CLASSES for a in ("--class", c)],
            *extra]  # fmt: skip
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, check=False,
-        env={**os.environ, "IMGCLF_GITHUB_BACKOFF": "0", **(env or {})}, preexec_fn=preexec,
+        env=_env(**(env or {})), preexec_fn=preexec,
     )  # fmt: skip
 
 
@@ -177,9 +184,8 @@ def test_the_second_sync_proceeds_once_the_first_is_done(remote, tmp_path):
     cmd = [*_imgclf(), "download", "--api-url", remote.server.url, "--repo", remote.repo,
            "--ref", remote.ref, "--dest", str(tmp_path / "raw"),
            *[a for c in CLASSES for a in ("--class", c)]]  # fmt: skip
-    env = {**os.environ, "IMGCLF_GITHUB_BACKOFF": "0", "IMGCLF_SYNC_LOCK_WAIT": "30"}
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=env) as proc:  # fmt: skip
+                          env=_env(IMGCLF_SYNC_LOCK_WAIT="30")) as proc:  # fmt: skip
         try:
             seen = []
             for line in proc.stderr:  # ends when the child exits (its lock wait is bounded)
