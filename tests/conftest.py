@@ -52,41 +52,61 @@ E2E_MODULES = {"test_dag_e2e.py", "test_dag_standalone.py"}  # whole DAG runs: S
 E2E_FIXTURES = {"first_run"}  # the shared real-image DAG run (tests/dags/conftest.py)
 
 
-# Under pytest-xdist (`make test`: `-n auto --dist loadgroup`) a session or module fixture is
-# set up once per worker that runs a test using it. Tests that share an expensive one run on one
-# worker (an `xdist_group` of that name); so do all tests of a module whose module fixtures they
-# share; everything else is spread test by test. What a fixture writes is per worker anyway
-# (each worker imports this file: its own _SESSION_DIR, AIRFLOW_HOME, IMGCLF_HOME, tmp_path).
-SHARED_RUNS = ("first_run", "champion", "lite0_rows")  # a DAG run, a trained model, features
-LONGEST_FIRST = ("first_run", "approval_server")  # started first, so they end first
+# Under pytest-xdist (`make test`: `-n auto --dist loadgroup`) a session fixture is set up once
+# per worker that runs a test using it. The tests of one module run on one worker (its module
+# fixtures), and so do the modules sharing an expensive session fixture (below: checked at
+# collection). xdist's own `xdist_group` marks are not used: with pytest 9.2 they are silently
+# ignored (pytest-dev/pytest-xdist#1386). What a fixture writes is per worker anyway (each worker
+# imports this file: its own _SESSION_DIR, AIRFLOW_HOME, IMGCLF_HOME, tmp_path).
+SHARED_SCOPES = {  # module -> the expensive session fixture its tests share with other modules
+    "tests/dags/test_dag_e2e.py": "first_run",  # a whole DAG run
+    "tests/dags/test_dag_integrity.py": "first_run",
+    "tests/serving/test_app.py": "champion",  # a model trained and registered
+    "tests/serving/test_flavor.py": "champion",
+    "tests/serving/test_page.py": "champion",
+    "tests/serving/test_predictions_report.py": "champion",
+    "tests/spark/test_featurizer.py": "lite0_rows",  # the real images' features
+    "tests/spark/test_local_lr.py": "lite0_rows",
+}
+LONGEST_FIRST = ("first_run",)  # started first, so that it ends first
 
 
-def _xdist_groups(items) -> None:
-    by_module: dict[Path, str] = {}
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup`: one work unit a module, or a SHARED_SCOPES group of modules."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_SCOPES.get(module, module)
+
+    return SharedFixtureScheduling(config, log)
+
+
+def _check_shared_scopes(items) -> None:
+    """A test using an expensive session fixture is in a module SHARED_SCOPES names for it."""
     for item in items:
-        used = set(getattr(item, "fixturenames", ()))
-        named = [name for name in SHARED_RUNS if name in used]
-        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-        module_scoped = any(d[-1].scope == "module" for d in defs.values() if d)
-        if named:
-            by_module[item.path] = named[0]
-        elif module_scoped:
-            by_module.setdefault(item.path, str(item.path.relative_to(ROOT)))
-    for item in items:
-        if item.path in by_module and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(by_module[item.path]))
-
-    def rank(item) -> int:
-        mark = item.get_closest_marker("xdist_group")
-        name = mark.args[0] if mark and mark.args else ""
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: the order within each rank is kept
+        module = item.path.relative_to(ROOT).as_posix()
+        for name in set(SHARED_SCOPES.values()) & set(getattr(item, "fixturenames", ())):
+            if SHARED_SCOPES.get(module) != name:
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses {name}: add {module!r}: {name!r} to SHARED_SCOPES "
+                    "(tests/conftest.py), or each xdist worker makes its own"
+                )
 
 
 def pytest_collection_modifyitems(config, items):
-    if config is not None and config.getoption("dist", "no") != "no":
-        _xdist_groups(items)
+    if config is not None:  # not test_markers' fake items
+        _check_shared_scopes(items)
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+
+            def rank(item) -> int:
+                scope = SHARED_SCOPES.get(item.path.relative_to(ROOT).as_posix(), "")
+                return LONGEST_FIRST.index(scope) if scope in LONGEST_FIRST else len(LONGEST_FIRST)
+
+            items.sort(key=rank)  # stable: the order within each rank is kept
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         used = set(getattr(item, "fixturenames", ())) - set(params)  # a parameter is no fixture
