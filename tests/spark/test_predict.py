@@ -176,3 +176,17 @@ def test_the_spark_submitted_job_predicts_a_folder_named_with_uri_characters(
     assert sorted(Path(r["path"]).relative_to(folder).as_posix() for r in rows) == want
     assert all(r["predicted_label"] in ("red", "blue") and not r["error"] for r in rows)
     assert os.listdir(out.parent) == ["p.csv"]
+
+
+def test_read_images_takes_files_in_a_folder_whose_name_has_a_colon(spark, images, tmp_path):
+    """``read_images`` (a manifest's exact files) under a data root such as ``/x/photos:2026 #1
+    %``: unprefixed, Hadoop reads ``photos:`` as a URI scheme (``URISyntaxException``)."""
+    import shutil
+
+    from spark_tasks import image_files
+
+    folder = tmp_path / "photos:2026 #1 %"
+    shutil.copytree(images, folder)
+    files = sorted(str(p) for p in folder.rglob("*") if p.is_file())
+    got = sorted(r["path"] for r in image_files.read_images(spark, files).select("path").collect())
+    assert got == files
