@@ -17,7 +17,7 @@ SHARED ?= $(abspath $(CURDIR)/../shared)
 LITE0 := $(SHARED)/models/efficientnet_lite0_imagenet_notop.keras
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-offline airflow mlflow serve test test-fast test-approval test-deploy lint fmt clean up down base-images bench bench-scale perf-docs jvm-archive
+.PHONY: help install run run-offline airflow mlflow serve test test-fast test-approval test-deploy lint fmt clean up down base-images bench bench-scale bench-serve perf-docs jvm-archive
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -144,6 +144,14 @@ bench-scale: install ## the DAG from an empty data root at N images (N=60,600,60
 	@test -f $(LITE0) || (echo "no $(LITE0)"; exit 1)
 	set -o pipefail; $(BIN)/python -m benchmarks.scale --sizes $(N) --model $(LITE0) \
 		| $(RECORD) scale --command "python -m benchmarks.scale --sizes $(N) --model $(LITE0)"
+	@echo "now: make perf-docs"
+
+SERVE_REQUESTS ?= 200
+SERVE_GARBAGE ?= 1000
+bench-serve: install ## the prediction service (TF, OpenVINO) vs the batch job: benchmarks/results/serve.json
+	@test -f $(LITE0) || (echo "no $(LITE0)"; exit 1)
+	set -o pipefail; $(BIN)/python -m benchmarks.serve --model $(LITE0) --requests $(SERVE_REQUESTS) --garbage $(SERVE_GARBAGE) \
+		| $(RECORD) serve --command "python -m benchmarks.serve --model $(LITE0) --requests $(SERVE_REQUESTS) --garbage $(SERVE_GARBAGE)"
 	@echo "now: make perf-docs"
 
 perf-docs: install ## render docs/performance.md from benchmarks/results/*.json

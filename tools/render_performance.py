@@ -254,6 +254,60 @@ def download_section(result: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def serve_section(result: dict[str, Any]) -> str:
+    out = [
+        "## The prediction service vs the batch job (`make bench-serve`, `benchmarks.serve`)",
+        "",
+        provenance(result),
+        "",
+        "One image a request (`POST /predict`, a real photo, multipart over HTTP); the batch job "
+        "(`imgclf predict`: spark-submit, a Spark session, the featurizer) scores the same images "
+        "with the same model, its wall time divided by the images.",
+        "",
+        "| runtime | cold start s | concurrency | p50 ms | p99 ms | requests/s | peak RSS MB |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    garbage = []
+    batch = []
+    for r in _lines(result):
+        for runtime, srv in (r.get("server") or {}).items():
+            for level in ("c1", "c4"):
+                run = srv.get(level) or {}
+                out.append(
+                    f"| {runtime} | {_fmt(srv.get('cold_start_s'), 2)} "
+                    f"| {_fmt(run.get('concurrency'))} | {_fmt(run.get('p50_ms'))} "
+                    f"| {_fmt(run.get('p99_ms'))} | {_fmt(run.get('requests_per_s'))} "
+                    f"| {_fmt(srv.get('peak_rss_mb'))} |"
+                )
+            g = srv.get("garbage")
+            if g:
+                statuses = ", ".join(f"{k}: {v}" for k, v in sorted(g.get("statuses", {}).items()))
+                during = g.get("good_during") or []
+                garbage.append(
+                    f"| {runtime} | {_fmt(g.get('requests'))} | {statuses} "
+                    f"| {sum(1 for s in during if s == 200)} of {len(during)} "
+                    f"| {_fmt(g.get('good_after'))} | {_fmt(g.get('peak_rss_mb_before'))} "
+                    f"| {_fmt(g.get('peak_rss_mb_after'))} |"
+                )
+        b = r.get("batch_predict")
+        if b:
+            batch.append(
+                f"| {_fmt(b.get('images'))} | {_fmt(b.get('wall_s'), 2)} "
+                f"| {_fmt(b.get('per_image_ms'))} |"
+            )
+    if batch:
+        out += ["", "| batch job: images | wall s | ms per image |", "| --- | --- | --- |", *batch]
+    if garbage:
+        out += [
+            "",
+            "| garbage run | requests | statuses | good answered during | good after "
+            "| peak RSS MB before | after |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            *garbage,
+        ]
+    return "\n".join(out) + "\n"
+
+
 SECTIONS = {
     "scale": lambda r: scale_section(r, "The DAG at scale (`make bench-scale`)"),
     "scale-standalone": lambda r: scale_section(
@@ -262,6 +316,7 @@ SECTIONS = {
     "featurize": featurize_section,
     "decode": decode_section,
     "download": download_section,
+    "serve": serve_section,
 }
 
 

@@ -37,7 +37,7 @@ def test_services_and_their_commands(compose):
     assert set(services) == {
         "postgres", "redis", "airflow-init", "airflow-apiserver", "airflow-scheduler",
         "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "spark-master",
-        "spark-worker", "mlflow-db-init", "mlflow",
+        "spark-worker", "mlflow-db-init", "mlflow", "serve",
     }  # fmt: skip
     # scalable: `--scale airflow-worker=N`, `--scale spark-worker=N`
     assert services["spark-worker"]["deploy"]["replicas"] == 2
@@ -233,6 +233,7 @@ def test_only_the_uis_are_published_on_loopback_by_default(compose):
         "airflow-apiserver": ["${UI_HOST_IP:-127.0.0.1}:${AIRFLOW_PORT:-8080}:8080"],
         "mlflow": ["${UI_HOST_IP:-127.0.0.1}:${MLFLOW_PORT:-5000}:5000"],
         "spark-master": ["${UI_HOST_IP:-127.0.0.1}:${SPARK_UI_PORT:-8081}:8081"],
+        "serve": ["127.0.0.1:${SERVE_PORT:-8000}:8000"],
     }
 
 
@@ -244,3 +245,19 @@ def test_celery_executor_with_the_redis_broker(compose):
         assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0", name
     assert services["airflow-worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "apache-airflow-providers-celery" in (ROOT / "pyproject.toml").read_text()
+
+
+def test_the_serving_service_follows_the_champion_on_the_mlflow_server(compose):
+    serve = compose["services"]["serve"]
+    assert serve["image"] == "imgclf:latest" and serve["user"] == "airflow"  # not root
+    assert serve["entrypoint"] == ["python", "-m", "imgclf.serving"]
+    assert serve["command"][:2] == ["--host", "0.0.0.0"]  # reachable through the published port
+    env = serve["environment"]
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    # the pipeline's account from .env: a missing password stops compose, never a blank login
+    assert env["MLFLOW_TRACKING_PASSWORD"] == "${MLFLOW_PIPELINE_PASSWORD:?set it in .env}"
+    assert env["MLFLOW_TRACKING_USERNAME"] == "${MLFLOW_PIPELINE_USER:-imgclf}"
+    # healthy when it answers, champion or not (/health is 503 before the first promotion)
+    assert serve["healthcheck"]["test"][-1] == "http://localhost:8000/"
+    assert serve["depends_on"] == {"mlflow": {"condition": "service_healthy"}}
+    assert not any(k.startswith(("AIRFLOW", "_SPARK")) for k in env)  # no Spark, no Airflow secrets

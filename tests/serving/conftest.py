@@ -55,7 +55,12 @@ def spark_predictions(spark, model, files: dict[str, Path]) -> dict[str, tuple[s
     return out
 
 
-def train_champion(spark, tmp: Path, football: Path, lite0: Path, seed_store, runtime: str):
+def train_champion(
+    spark, tmp: Path, football: Path, lite0: Path, seed_store, runtime: str,
+    model_name: str | None = None, augment: bool = True,
+):  # fmt: skip
+    """``model_name``: a model the featurizer names (``dlib-face``) instead of the Lite0 file's
+    copy; ``augment``: also score 40 held-out augmented images."""
     from pyspark.ml.classification import LogisticRegression
 
     from benchmarks.augment import make_dataset
@@ -70,13 +75,15 @@ def train_champion(spark, tmp: Path, football: Path, lite0: Path, seed_store, ru
     cnn.parent.mkdir()
     shutil.copyfile(lite0, cnn)
     real = {p.parent.name + "/" + p.name: p for p in sorted(football.glob("*/*")) if p.is_file()}
-    make_dataset(football, tmp / "augmented", 100)  # 30 originals + 20 new per class
-    augmented = {
-        "aug/" + p.parent.name + "/" + p.name: p
-        for p in sorted((tmp / "augmented").glob("*/*"))
-        if p.name not in {q.name for q in real.values()}
-    }
-    featurizer = make_featurizer(str(cnn), "avg", "none", 32, runtime)
+    augmented = {}
+    if augment:
+        make_dataset(football, tmp / "augmented", 100)  # 30 originals + 20 new per class
+        augmented = {
+            "aug/" + p.parent.name + "/" + p.name: p
+            for p in sorted((tmp / "augmented").glob("*/*"))
+            if p.name not in {q.name for q in real.values()}
+        }
+    featurizer = make_featurizer(model_name or str(cnn), "avg", "none", 32, runtime)
     data = featurizer.transform(image_files.read_images(spark, [str(p) for p in real.values()]))
     data = data.cache()
     indexer = classification.fit_label_indexer(data)

@@ -94,3 +94,99 @@ def test_a_hidden_file_over_the_byte_limit_is_listed_not_read(tmp_path):
     assert read == [(f"file:{tmp_path.resolve() / '_ok.jpg'}", b"x" * 100)]
     assert [r["path"] for r in refused] == [str(tmp_path.resolve() / "_big.jpg")]
     assert "101 bytes, over the 100" in refused[0]["error"]
+
+
+@pytest.mark.parametrize("folder_name", ["photos:2026 #1 %", "été?x=1&y", "a%20b"])
+def test_a_folder_name_with_uri_characters_is_predicted_whole(
+    spark, tiny_model, images, tmp_path, folder_name
+):
+    """A user's folder is named as they like: ``:``, spaces, ``#``, ``%``, ``?``, non-ASCII (what
+    a URI would read as a scheme, fragment, escape or query) and a name that looks escaped. Every
+    image in it, in a subfolder, a 0-byte one and a hidden one among them, gets its row."""
+    import shutil
+
+    from pyspark.ml.classification import LogisticRegression
+
+    from spark_tasks import classification, image_files, predict
+    from spark_tasks.featurizer import DeepImageFeaturizer
+
+    f = DeepImageFeaturizer(modelPath=str(tiny_model))
+    data = f.transform(image_files.read_images_dir(spark, images)).cache()
+    classifier = classification.classifier_pipeline(
+        classification.fit_label_indexer(data), LogisticRegression(maxIter=20)
+    ).fit(data)
+    classification.full_model(f, classifier).write().overwrite().save(str(tmp_path / "model"))
+    data.unpersist()
+    folder = tmp_path / folder_name
+    shutil.copytree(images, folder / "sub: #2")
+    source = sorted((images / "red").iterdir())[0]
+    shutil.copy(source, folder / "top %3A.jpg")
+    shutil.copy(source, folder / "_hidden #.jpg")
+    (folder / "empty ?.jpg").write_bytes(b"")
+    out = tmp_path / "p.csv"
+    args = argparse.Namespace(images=folder, model_uri=str(tmp_path / "model"), out=out, version="")
+    summary = predict.run(args, spark=spark)
+    rows = {Path(r["path"]).relative_to(folder.resolve()).as_posix(): r
+            for r in csv.DictReader(out.open())}  # fmt: skip
+    want = {"sub: #2/" + p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file()}
+    want |= {"top %3A.jpg", "_hidden #.jpg", "empty ?.jpg"}
+    assert sorted(rows) == sorted(want)
+    assert "empty file (0 bytes)" in rows["empty ?.jpg"]["error"]
+    for name in want - {"empty ?.jpg"}:
+        assert rows[name]["predicted_label"] in ("red", "blue") and not rows[name]["error"], name
+    assert (summary["images"], summary["predicted"]) == (len(want), len(want) - 1)
+
+
+def test_the_spark_submitted_job_predicts_a_folder_named_with_uri_characters(
+    spark, tiny_model, images, tmp_path
+):
+    """The same through ``spark-submit spark_tasks/predict.py``, as ``imgclf predict`` and the
+    predict DAG start it (its own JVM, paths as command-line arguments)."""
+    import os
+    import shutil
+    import subprocess
+
+    from pyspark.ml.classification import LogisticRegression
+
+    from imgclf import cli
+    from spark_tasks import classification, image_files
+    from spark_tasks.featurizer import DeepImageFeaturizer
+
+    f = DeepImageFeaturizer(modelPath=str(tiny_model))
+    data = f.transform(image_files.read_images_dir(spark, images)).cache()
+    classifier = classification.classifier_pipeline(
+        classification.fit_label_indexer(data), LogisticRegression(maxIter=20)
+    ).fit(data)
+    model = tmp_path / "model #1: x"
+    classification.full_model(f, classifier).write().overwrite().save(str(model))
+    data.unpersist()
+    folder = tmp_path / "photos:2026 #1 %"
+    shutil.copytree(images, folder / "sub: é")
+    out = tmp_path / "out: #1 %" / "p.csv"
+    cmd = [
+        *cli._spark_submit("predict.py", "local[1]"),
+        "--images", str(folder), "--model-uri", str(model), "--out", str(out),
+    ]  # fmt: skip
+    env = {**cli._spark_env("local[1]"), "IMGCLF_HOME": str(tmp_path / "home")}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    want = sorted("sub: é/" + p.relative_to(images).as_posix() for p in images.rglob("*")
+                  if p.is_file())  # fmt: skip
+    assert sorted(Path(r["path"]).relative_to(folder).as_posix() for r in rows) == want
+    assert all(r["predicted_label"] in ("red", "blue") and not r["error"] for r in rows)
+    assert os.listdir(out.parent) == ["p.csv"]
+
+
+def test_read_images_takes_files_in_a_folder_whose_name_has_a_colon(spark, images, tmp_path):
+    """``read_images`` (a manifest's exact files) under a data root such as ``/x/photos:2026 #1
+    %``: unprefixed, Hadoop reads ``photos:`` as a URI scheme (``URISyntaxException``)."""
+    import shutil
+
+    from spark_tasks import image_files
+
+    folder = tmp_path / "photos:2026 #1 %"
+    shutil.copytree(images, folder)
+    files = sorted(str(p) for p in folder.rglob("*") if p.is_file())
+    got = sorted(r["path"] for r in image_files.read_images(spark, files).select("path").collect())
+    assert got == files

@@ -55,3 +55,33 @@ def test_no_stdin_json_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("Traceback: the benchmark failed\n"))
     assert record.main(["featurize", "--dir", str(tmp_path)]) == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_the_serving_benchmark_renders_latency_batch_cost_and_the_garbage_run(tmp_path):
+    srv = {
+        "cold_start_s": 4.2,
+        "peak_rss_mb": 900.5,
+        "c1": {"concurrency": 1, "p50_ms": 21.5, "p99_ms": 40.25, "requests_per_s": 45.1},
+        "c4": {"concurrency": 4, "p50_ms": 50.5, "p99_ms": 90.75, "requests_per_s": 70.3},
+    }
+    ov = {
+        **srv,
+        "garbage": {
+            "requests": 50,
+            "statuses": {"400": 30, "413": 5, "415": 15},
+            "good_during": [200] * 9 + [503],
+            "good_after": 200,
+            "peak_rss_mb_before": 900.5,
+            "peak_rss_mb_after": 910.0,
+        },
+    }
+    line = {"benchmark": "serve", "server": {"tensorflow": srv, "openvino": ov},
+            "batch_predict": {"images": 60, "wall_s": 26.5, "per_image_ms": 441.7}}  # fmt: skip
+    (tmp_path / "serve.json").write_text(
+        json.dumps({"source": "measured", "date": "2026-12-05T21:00:00Z", "results": [line]})
+    )
+    page = render_performance.render(tmp_path)
+    assert "| tensorflow | 4.20 | 1 | 21.5 | 40.2 | 45.1 | 900.5 |" in page
+    assert "| openvino | 4.20 | 4 | 50.5 | 90.8 | 70.3 | 900.5 |" in page
+    assert "| 60 | 26.50 | 441.7 |" in page
+    assert "| openvino | 50 | 400: 30, 413: 5, 415: 15 | 9 of 10 | 200 | 900.5 | 910.0 |" in page
