@@ -37,7 +37,7 @@ pytestmark = [
 ]  # fmt: skip
 DAG = "football_classifier"
 BIN = Path(sys.executable).parent
-START_TIMEOUT = 240  # s: standalone migrates its database, then starts four processes
+START_TIMEOUT = 420  # s: standalone migrates its database, then starts four processes
 RUN_TIMEOUT = 600  # s: a run on 2 cores shared with other work
 ANSWER_TIMEOUT = 90  # s: an answered or timed-out approval resumes in a few scheduler loops
 
@@ -88,9 +88,10 @@ class Airflow:
     def login(self, user: str) -> str | None:
         """A JWT for ``user`` (the simple auth manager's generated password)."""
         pw_file = self.home / "simple_auth_manager_passwords.json.generated"
-        if not pw_file.is_file():
+        try:  # the api-server writes it in place: absent, empty or half-written at first
+            password = json.loads(pw_file.read_text()).get(user)
+        except (OSError, ValueError):
             return None
-        password = json.loads(pw_file.read_text()).get(user)
         status, answer = http("POST", f"{self.base}/auth/token",
                               {"username": user, "password": password})  # fmt: skip
         return answer["access_token"] if status in (200, 201) else None
