@@ -1,10 +1,13 @@
 """A person's OK, through a real Airflow: ``airflow standalone`` (scheduler, dag-processor,
-triggerer, api-server on loopback, LocalExecutor, SQLite) with its own AIRFLOW_HOME, the real 60
-images from the GitHub stand-in and the Lite0 model file. Three runs with ``approval=always``,
-triggered and answered through the REST API (a JWT from ``/auth/token``, the simple auth
-manager's generated admin password): approved -> champion; rejected -> registered, tagged with
-who and why, not champion; no answer in time -> counts as reject. Then a browser screenshot of
-the Required-actions page with the Markdown body rendered. One server for all; bounded waits.
+triggerer, api-server on loopback, LocalExecutor, SQLite) with its own AIRFLOW_HOME and data root,
+the real 60 images from the GitHub stand-in and the Lite0 model file. Runs triggered and answered
+through the REST API (a JWT from ``/auth/token``, the simple auth manager's generated passwords):
+``approval=on_change`` with no champion yet asks; a user who is not a respondent is refused and
+the run keeps waiting; approved -> champion; the same decision again (approve cleared and rerun:
+the candidate is the champion now) does not ask; ``approval=always`` rejected -> registered,
+tagged with who and why, not champion; no answer in time -> counts as reject. A browser
+screenshot of the Required-actions page with the Markdown body rendered. One server for all, on a
+free port; bounded waits that print the server's and the tasks' logs when they run out.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,13 +30,27 @@ from imgclf import registry
 from imgclf.testing.github_stub import GitHubStub
 from tests.dags.conftest import ROOT, run_dir, settings
 
-pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.shared]
-PORT = int(os.environ.get("IMGCLF_TEST_AIRFLOW_PORT", "28080"))
-BASE = f"http://127.0.0.1:{PORT}"
+# one server for the module: under pytest-xdist its tests stay on one worker
+pytestmark = [
+    pytest.mark.e2e, pytest.mark.spark, pytest.mark.shared,
+    pytest.mark.xdist_group("approval_server"),
+]  # fmt: skip
 DAG = "football_classifier"
 BIN = Path(sys.executable).parent
-START_TIMEOUT = 240  # s: standalone migrates its database, then starts four processes
+START_TIMEOUT = 420  # s: standalone migrates its database, then starts four processes
 RUN_TIMEOUT = 600  # s: a run on 2 cores shared with other work
+ANSWER_TIMEOUT = 90  # s: an answered or timed-out approval resumes in a few scheduler loops
+
+
+def free_port() -> int:
+    """A port nobody listens on now (``IMGCLF_TEST_AIRFLOW_PORT`` to choose one): a fixed
+    default collides with another copy of this test (a second clone, a CI run, xdist), and
+    then the waits below talk to the other copy's server."""
+    if os.environ.get("IMGCLF_TEST_AIRFLOW_PORT"):
+        return int(os.environ["IMGCLF_TEST_AIRFLOW_PORT"])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def http(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
@@ -56,25 +74,46 @@ def http(method: str, url: str, body: Any = None, token: str | None = None) -> t
 
 
 class Airflow:
-    def __init__(self, home: Path, data: Path, log: Path):
-        self.home, self.data, self.log = home, data, log
+    def __init__(self, base: str, home: Path, data: Path, log: Path):
+        self.base, self.home, self.data, self.log = base, home, data, log
         self.token = ""
 
-    def api(self, method: str, path: str, body: Any = None, ok: bool = True) -> Any:
-        status, answer = http(method, f"{BASE}/api/v2{path}", body, self.token)
+    def api(self, method: str, path: str, body: Any = None, ok: bool = True,
+            token: str | None = None) -> Any:  # fmt: skip
+        status, answer = http(method, f"{self.base}/api/v2{path}", body, token or self.token)
         if ok:
-            assert 200 <= status < 300, (method, path, status, answer)
+            assert 200 <= status < 300, (method, path, status, answer, self.diagnostics())
         return answer if ok else (status, answer)
 
-    def wait(self, what: str, check, timeout: float, every: float = 2.0):
+    def login(self, user: str) -> str | None:
+        """A JWT for ``user`` (the simple auth manager's generated password)."""
+        pw_file = self.home / "simple_auth_manager_passwords.json.generated"
+        try:  # the api-server writes it in place: absent, empty or half-written at first
+            password = json.loads(pw_file.read_text()).get(user)
+        except (OSError, ValueError):
+            return None
+        status, answer = http("POST", f"{self.base}/auth/token",
+                              {"username": user, "password": password})  # fmt: skip
+        return answer["access_token"] if status in (200, 201) else None
+
+    def diagnostics(self) -> str:
+        """What a failure needs: the server's log tail and the tail of each task's latest log."""
+        out = ["--- standalone log (tail) ---"]
+        out.append(self.log.read_text(errors="replace")[-6000:] if self.log.is_file() else "")
+        logs = sorted((self.home / "logs").rglob("*.log"), key=lambda f: f.stat().st_mtime)
+        for f in logs[-8:]:
+            out += [f"--- {f.relative_to(self.home)} (tail) ---",
+                    f.read_text(errors="replace")[-2500:]]  # fmt: skip
+        return "\n".join(out)
+
+    def wait(self, what: str, check, timeout: float, every: float = 1.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             got = check()
             if got:
                 return got
             time.sleep(every)
-        tail = self.log.read_text(errors="replace")[-4000:] if self.log.is_file() else ""
-        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
+        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{self.diagnostics()}")
 
     def trigger(self, conf: dict) -> str:
         run = self.api("POST", f"/dags/{DAG}/dagRuns", {"logical_date": None, "conf": conf})
@@ -105,12 +144,24 @@ class Airflow:
         state = self.state(run_id)
         return state if state in ("success", "failed") else None
 
+    def task_state(self, run_id: str, task_id: str) -> str | None:
+        return self.api("GET", f"/dags/{DAG}/dagRuns/{run_id}/taskInstances/{task_id}")["state"]
+
+    def answer(self, run_id: str, option: str, comment: str | None, token: str | None = None):
+        return self.api(
+            "PATCH", f"/dags/{DAG}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails",
+            {"chosen_options": [option], "params_input": {"comment": comment}},
+            ok=token is None, token=token,
+        )  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory, football, seed_mlflow_store):
     root = tmp_path_factory.mktemp("approval-airflow")
     home, data, log = root / "airflow", seed_mlflow_store(root / "data"), root / "standalone.log"
     home.mkdir()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
     with GitHubStub(football) as stub:
         env = {
             **os.environ,
@@ -122,10 +173,11 @@ def airflow(tmp_path_factory, football, seed_mlflow_store):
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "AIRFLOW__CORE__PARALLELISM": "2",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            # mallory may use the API (admin role) but is no respondent (IMGCLF_APPROVERS)
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,mallory:admin",
             "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(PORT),
-            "AIRFLOW__API__BASE_URL": BASE,
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": base,
             # the deadline sweep of waiting approvals (15 s by default): the timeout run is short
             "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -137,19 +189,13 @@ def airflow(tmp_path_factory, football, seed_mlflow_store):
             [str(BIN / "airflow"), "standalone"], env=env, cwd=root, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        af = Airflow(home, data, log)
+        af = Airflow(base, home, data, log)
         try:
-            pw_file = home / "simple_auth_manager_passwords.json.generated"
 
             def token():
                 if proc.poll() is not None:
-                    pytest.fail(f"airflow standalone exited {proc.returncode}: see {log}")
-                if not pw_file.is_file():
-                    return None
-                password = json.loads(pw_file.read_text()).get("admin")
-                status, answer = http("POST", f"{BASE}/auth/token",
-                                      {"username": "admin", "password": password})  # fmt: skip
-                return answer["access_token"] if status in (200, 201) else None
+                    pytest.fail(f"airflow standalone exited {proc.returncode}\n{af.diagnostics()}")
+                return af.login("admin")
 
             af.token = af.wait("the api-server's token", token, START_TIMEOUT)
 
@@ -170,25 +216,31 @@ def airflow(tmp_path_factory, football, seed_mlflow_store):
             out.close()
 
 
-def _conf(lite0: Path, seed: int, **extra) -> dict:
+def _conf(lite0: Path, seed: int, approval: str = "always", **extra) -> dict:
     return {"model": str(lite0), "runtime": "openvino", "target_accuracy": 0.0, "seed": seed,
-            "min_accuracy": 0.5, "approval": "always", **extra}  # fmt: skip
+            "min_accuracy": 0.5, "approval": approval, **extra}  # fmt: skip
 
 
-def test_approve_reject_and_timeout_through_the_rest_api(airflow, lite0, tmp_path):
+def test_approval_through_the_rest_api(airflow, lite0, tmp_path):
     af, s = airflow, settings(airflow.data)
     t0 = time.monotonic()
-    # 1: approved -> the champion
-    first = af.trigger(_conf(lite0, seed=12))
+    # 1: on_change and no champion yet: the rules would make this the champion, so it asks
+    first = af.trigger(_conf(lite0, seed=12, approval="on_change"))
     detail = af.wait("run 1 to wait in Required actions", lambda: af.asked(first), RUN_TIMEOUT)
     assert detail["options"] == ["Approve", "Reject"] and detail["response_received"] is False
     assert "test accuracy" in detail["body"] and "no champion yet" in detail["body"]
-    assert f"{BASE}/imgclf/report/{DAG}/" in detail["body"]
+    assert f"{af.base}/imgclf/report/{DAG}/" in detail["body"]
     assert [u["id"] for u in detail["assigned_users"]] == ["admin"]
     assert af.state(first) == "running" and registry.champion(s) is None  # nothing yet
+    # a user allowed to use the API but not a respondent (IMGCLF_APPROVERS) is refused ...
+    mallory = af.wait("mallory's token", lambda: af.login("mallory"), 30)
+    status, refused = af.answer(first, "Approve", "let me", token=mallory)
+    assert status == 403 and "not a respondent" in str(refused), (status, refused)
+    # ... and the task keeps waiting, unanswered
+    assert af.hitl(first)["response_received"] is False
+    assert af.task_state(first, "approve") == "awaiting_input"
     _screenshot(af, first, tmp_path)
-    af.api("PATCH", f"/dags/{DAG}/dagRuns/{first}/taskInstances/approve/-1/hitlDetails",
-           {"chosen_options": ["Approve"], "params_input": {"comment": "looks right"}})  # fmt: skip
+    af.answer(first, "Approve", "looks right")
     assert af.wait("run 1 to end", lambda: af.finished(first), RUN_TIMEOUT) == "success"
     champion = registry.champion(s)
     assert champion is not None and champion["tags"]["approval"] == "approved"
@@ -197,11 +249,26 @@ def test_approve_reject_and_timeout_through_the_rest_api(airflow, lite0, tmp_pat
     page = (run_dir(af.data, first) / "report.html").read_text()
     assert "human approval: <b class='pass'>approved</b>" in page and "looks right" in page
 
-    # 2: rejected -> registered and tagged, the champion stays
+    # 1 again: approve cleared and rerun (no Spark job): the candidate is the champion now, so
+    # on_change does not ask and the run ends on its own
+    verdict = run_dir(af.data, first) / "approval.json"
+    af.api("POST", f"/dags/{DAG}/clearTaskInstances", {
+        "dry_run": False, "dag_run_id": first, "task_ids": ["approve"],
+        "include_downstream": True, "only_failed": False, "reset_dag_runs": True,
+    })  # fmt: skip
+
+    def not_asked():
+        got = json.loads(verdict.read_text())
+        return got if got["asked"] is False and af.finished(first) else None
+
+    again = af.wait("run 1's rerun of approve to end without asking", not_asked, ANSWER_TIMEOUT)
+    assert f"identical to version {champion['version']}" in again["summary"], again
+    assert registry.champion(s)["version"] == champion["version"]
+
+    # 2: always, rejected -> registered and tagged, the champion stays
     second = af.trigger(_conf(lite0, seed=7))
     af.wait("run 2 to wait in Required actions", lambda: af.asked(second), RUN_TIMEOUT)
-    af.api("PATCH", f"/dags/{DAG}/dagRuns/{second}/taskInstances/approve/-1/hitlDetails",
-           {"chosen_options": ["Reject"], "params_input": {"comment": "the kit"}})  # fmt: skip
+    af.answer(second, "Reject", "the kit")
     assert af.wait("run 2 to end", lambda: af.finished(second), RUN_TIMEOUT) == "success"
     assert registry.champion(s)["version"] == champion["version"]
     rejected = registry.versions(s)[-1]
@@ -212,15 +279,18 @@ def test_approve_reject_and_timeout_through_the_rest_api(airflow, lite0, tmp_pat
     m = json.loads((run_dir(af.data, second) / "metrics.json").read_text())
     assert "not promoted: rejected by admin" in m["champion_comparison"]["registry"]
 
-    # 3: no answer in time -> reject
-    third = af.trigger(_conf(lite0, seed=3, approval_timeout_hours=0.005))  # 18 s
+    # 3: no answer in time -> reject (promote is all this needs: not the run's report)
+    third = af.trigger(_conf(lite0, seed=3, approval_timeout_hours=0.003))  # ~11 s
     af.wait("run 3 to ask", lambda: af.asked(third), RUN_TIMEOUT)
-    assert af.wait("run 3 to end", lambda: af.finished(third), RUN_TIMEOUT) == "success"
+    done = ("success", "failed", "upstream_failed")
+    promoted = af.wait("run 3's promote to end", lambda: af.task_state(third, "promote") in done
+                       and af.task_state(third, "promote"), RUN_TIMEOUT)  # fmt: skip
+    assert promoted == "success"
     assert registry.champion(s)["version"] == champion["version"]
     timed_out = registry.versions(s)[-1]
     assert timed_out["version"] not in (champion["version"], rejected["version"])
     assert timed_out["tags"]["approval"] == "timed out" and "approval_by" not in timed_out["tags"]
-    print(f"approval server test: three runs in {time.monotonic() - t0:.0f} s")
+    print(f"approval server test: three runs and a rerun in {time.monotonic() - t0:.0f} s")
 
 
 def _screenshot(af: Airflow, run_id: str, tmp_path: Path) -> None:
@@ -228,7 +298,8 @@ def _screenshot(af: Airflow, run_id: str, tmp_path: Path) -> None:
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
-    url = f"{BASE}/dags/{DAG}/runs/{run_id}/tasks/approve/required_actions"
+    base = af.base
+    url = f"{base}/dags/{DAG}/runs/{run_id}/tasks/approve/required_actions"
     out = Path(os.environ.get("IMGCLF_SCREENSHOT_DIR", tmp_path)) / "approval.png"
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -238,9 +309,9 @@ def _screenshot(af: Airflow, run_id: str, tmp_path: Path) -> None:
         )  # fmt: skip
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{BASE}/", wait_until="networkidle")
+            page.goto(f"{base}/", wait_until="networkidle")
             page.evaluate("t => localStorage.setItem('token', t)", af.token)
-            page.context.add_cookies([{"name": "_token", "value": af.token, "url": BASE}])
+            page.context.add_cookies([{"name": "_token", "value": af.token, "url": base}])
             for attempt in range(3):  # the single-page app may still be redirecting: once more
                 try:
                     page.goto(url, wait_until="networkidle")
