@@ -213,9 +213,15 @@ def _new_env(tmp: Path) -> tuple[Path, dict[str, str]]:
     return path, env
 
 
-def _leftovers() -> list[str]:
+def _volumes() -> set[str]:
+    return set(sh("docker", "volume", "ls", "-q").stdout.split())
+
+
+def _leftovers(volumes_before: set[str] | None = None) -> list[str]:
+    """The project's containers, volumes, networks; with ``volumes_before``, also any volume
+    created since (unnamed ones, such as an image's declared VOLUME, carry no project label)."""
     label = f"label=com.docker.compose.project={PROJECT}"
-    found = []
+    found = [f"volume {v}" for v in sorted(_volumes() - (volumes_before or _volumes()))]
     for kind in ("container", "volume", "network"):
         cmd = ["docker", kind, "ls", "-q", "--filter", label] + (
             ["-a"] if kind == "container" else []
@@ -229,6 +235,7 @@ def stack(engine, tmp_path_factory):
     env_file, env = _new_env(tmp_path_factory.mktemp("stack"))
     s = Stack(engine, env_file, env)
     s.dc("down", "--volumes", "--remove-orphans", check=False)  # from empty volumes
+    volumes_before = _volumes()
     took = s.make("up")
     log(f"make up (build included) took {took:.0f} s")
     size = int(sh("docker", "image", "inspect", "-f", "{{.Size}}", "imgclf:latest").stdout)
@@ -237,7 +244,7 @@ def stack(engine, tmp_path_factory):
     s.dc("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)
     # earlier builds' images, untagged by this one (the build cache stays: reruns are warm)
     sh("docker", "image", "prune", "-f", "--filter", "label=org.opencontainers.image.title=imgclf")
-    left = _leftovers()
+    left = _leftovers(volumes_before)
     assert left == [], f"left behind: {left}"
 
 
