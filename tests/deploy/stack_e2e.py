@@ -355,9 +355,18 @@ def _print_failed_task_logs(stack: Stack, run_id: str, tis: list[dict]) -> None:
             path = f"/dags/{DAG}/dagRuns/{run}/taskInstances/{ti['task_id']}/logs/{attempt}"
             status, answer = http("GET", f"{stack.airflow}/api/v2{path}?full_content=true", None,
                                   {"Authorization": f"Bearer {stack.token()}",
-                                   "Accept": "text/plain"})  # fmt: skip
-            text = answer if isinstance(answer, str) else json.dumps(answer)
-            print(f"--- log of {ti['task_id']} try {attempt} ({status}):\n{text[-6000:]}")
+                                   "Accept": "application/json"})  # fmt: skip
+            events = answer.get("content") if isinstance(answer, dict) else None
+            if isinstance(events, list):  # structured log events: their text and any error
+                lines = [
+                    " ".join(str(e.get(k, "")) for k in ("level", "event", "error_detail"))
+                    if isinstance(e, dict) else str(e)
+                    for e in events
+                ]  # fmt: skip
+                text = "\n".join(line[:2000] for line in lines[-80:])
+            else:
+                text = json.dumps(answer)[-6000:]
+            print(f"--- log of {ti['task_id']} try {attempt} ({status}):\n{text}")
 
 
 def _featurized_images(stack: Stack, run_id: str) -> int:
