@@ -14,9 +14,12 @@
    test images through its own saved pipeline.
 8. **evidence** (`spark-submit spark_tasks/evidence.py`): what the gated model looks at: exact
    class-evidence maps of test images, face boxes, the face-evidence share (never fails a run).
-9. **promote**: registers the model in MLflow and moves the `champion` alias to it unless it is
+9. **approve**: waits for a person's Approve/Reject in *Required actions* when the `approval`
+   Param asks for it (`on_change`, `always`); `auto` never waits. Reject or no answer in time:
+   nothing is promoted.
+10. **promote**: registers the model in MLflow and moves the `champion` alias to it unless it is
    worse than the champion by more than `max_regression`.
-10. **record** (a teardown: runs whatever happened before): the run's history line, its report
+11. **record** (a teardown: runs whatever happened before): the run's history line, its report
     and figures, and the end of its MLflow run.
 
 Runs weekly, and whenever `football_dataset_watch` sees the remote images change (an Asset).
@@ -43,7 +46,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from imgclf import connections, dag_tasks, runs
 from imgclf import params as run_params
 from imgclf.github import DownloadError
-from imgclf.operators import run_job
+from imgclf.operators import RunApproval, run_job
 from imgclf.settings import DATASET_ASSET, Settings
 
 SETTINGS = Settings.from_env()  # environment only: no I/O at parse time
@@ -152,9 +155,11 @@ with DAG(
     branch = choose_branch(checked)
     gated = gate(checked, fetched)
     checked >> fetched >> train >> branch >> [tune, gated]
+    # a person's OK when the `approval` Param asks for one (auto: returns at once, no wait)
+    approve = RunApproval(task_id="approve", settings=SETTINGS, retries=0)
     promoted = promote(checked)
-    tune >> gated >> challenge >> promoted
+    tune >> gated >> challenge >> approve >> promoted
     gated >> evidence
     # last, whatever the outcome; a teardown, so the run's state stays that of the work
-    done = [checked, fetched, train, branch, tune, gated, challenge, promoted, evidence]
+    done = [checked, fetched, train, branch, tune, gated, challenge, approve, promoted, evidence]
     done >> record().as_teardown()

@@ -3,7 +3,9 @@
 
 Trigger by hand with `images_dir`. Writes one CSV row per image (path, predicted class,
 probability); unreadable files are listed with the reason, never fatal. The CSV goes to `out`,
-or to `IMGCLF_HOME/predictions/<run_id>.csv`.
+or to `IMGCLF_HOME/predictions/<run_id>.csv`. The predictions report (counts per class, the least
+confident images, the unreadable files) is `IMGCLF_HOME/predictions/<run_id>.html`, linked as
+"Predictions report" from the `predict` task (plugins/imgclf_links.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from imgclf import dag_tasks
+from imgclf import params as run_params
 from imgclf.operators import spark_job
 from imgclf.settings import Settings, safe_name
 
@@ -25,23 +28,7 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    params={
-        "images_dir": Param(
-            "",
-            type="string",
-            minLength=1,
-            description="Absolute path of a folder of images (any depth).",
-        ),
-        "version": Param(
-            "champion",
-            type="string",
-            pattern=r"^(champion|[1-9][0-9]{0,8})$",
-            description="'champion' (the MLflow registry's alias) or a model version number.",
-        ),
-        "out": Param(
-            "", type="string", description="CSV path; empty: IMGCLF_HOME/predictions/<run_id>.csv"
-        ),
-    },
+    params={name: Param(**spec) for name, spec in run_params.predict_airflow_params().items()},
     tags=["imgclf", "predict"],
     default_args={"owner": "imgclf", "retries": 0, "execution_timeout": SETTINGS.timeout()},
 ) as dag:
@@ -59,10 +46,12 @@ with DAG(
             found = dag_tasks.resolve_version(SETTINGS, params["version"])
         except KeyError as exc:
             raise AirflowFailException(str(exc)) from None
-        out = params["out"] or str(
+        out = (params["out"] or "").strip() or str(
             SETTINGS.home / "predictions" / f"{safe_name(ctx['run_id'])}.csv"
         )
-        return {**found, "out": out}
+        # the report's place follows from the run id alone: the plugin's link finds it there
+        report = SETTINGS.home / "predictions" / f"{safe_name(ctx['run_id'])}.html"
+        return {**found, "out": out, "report": str(report)}
 
     resolved = resolve()
     predict = spark_job(
@@ -74,6 +63,7 @@ with DAG(
             "--model-uri", "{{ ti.xcom_pull(task_ids='resolve')['model_uri'] }}",
             "--version", "{{ ti.xcom_pull(task_ids='resolve')['version'] }}",
             "--out", "{{ ti.xcom_pull(task_ids='resolve')['out'] }}",
+            "--report", "{{ ti.xcom_pull(task_ids='resolve')['report'] }}",
         ],
     )  # fmt: skip
     resolved >> predict

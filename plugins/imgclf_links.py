@@ -1,5 +1,6 @@
 """From the Airflow UI to a run's results in one click: "MLflow run" and "Run report" buttons on
-the ``record`` task of ``football_classifier`` (task instance page, "Extra Links").
+the ``record`` task of ``football_classifier`` (task instance page, "Extra Links"), and
+"Predictions report" on the ``predict`` task of ``football_classifier_predict``.
 
 How Airflow 3.3 shows them: a plugin's ``global_operator_extra_links`` are offered for every task
 and computed by the api-server when the page asks for them
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DAG_ID = "football_classifier"
 TASK_ID = "record"
+PREDICT_DAG_ID, PREDICT_TASK_ID = "football_classifier_predict", "predict"
 URL_PREFIX = "/imgclf"  # where the report app is mounted in the api-server
 
 
@@ -97,6 +99,18 @@ def report_path(dag_id: str, run_id: str) -> str:
     return f"{base}{URL_PREFIX}/report/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
 
 
+def predictions_report_file(run_id: str):
+    """Where ``football_classifier_predict`` writes a run's report (``resolve``'s rule), resolved
+    under ``IMGCLF_HOME/predictions``; ValueError for a run id that is no file name."""
+    from imgclf.settings import safe_name
+
+    folder = (_settings().home / "predictions").resolve()
+    path = (folder / f"{safe_name(run_id)}.html").resolve()
+    if path.parent != folder:
+        raise ValueError(run_id)
+    return path
+
+
 def _settings():
     from imgclf.settings import Settings  # the DAG's own resolution of IMGCLF_HOME and URLs
 
@@ -134,6 +148,24 @@ class RunReportLink(BaseOperatorLink):
             return ""
 
 
+class PredictionsReportLink(BaseOperatorLink):
+    """A ``football_classifier_predict`` run's predictions report, once its ``predict`` wrote it
+    (a Spark job: no XCom; the page's place follows from the run id alone)."""
+
+    name = "Predictions report"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        if (ti_key.dag_id, ti_key.task_id) != (PREDICT_DAG_ID, PREDICT_TASK_ID):
+            return ""
+        try:
+            if not predictions_report_file(ti_key.run_id).is_file():
+                return ""
+            return report_path(ti_key.dag_id, ti_key.run_id)
+        except Exception:
+            log.exception("no %r link for %s", self.name, ti_key)
+            return ""
+
+
 # --- the report, behind Airflow's login -----------------------------------------------------
 # The page is self-contained (inline CSS, data: images, no script): a sandboxed, opaque origin
 # with nothing else allowed, so even a crafted page could not use the viewer's Airflow session.
@@ -160,6 +192,14 @@ def build_report_app():
 
     @app.get("/report/{dag_id}/{run_id:path}", dependencies=[Depends(can_read)])
     def report(dag_id: str, run_id: str) -> FileResponse:
+        if dag_id == PREDICT_DAG_ID:
+            try:
+                path = predictions_report_file(run_id)
+            except ValueError:
+                raise HTTPException(404, "no such run") from None
+            if not path.is_file():
+                raise HTTPException(404, "no report for this run (yet)")
+            return FileResponse(path, media_type="text/html; charset=utf-8", headers=REPORT_HEADERS)
         if dag_id != DAG_ID:
             raise HTTPException(404, "no report for this DAG")
         try:
@@ -189,7 +229,7 @@ class LazyReportApp:
 
 class ImgclfLinksPlugin(AirflowPlugin):
     name = "imgclf_links"
-    global_operator_extra_links = [MlflowRunLink(), RunReportLink()]
+    global_operator_extra_links = [MlflowRunLink(), RunReportLink(), PredictionsReportLink()]
     fastapi_apps = [
         {"name": "imgclf run reports", "app": LazyReportApp(), "url_prefix": URL_PREFIX}
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -128,11 +129,14 @@ def image_keys(images: DataFrame) -> DataFrame:
     return keys
 
 
-def read_images_dir(spark: SparkSession, images_dir: Path) -> DataFrame:
+def read_images_dir(
+    spark: SparkSession, images_dir: Path, also: Sequence[tuple[str, bytes]] = ()
+) -> DataFrame:
     """Every image file below ``images_dir`` (any depth); label = the file's parent folder.
 
     0-byte files are rows too, with empty ``content`` (the featurizer reports them as empty):
-    ``binaryFile`` alone yields no row for them, see ``zero_byte_files``.
+    ``binaryFile`` alone yields no row for them, see ``zero_byte_files``. ``also``: more
+    ``(path, content)`` rows read by the driver (``hidden_images``: files Spark skips).
     """
     images_dir = Path(images_dir).resolve()
     if not images_dir.is_dir():
@@ -141,11 +145,55 @@ def read_images_dir(spark: SparkSession, images_dir: Path) -> DataFrame:
         spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(str(images_dir))
     )
     df = files.select("path", "content")
-    if empty := zero_byte_files(files):
-        df = df.unionByName(
-            spark.createDataFrame([(p, bytearray()) for p in empty], "path string, content binary")
-        )
+    extra = [(p, bytearray()) for p in zero_byte_files(files)]
+    extra += [(p, bytearray(content)) for p, content in also]
+    if extra:
+        df = df.unionByName(spark.createDataFrame(extra, "path string, content binary"))
     return _with_label_and_hash(df.filter(F.col("path").rlike(_IMAGE_RE)))
+
+
+def hidden_images(
+    images_dir: Path, max_bytes: int
+) -> tuple[list[tuple[str, bytes]], list[dict[str, str]]]:
+    """The image files below ``images_dir`` that Spark's listing skips as hidden (a name, or a
+    folder on the way, starting with ``_`` or ``.``: ``imgclf.names``), read here instead.
+
+    Returns ``(read, refused)``: ``(path, content)`` rows spelt as ``binaryFile`` spells them,
+    and ``{"path", "error"}`` for files over ``max_bytes`` (never read into the driver) or
+    unreadable. Symlinked folders are not followed (as a folder listing would not leave it).
+    """
+    from imgclf.names import HIDDEN_PREFIXES
+
+    root = Path(images_dir).resolve()
+    read, refused = [], []
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        rel_hidden = any(
+            part.startswith(HIDDEN_PREFIXES) for part in Path(folder).relative_to(root).parts
+        )
+        for name in sorted(names):
+            path = Path(folder) / name
+            if not (rel_hidden or name.startswith(HIDDEN_PREFIXES)):
+                continue
+            if not re.match(_IMAGE_RE, str(path)) or not path.is_file():
+                continue
+            try:
+                size = path.stat().st_size
+                if size > max_bytes:
+                    refused.append(
+                        {
+                            "path": str(path),
+                            "error": (
+                                f"hidden name (Spark skips it) and {size:,} bytes, over the "
+                                f"{max_bytes:,} a file may have (IMGCLF_MAX_FILE_BYTES): not read"
+                            ),
+                        }
+                    )
+                    continue
+                read.append((f"file:{path}", path.read_bytes()))
+            except OSError as exc:
+                refused.append({"path": str(path), "error": f"cannot read: {exc.strerror}"})
+    return read, refused
 
 
 def zero_byte_files(files: DataFrame) -> list[str]:

@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, required=True, help="FILE.csv")
     p.add_argument("--version", default="", help="registry version, recorded in the summary")
+    p.add_argument("--report", type=Path, default=None, help="FILE.html: the predictions report")
     return p
 
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace, spark=None) -> dict:
 
     started = time.time()
     spark = spark or session.spark_session("imgclf-predict")
-    if "://" in args.model_uri or args.model_uri.startswith("models:/"):
+    if "://" in args.model_uri or args.model_uri.startswith(("models:/", "runs:/")):
         from imgclf.settings import Settings
         from spark_tasks import serving
 
@@ -51,12 +52,16 @@ def run(args: argparse.Namespace, spark=None) -> dict:
     featurizer = model.stages[0]
     if not isinstance(featurizer, DeepImageFeaturizer):
         raise ValueError(f"{args.model_uri} does not start with a DeepImageFeaturizer")
-    images = image_files.read_images_dir(spark, args.images).drop("label")
+    from imgclf.settings import Settings
+
+    # names Spark's listing skips (``_x.jpg``, ``.x.jpg``) are read by the driver, not dropped
+    hidden, refused = image_files.hidden_images(args.images, Settings.from_env().max_file_bytes)
+    images = image_files.read_images_dir(spark, args.images, also=hidden).drop("label")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     staging = args.out.with_name(args.out.name + ".staging")
     try:  # featurize once, then classify the decodable rows and list the others
         result = feature_store.featurize(spark, images, featurizer, staging)
-        n, bad = result.images, result.failed
+        n, bad = result.images + len(refused), [*result.failed, *refused]
         if n == 0:
             raise ValueError(f"no image files under {args.images}")
         good = PipelineModel(stages=model.stages[1:]).transform(result.good)
@@ -78,14 +83,30 @@ def run(args: argparse.Namespace, spark=None) -> dict:
                 label, prob = scored[path]
                 writer.writerow([path, label, f"{prob:.6f}", ""])
     os.replace(tmp, args.out)
+    report = getattr(args, "report", None)
+    if report is not None:
+        write_report(args.out, report, args.version)
     return {
         "images": n,
         "predicted": len(scored),
         "unreadable": bad,
         "version": args.version or None,
         "out": str(args.out.resolve()),
+        "report": str(report.resolve()) if report is not None else None,
         "seconds": round(time.time() - started, 2),
     }
+
+
+def write_report(csv_path: Path, report: Path, version: str) -> None:
+    from imgclf import predictions_report
+
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    title = f"{csv_path.name} (model version {version})" if version else csv_path.name
+    report.parent.mkdir(parents=True, exist_ok=True)
+    tmp = report.with_name(report.name + ".tmp")
+    tmp.write_text(predictions_report.render(rows, title), encoding="utf-8")
+    os.replace(tmp, report)
 
 
 def main(argv: list[str] | None = None) -> int:

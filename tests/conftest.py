@@ -49,12 +49,14 @@ logging.getLogger("py4j").setLevel(logging.WARNING)
 SPARK_FIXTURES = {"spark", "lite0_rows"}
 SHARED_FIXTURES = {"shared", "football", "lite0", "lite0_rows"}
 E2E_MODULES = {"test_dag_e2e.py", "test_dag_standalone.py"}  # whole DAG runs: Spark too
+E2E_FIXTURES = {"first_run"}  # the shared real-image DAG run (tests/dags/conftest.py)
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        used = set(getattr(item, "fixturenames", ()))
-        if item.path.name in E2E_MODULES:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        used = set(getattr(item, "fixturenames", ())) - set(params)  # a parameter is no fixture
+        if item.path.name in E2E_MODULES or used & E2E_FIXTURES:
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.spark)
         if used & SPARK_FIXTURES or item.path.parent.name == "spark":

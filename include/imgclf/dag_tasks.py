@@ -13,7 +13,7 @@ import logging
 import shutil
 from typing import Any
 
-from imgclf import decisions, registry, runs
+from imgclf import approval, decisions, registry, runs
 from imgclf.files import atomic_write_json
 from imgclf.runs import read_json
 from imgclf.settings import Settings
@@ -226,6 +226,10 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
         "max_regression": str(max_regression),
         **test_set_tags(metrics, comparison),
     }
+    # the person's answer (the approval task; none when it did not run: the rules alone)
+    verdict = read_json(run_dir / "approval.json") or approval.not_asked("not asked")
+    tags.update(approval.version_tags(verdict))
+    metrics["approval"] = verdict
     source = (comparison or {}).get("candidate_model_uri")
     if not source:
         raise RuntimeError(f"run {run_id}: the challenge job logged no candidate model")
@@ -238,6 +242,8 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
             f"identical to version {identical} (same dataset, featurizer, params and code): "
             "no new version registered"
         )
+    elif not verdict["approved"]:  # said whatever the rules decided: the person's answer
+        outcome = f"version {registered} registered; not promoted: {verdict['summary']}"
     elif decision.promote:
         assert registered is not None
         version = registry.promote(settings, registered, f"run {run_id}: {decision.reason}")
@@ -263,3 +269,43 @@ def promote(settings: Settings, run_id: str, max_regression: float) -> dict[str,
         "accuracy": metrics["accuracy"],
         "report": str(report),
     }
+
+
+def approval_request(settings: Settings, run_id: str, report_url: str | None) -> dict[str, Any]:
+    """Whether this run waits for a person (the ``approval`` Param and the rules' decision),
+    and what they are shown: ``{"ask", "why", "subject", "body", "timeout_hours"}``. Writes
+    the report as it stands, so the approver can open it."""
+    run_dir = settings.run_dir(run_id)
+    metrics = read_json(run_dir / "metrics.json")
+    if metrics is None or not metrics.get("passed_gate"):
+        raise RuntimeError(f"run {run_id} has no passing metrics.json: nothing to approve")
+    params = metrics.get("params") or {}
+    comparison = read_json(run_dir / "challenge.json")
+    rules = decisions.challenge(metrics["accuracy"], comparison, params["max_regression"])
+    key = registry.candidate_key(metrics, code_version())
+    identical = next(
+        (v["version"] for v in registry.versions(settings)
+         if v["tags"].get("candidate_key") == key),
+        None,
+    )  # fmt: skip
+    ask, why = approval.should_ask(params.get("approval", "auto"), rules.promote, identical)
+    out: dict[str, Any] = {"ask": ask, "why": why}
+    if not ask:
+        return out
+    timeout = float(params.get("approval_timeout_hours", 24.0))
+    runs.write_report(settings, run_id)
+    mlflow_url = (read_json(run_dir / "mlflow.json") or {}).get("url")
+    out.update(
+        subject=f"Promote {metrics['candidate']} model of run {run_id}? "
+        f"(test accuracy {metrics['accuracy']:.4f})",
+        body=approval.body(metrics, comparison, rules.reason, report_url, mlflow_url, timeout),
+        timeout_hours=timeout,
+    )
+    return out
+
+
+def record_approval(settings: Settings, run_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
+    """Pin the approval's outcome for promote and the record (``runs/<run>/approval.json``)."""
+    atomic_write_json(settings.run_dir(run_id) / "approval.json", outcome)
+    log.info("approval: %s", outcome["summary"])
+    return outcome

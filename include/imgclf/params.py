@@ -43,6 +43,7 @@ MODEL, DATA, SPLIT, LR, TUNING, GATES, CHECKS = (
     "Gates and promotion", "Data checks",
 )  # fmt: skip
 CHECK_MODES = ["warn", "fail", "off"]  # imgclf.datachecks.MODES
+APPROVAL_MODES = ["auto", "on_change", "always"]  # imgclf.approval.MODES
 
 PROPERTIES: dict[str, dict[str, Any]] = {
     "model": {
@@ -141,6 +142,19 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "title": "Maximum regression",
         "description": "Promote only if the candidate is not worse than the champion by more "
         "than this (test accuracy, on the same test images).",
+    },
+    "approval": {
+        "type": "string", "enum": APPROVAL_MODES, "default": "auto", "section": GATES,
+        "title": "Human approval",
+        "description": "Who decides the promotion: 'auto' (the rules above), 'on_change' (a "
+        "person approves when the rules would change the champion) or 'always' (a person "
+        "approves every promotion). Reject, or no answer in time, promotes nothing.",
+    },
+    "approval_timeout_hours": {
+        "type": "number", "exclusiveMinimum": 0, "maximum": 720, "default": 24.0,
+        "section": GATES, "title": "Approval timeout (hours)",
+        "description": "How long a run waits for the person's answer; none in time counts as "
+        "reject.",
     },
     "near_duplicate_similarity": {
         "type": "number", "minimum": 0.5, "maximum": 1, "default": 0.92, "section": CHECKS,
@@ -462,3 +476,33 @@ def validate(params: dict[str, Any], *, check_weights: bool = True) -> dict[str,
     if problems:
         raise ValueError("invalid run parameters:\n- " + "\n- ".join(problems))
     return merged
+
+
+# --- football_classifier_predict's form: the same idiom (title, section, description) ------
+PREDICT_INPUT, PREDICT_OUTPUT = "Images to score", "Model and output"
+PREDICT_PROPERTIES: dict[str, dict[str, Any]] = {
+    "images_dir": {
+        "type": "string", "minLength": 1, "default": "", "section": PREDICT_INPUT,
+        "title": "Images folder",
+        "description": "Absolute path of a folder of images on the workers (any depth). "
+        "Files Spark's listing would skip (names starting with '_' or '.') are read too.",
+    },
+    "version": {
+        "type": "string", "pattern": r"^(champion|[1-9][0-9]{0,8})$", "default": "champion",
+        "section": PREDICT_OUTPUT, "title": "Model version",
+        "description": "'champion' (the MLflow registry's alias) or a model version number.",
+    },
+    "out": {
+        # null allowed: the form does not mark it required; empty means the default path
+        "type": ["null", "string"], "default": None, "section": PREDICT_OUTPUT,
+        "title": "Output CSV",
+        "description": "CSV path; empty: IMGCLF_HOME/predictions/<run_id>.csv.",
+    },
+}  # fmt: skip
+
+
+def predict_airflow_params() -> dict[str, dict[str, Any]]:
+    """``Param(**kwargs)`` per parameter of ``football_classifier_predict`` (its form)."""
+    import copy
+
+    return {name: copy.deepcopy(prop) for name, prop in PREDICT_PROPERTIES.items()}

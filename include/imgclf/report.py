@@ -225,3 +225,23 @@ def render(metrics: dict[str, Any], history: list[dict[str, Any]]) -> str:
             evidence=sections.evidence(m.get("evidence"), _png),
         )
     )
+
+
+def render_stopped(
+    run_id: str,
+    params: dict[str, Any],
+    checks: dict[str, Any],
+    failure: dict[str, Any] | None,
+) -> str:
+    """The report of a run that a data check stopped before training: which check, the files
+    it names (the data section), and the parameters; no metrics exist."""
+    return (
+        _environment()
+        .get_template("stopped.html.j2")
+        .render(
+            run_id=run_id,
+            model=params.get("model"),
+            failure=failure or {},
+            data=sections.data(checks, _png),
+        )
+    )

@@ -123,19 +123,25 @@ def record(settings: Settings, run_id: str) -> dict[str, Any]:
     ]
     if metrics is not None:
         from imgclf.files import atomic_write_bytes
+        from imgclf.report import figure_files
 
-        # written after metrics.json by the evidence job; shown, and logged, with it
-        metrics["evidence"] = read_json(run_dir / "evidence.json")
-        from imgclf.report import figure_files, render
-
-        report = run_dir / "report.html"
-        atomic_write_text(report, render(metrics, history(settings)))
+        metrics = _with_late_parts(run_dir, metrics)
+        report = write_report(settings, run_id)
         log.info("report: %s", report)
         out["report"] = str(report)
         artifacts += [(report, None), (run_dir / "metrics.json", None)]
         for name, png in figure_files(metrics).items():
             atomic_write_bytes(run_dir / "figures" / name, png)
             artifacts.append((run_dir / "figures" / name, "figures"))
+    elif (checks := read_json(run_dir / "datachecks.json")) and checks.get("failures"):
+        from imgclf.report import render_stopped
+
+        report = run_dir / "report.html"  # stopped by a data check: no metrics, still a report
+        atomic_write_text(
+            report, render_stopped(run_id, load_params_or_empty(settings, run_id), checks, failure)
+        )
+        out["report"] = str(report)
+        artifacts.append((report, None))
     from imgclf import tracking
 
     url = tracking.finish_run(
@@ -145,6 +151,29 @@ def record(settings: Settings, run_id: str) -> dict[str, Any]:
         out["mlflow_run_url"] = url
         log.info("MLflow run: %s", url)
     return out
+
+
+def _with_late_parts(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json with what later tasks wrote beside it: the evidence job's maps, and the
+    approval's outcome when promote did not get to record it."""
+    metrics["evidence"] = read_json(run_dir / "evidence.json")
+    if "approval" not in metrics:
+        metrics["approval"] = read_json(run_dir / "approval.json")
+    return metrics
+
+
+def write_report(settings: Settings, run_id: str) -> Path:
+    """``runs/<run>/report.html`` from the run's metrics as they stand (the approval task shows
+    it to the approver; the record task writes the final one)."""
+    from imgclf.report import render
+
+    run_dir = settings.run_dir(run_id)
+    metrics = read_json(run_dir / "metrics.json")
+    if metrics is None:
+        raise FileNotFoundError(f"no metrics.json in {run_dir}")
+    report = run_dir / "report.html"
+    atomic_write_text(report, render(_with_late_parts(run_dir, metrics), history(settings)))
+    return report
 
 
 def load_params_or_empty(settings: Settings, run_id: str) -> dict[str, Any]:

@@ -137,6 +137,10 @@ class Settings:
     mlflow_experiment: str = "football_classifier"
     registered_model: str = "football_classifier"
     mlflow_ui_url: str = "http://localhost:5000"
+    # Airflow user ids who may answer an approval (``IMGCLF_APPROVERS``, comma-separated);
+    # empty: any user allowed to act on the DAG's required actions. A setting, not a run
+    # Param, so that whoever triggers a run cannot name themselves its approver.
+    approvers: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -178,6 +182,9 @@ class Settings:
             or cls.mlflow_experiment,
             registered_model=os.environ.get("IMGCLF_REGISTERED_MODEL", "").strip()
             or cls.registered_model,
+            approvers=tuple(
+                u.strip() for u in os.environ.get("IMGCLF_APPROVERS", "").split(",") if u.strip()
+            ),
             mlflow_ui_url=os.environ.get("IMGCLF_MLFLOW_UI_URL", "").strip().rstrip("/")
             or cls.mlflow_ui_url,
         )

@@ -201,6 +201,12 @@ def finish_run(
             # what happened to the registry, in words (a version, the alias, or nothing)
             registry=registry_outcome(metrics),
         )
+        if verdict := metrics.get("approval"):  # the person's answer, or why none was asked
+            tags.update(approval=str(verdict.get("answer")), approval_summary=str(
+                verdict.get("summary"))[:4000])  # fmt: skip
+            for key in ("by", "at", "comment"):
+                if verdict.get(key):
+                    tags[f"approval_{key}"] = str(verdict[key])[:4000]
     checks = (metrics or {}).get("data_checks") or _read(
         settings.run_dir(run_id) / "datachecks.json"
     )

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+
+import pytest
 
 from imgclf import tracking
 from imgclf.settings import Settings, safe_name
+from imgclf.testing.github_stub import GitHubStub
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,3 +58,41 @@ def artifacts(home: Path, run) -> set[str]:
             a.path for a in tracking.client(settings(home)).list_artifacts(run.info.run_id, folder)
         }
     return names
+
+
+# a small grid that still holds the reference run's tuned params
+SMALL_GRID = {"reg_param": [0.05, 0.5], "elastic_net_param": [0.3], "max_iter": [15]}
+
+
+@pytest.fixture(scope="session")
+def remote(football, tmp_path_factory):
+    """The remote repository's folders: a copy of ../shared's images (a test adds one)."""
+    folder = tmp_path_factory.mktemp("remote") / "football"
+    shutil.copytree(football, folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def football_stub(remote):
+    with GitHubStub(remote) as stub:
+        yield stub
+
+
+@pytest.fixture(scope="session")
+def real_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("real-home")
+
+
+@pytest.fixture(scope="session")
+def first_run(airflow_db, football_stub, lite0, real_home):
+    """The tuned real-image DAG run (evidence job included), once per session: ``(state,
+    metrics)``. Tests of different aspects of one run share it (tests/dags/test_dag_e2e.py);
+    a test that writes to ``real_home`` or ``remote`` says what it changes."""
+    mp = pytest.MonkeyPatch()
+    try:
+        yield run_dag(mp, real_home, football_stub.url, {
+            "model": str(lite0), "runtime": "openvino", "target_accuracy": 1.0,
+            "tune_grid": SMALL_GRID, "cv_folds": 2,  # the choice itself: tests/spark
+        })  # fmt: skip
+    finally:
+        mp.undo()

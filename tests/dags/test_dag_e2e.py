@@ -20,44 +20,9 @@ from pathlib import Path
 import pytest
 
 from imgclf import cli, registry
-from imgclf.testing.github_stub import GitHubStub
-from tests.dags.conftest import artifacts, load_dag, mlflow_run, run_dag, run_dir, settings
+from tests.dags.conftest import artifacts, load_dag, mlflow_run, run_dir, settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
-
-# a small grid that still holds the reference run's tuned params
-SMALL_GRID = {"reg_param": [0.05, 0.5], "elastic_net_param": [0.3], "max_iter": [15]}
-
-
-@pytest.fixture(scope="module")
-def remote(football, tmp_path_factory):
-    """The remote repository's folders: a copy of ../shared's images (a test adds one)."""
-    folder = tmp_path_factory.mktemp("remote") / "football"
-    shutil.copytree(football, folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def football_stub(remote):
-    with GitHubStub(remote) as stub:
-        yield stub
-
-
-@pytest.fixture(scope="module")
-def real_home(tmp_path_factory):
-    return tmp_path_factory.mktemp("real-home")
-
-
-@pytest.fixture(scope="module")
-def first_run(airflow_db, football_stub, lite0, real_home):
-    mp = pytest.MonkeyPatch()
-    try:
-        yield run_dag(mp, real_home, football_stub.url, {
-            "model": str(lite0), "runtime": "openvino", "target_accuracy": 1.0,
-            "tune_grid": SMALL_GRID, "cv_folds": 2,  # the choice itself: tests/spark
-        })  # fmt: skip
-    finally:
-        mp.undo()
 
 
 @pytest.mark.shared

@@ -18,7 +18,8 @@ EXPECTED = {
     "choose_branch": {"tune", "gate"},
     "tune": {"gate"},
     "gate": {"challenge", "evidence"},
-    "challenge": {"promote"},
+    "challenge": {"approve"},
+    "approve": {"promote"},  # a person's OK, when `approval` asks (auto: no wait)
     "evidence": set(),
     "promote": set(),
     "record": set(),
@@ -249,6 +250,23 @@ def test_the_watch_and_predict_dags():
 
     with pytest.raises(ParamValidationError):
         predict.params.get_param("version").resolve("latest")
+
+
+def test_the_predict_form_has_titles_sections_and_an_optional_out():
+    from imgclf.params import PREDICT_PROPERTIES
+
+    predict = load_dag("football_classifier_predict")
+    assert set(predict.params) == {"images_dir", "version", "out"} == set(PREDICT_PROPERTIES)
+    for name, prop in PREDICT_PROPERTIES.items():
+        param = predict.params.get_param(name)
+        assert param.schema["title"] == prop["title"] and param.schema["section"]
+        assert param.description
+    assert len({p["section"] for p in PREDICT_PROPERTIES.values()}) >= 2
+    out = predict.params.get_param("out")
+    # the trigger form marks a field required unless its type admits null
+    assert "null" in out.schema["type"]
+    assert out.resolve(None) is None and out.resolve("") == ""  # both: the default CSV path
+    assert predict.params.get_param("images_dir").schema["minLength"] == 1
 
 
 DAG_FILES = [

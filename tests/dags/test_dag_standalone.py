@@ -1,7 +1,12 @@
 """The same DAG on a real Spark standalone cluster: a master and a worker started with pyspark's
 own spark-class scripts on 127.0.0.1, the project code shipped to executors as --py-files, on
 data no classifier can learn: the run fails the gate, and nothing is promoted. The cluster is
-stopped at the end, pass or fail."""
+stopped at the end, pass or fail.
+
+Its files carry every kind of odd name Spark reads (spaces, %, #, commas, =, quotes, a leading
+dash, non-ASCII): the run also proves each of them is trained on (manifest = trained + failed,
+failed empty), which is why this one DAG run carries the name rule's happy path (the refusals
+are in tests/dags/test_dag_names_e2e.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from imgclf.settings import safe_name
 from imgclf.testing.github_stub import GitHubStub
 from imgclf.testing.standalone import StandaloneCluster, get_json
 from tests.dags.conftest import artifacts, mlflow_run, run_dag, run_dir, settings
+from tests.dags.test_dag_names_e2e import ODD
 from tests.fixtures_images import make_tiny_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
@@ -31,7 +37,8 @@ def cluster(tmp_path_factory):
 
 def _indistinguishable(root: Path, per_class: int) -> Path:
     """Two classes of the same pixels (distinct files: only a PNG text chunk differs), so no
-    classifier can beat chance: a run on them must fail the gate."""
+    classifier can beat chance: a run on them must fail the gate. Named with the odd names of
+    ``ODD`` (each once per class), the rest plainly."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
@@ -41,7 +48,9 @@ def _indistinguishable(root: Path, per_class: int) -> Path:
         for i in range(per_class):
             info = PngInfo()
             info.add_text("n", f"{label}{i}")
-            pixels.save(root / label / f"{label}{i}.png", pnginfo=info)
+            names = ODD if label == "red" else ODD[::-1]
+            stem = names[i].rsplit(".", 1)[0] if i < len(names) else f"{label}{i}"
+            pixels.save(root / label / f"{stem}.png", pnginfo=info)
     return root
 
 
@@ -73,6 +82,14 @@ def test_a_run_on_the_cluster_that_fails_the_gate_promotes_nothing(
     assert m["featurized_images"] == 16 and m["tuned"] is None
     assert m["accuracy"] == 0.5 and m["passed_gate"] is False
     assert "fails the gate" in m["gate"]["reason"]
+    # every file with an odd name was downloaded and trained on: none skipped, none failed
+    manifest = json.loads((home / "raw" / "manifest.json").read_text())
+    names = {e["name"] for e in manifest["files"]}
+    assert {n.rsplit(".", 1)[0] + ".png" for n in ODD} <= names and len(manifest["files"]) == 16
+    assert m["failed_images"] == []
+    assert m["n_train"] + m["n_test"] == len(manifest["files"])  # every file, none skipped
+    tested = {p["path"].rsplit("/", 1)[1] for p in m["baseline"]["predictions"]}
+    assert len(tested) == m["n_test"] and tested <= names
     # nothing promoted or even registered; the run is recorded, failed, with its report
     assert registry.versions(settings(home)) == [] and registry.champion(settings(home)) is None
     assert "FAILED" in (run_dir(home, m["run_id"]) / "report.html").read_text()

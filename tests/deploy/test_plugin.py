@@ -62,11 +62,14 @@ def test_the_plugin_registers_two_global_links_and_the_report_app(plugin):
 
     _, module = plugin
     names = sorted(link.name for link in plugins_manager.get_global_operator_extra_links())
-    assert names == ["MLflow run", "Run report"]
+    assert names == ["MLflow run", "Predictions report", "Run report"]
     apps, _ = plugins_manager.get_fastapi_plugins()
     assert [a["url_prefix"] for a in apps] == ["/imgclf"]
     assert isinstance(apps[0]["app"], module.LazyReportApp)
     assert (module.DAG_ID, module.TASK_ID) == ("football_classifier", "record")
+    assert (module.PREDICT_DAG_ID, module.PREDICT_TASK_ID) == (
+        "football_classifier_predict", "predict",
+    )  # fmt: skip
 
 
 def test_the_links_target_a_task_of_the_real_dag():
@@ -183,15 +186,17 @@ def test_links_from_the_record_tasks_return_value(probe_plugin):
     assert _links("record") == {
         "MLflow run": MLFLOW_URL,
         "Run report": "/imgclf/report/imgclf_links_probe/manual__2025-01-01T00%3A00%3A00%2B00%3A00",
+        "Predictions report": None,
     }
     # every task lists the global links; only record gets URLs (the UI hides null ones)
-    assert _links("train") == {"MLflow run": None, "Run report": None}
+    assert _links("train") == {"MLflow run": None, "Run report": None, "Predictions report": None}
 
 
 def test_no_links_before_record_ran_or_without_a_report(probe_plugin):
-    assert _links("record") == {"MLflow run": None, "Run report": None}
+    none = {"MLflow run": None, "Run report": None, "Predictions report": None}
+    assert _links("record") == none
     _set_return_value("record", {"history": "/data/runs/history.jsonl"})  # failed before metrics
-    assert _links("record") == {"MLflow run": None, "Run report": None}
+    assert _links("record") == none
 
 
 def test_a_double_encoded_value_still_works(probe_plugin):
@@ -205,6 +210,30 @@ def test_a_double_encoded_value_still_works(probe_plugin):
             task_id="record", run_id=RUN_ID, session=session,
         )  # fmt: skip
     assert _links("record")["MLflow run"] == MLFLOW_URL
+
+
+def test_the_predictions_link_once_the_report_is_written(plugin, probe_run, monkeypatch):
+    _, module = plugin
+    monkeypatch.setattr(module, "PREDICT_DAG_ID", PROBE_DAG_ID)
+    monkeypatch.setattr(module, "PREDICT_TASK_ID", "train")  # the probe's stand-in for predict
+    page = Settings.from_env().home / "predictions" / f"{safe_name(RUN_ID)}.html"
+    page.unlink(missing_ok=True)
+    assert _links("train")["Predictions report"] is None  # not written (yet)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text("<h1>Predictions</h1>")
+    url = "/imgclf/report/imgclf_links_probe/manual__2025-01-01T00%3A00%3A00%2B00%3A00"
+    try:
+        assert _links("train")["Predictions report"] == url
+        assert _links("record")["Predictions report"] is None  # only on the predict task
+        served = _get(module, url, authorized=True)
+        assert served.status_code == 200 and served.text == "<h1>Predictions</h1>"
+        assert served.headers["content-security-policy"].startswith("sandbox;")
+        assert _get(module, url, authorized=False).status_code == 401
+        for bad in ("..%2Fsecret", "%2E%2E", "manual__never_ran"):
+            assert _get(module, f"/imgclf/report/{PROBE_DAG_ID}/{bad}", authorized=True
+                        ).status_code == 404, bad  # fmt: skip
+    finally:
+        page.unlink()
 
 
 # --- the report app ------------------------------------------------------------------------

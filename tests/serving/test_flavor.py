@@ -17,8 +17,21 @@ pytestmark = [pytest.mark.spark, pytest.mark.shared]
 TOLERANCE = 1e-5
 
 
-def test_served_probabilities_equal_the_pipelines_on_real_and_augmented_images(champion):
+@pytest.fixture(scope="module")
+def champion_tf(spark, tmp_path_factory, football, lite0, seed_mlflow_store):
+    """The same training with the TensorFlow runtime (the DAG's default), in its own registry."""
+    from tests.serving.conftest import train_champion
+
+    tmp = tmp_path_factory.mktemp("champion-tensorflow")
+    return train_champion(spark, tmp, football, lite0, seed_mlflow_store, "tensorflow")
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "tensorflow"])
+def test_served_probabilities_equal_the_pipelines_on_real_and_augmented_images(runtime, request):
     import mlflow.pyfunc
+
+    champion = request.getfixturevalue("champion" if runtime == "openvino" else "champion_tf")
+    assert champion.runtime == runtime
 
     from imgclf import tracking
 

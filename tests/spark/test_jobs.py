@@ -172,6 +172,49 @@ def test_challenge_logs_the_candidate_and_scores_the_champion_on_the_same_images
     assert "not promoted" in registry.version(worse.settings, "2")["tags"]["challenge_decision"]
 
 
+def test_a_rejected_approval_registers_the_version_tagged_and_promotes_nothing(
+    spark, tiny_model, tmp_path, seed_mlflow_store
+):
+    """approval=always: the request (body, report ready), then a person's Reject: promote
+    registers the version with who and why, and no alias moves. (The wait itself, through a
+    real scheduler: tests/dags/test_approval_server.py.)"""
+    from imgclf import approval
+
+    home = seed_mlflow_store(tmp_path / "home")
+    raw = make_images(home / "raw", per_class=8)
+    files = [{"path": f"{p.parent.name}/{p.name}"} for p in sorted(raw.glob("*/*"))]
+    atomic_write_json(raw / "manifest.json", {"files": files, "fingerprint": "f"})
+    ctx = start(home, "a1", tiny_model, approval="always")
+    train.run(ctx, spark)
+    dag_tasks.gate(ctx.settings, "a1", ctx.params, {"fingerprint": "f"})
+    challenge.run(ctx, spark)
+    request = dag_tasks.approval_request(ctx.settings, "a1", "http://127.0.0.1:9/report")
+    assert request["ask"] and request["timeout_hours"] == 24.0
+    assert (
+        "no champion yet" in request["body"]
+        and "[Run report](http://127.0.0.1:9/report)" in (request["body"])
+    )
+    assert (ctx.run_dir / "report.html").is_file()  # the approver can open it now
+    answer = approval.answered(["Reject"], {"id": "bob", "name": "bob"},
+                               "2026-12-05T10:00:00+00:00", "the kit", timed_out=False)  # fmt: skip
+    dag_tasks.record_approval(ctx.settings, "a1", answer)
+    out = dag_tasks.promote(ctx.settings, "a1", 0.0)
+    assert (out["version"], out["registered"]) == (None, "1")
+    assert registry.champion(ctx.settings) is None
+    tags = registry.version(ctx.settings, "1")["tags"]
+    assert (tags["approval"], tags["approval_by"], tags["approval_comment"]) == (
+        "rejected", "bob", "the kit",
+    )  # fmt: skip
+    runs.record(ctx.settings, "a1")
+    page = (ctx.run_dir / "report.html").read_text()
+    assert "human approval: <b class='fail'>rejected</b>" in page and "the kit" in page
+    assert "not promoted: rejected by bob" in page
+    run = tracking.client(ctx.settings).get_run(
+        json.loads((ctx.run_dir / "mlflow.json").read_text())["mlflow_run_id"]
+    )
+    assert run.data.tags["approval"] == "rejected" and run.data.tags["approval_by"] == "bob"
+
+
 def test_every_featurizer_identity_is_a_feature_store_folder(tiny_model, tmp_path):
     """dlib-face+<CNN> once made a '+' identity that the store refused, mid-run."""
     from imgclf.models import model_identity
@@ -198,3 +241,11 @@ def test_a_failing_data_check_stops_the_train_job_before_any_fit(spark, home, ti
     runs.record_failure(ctx.settings, "leaky", "train", RuntimeError("spark-submit exited 1"))
     failure = json.loads((ctx.run_dir / "failure.json").read_text())
     assert failure["error"].startswith("data checks failed: leakage:")
+    # the run's record still writes a report: which check stopped it, and the files it names
+    out = runs.record(ctx.settings, "leaky")
+    page = (ctx.run_dir / "report.html").read_text()
+    assert out["report"] == str(ctx.run_dir / "report.html")
+    assert "STOPPED before training" in page and "leakage:" in page and "(task train)" in page
+    pair = checks["findings"]["leakage"]["examples"][0]
+    assert "/".join(Path(pair["test"]).parts[-2:]) in page
+    assert "/".join(Path(pair["train"]).parts[-2:]) in page
