@@ -47,8 +47,17 @@ NO_REGISTRY_IMAGES = {
     "POSTGRES_IMAGE": "imgclf/postgres:15",
     "REDIS_IMAGE": "imgclf/redis:7",
 }
-# where this machine's TLS-intercepting proxy (if any) is trusted: the image build needs it
-HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def host_ca() -> Path | None:
+    """The CA bundle this machine's pip trusts (a TLS-intercepting proxy's CA, if any, is in it):
+    the image build installs from PyPI through the same proxy (BUILD_CA_BUNDLE, a build secret)."""
+    for candidate in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"),
+                      os.environ.get("REQUESTS_CA_BUNDLE"),
+                      "/etc/ssl/certs/ca-certificates.crt"):  # fmt: skip
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
 
 
 def log(msg: str) -> None:
@@ -205,8 +214,8 @@ def _new_env(tmp: Path) -> tuple[Path, dict[str, str]]:
     env["IMGCLF_MODELS_DIR"] = str(shared / "models")
     env["IMGCLF_FOOTBALL_DIR"] = str(shared / "datasets" / "football")
     env["GITHUB_API_URL"] = "http://github-stub:8000"
-    if HOST_CA.is_file():
-        env["BUILD_CA_BUNDLE"] = str(HOST_CA)
+    if (ca := host_ca()) is not None:
+        env["BUILD_CA_BUNDLE"] = str(ca)
     path = tmp / ".env"
     path.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     path.chmod(0o600)
