@@ -40,7 +40,7 @@ SECRETS = (
     "AIRFLOW_API_SECRET_KEY", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_PIPELINE_PASSWORD",
     "MLFLOW_SECRET_KEY", "SPARK_AUTH_SECRET",
 )  # fmt: skip
-RUN_TIMEOUT = 900  # s: a run from an empty feature store, on 2 cores shared with others
+RUN_TIMEOUT = 1800  # s: a run from an empty feature store, on 2 cores shared with others
 NO_REGISTRY_IMAGES = {
     "AIRFLOW_BASE_IMAGE": "imgclf/airflow-base:3.3.2-python3.11",
     "POSTGRES_IMAGE": "imgclf/postgres:15",
