@@ -20,7 +20,9 @@ WORKDIR /opt/imgclf
 # Dependencies first, in their own layer: a code change rebuilds only the layers below. The
 # project's own pins (constraints.txt) include apache-airflow==3.3.2, the base image's version.
 # A TLS-intercepting proxy's CA (compose: BUILD_CA_BUNDLE) is used for this step only: it is a
-# build secret, never a file of the image.
+# build secret, never a file of the image. In the same layer (or it would still weigh): what
+# nothing here runs, TensorFlow's C++ headers (for building custom ops) and the libraries' own
+# test suites.
 COPY --chown=airflow:0 pyproject.toml constraints.txt ./
 RUN --mount=type=secret,id=build_ca,uid=50000 \
     --mount=type=cache,target=/home/airflow/.cache/pip,uid=50000,gid=0 \
@@ -28,7 +30,15 @@ RUN --mount=type=secret,id=build_ca,uid=50000 \
  && python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
 print("\n".join(p["dependencies"] + p["optional-dependencies"]["cluster"]))' > /tmp/requirements.txt \
  && python -m pip install -q --disable-pip-version-check -c constraints.txt -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
+ && rm /tmp/requirements.txt \
+ && cd "$(python -c 'import importlib.util as u, os; \
+print(os.path.dirname(os.path.dirname(u.find_spec("tensorflow").origin)))')" \
+ && rm -rf tensorflow/include pandas/tests numpy/*/tests numpy/tests scipy/*/tests scipy/*/*/tests \
+      pyarrow/tests matplotlib/tests sklearn/tests sklearn/*/tests
+# the pip cache mount leaves ~/.cache owned by root: matplotlib and others keep their caches there
+USER root
+RUN chown -R airflow:0 /home/airflow/.cache
+USER airflow
 
 COPY --chown=airflow:0 README.md ./
 COPY --chown=airflow:0 include ./include

