@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from imgclf.github import IMAGE_EXTENSIONS
 
+_GLOB_CHAR_RE = re.compile(r"[{}\[\]*?\\]")
 _IMAGE_RE = "(?i).*\\.(" + "|".join(e.lstrip(".") for e in sorted(IMAGE_EXTENSIONS)) + ")$"
 
 
@@ -29,6 +30,16 @@ def _with_label_and_hash(df: DataFrame) -> DataFrame:
         F.sha2("content", 256).alias("sha256"),
         "content",
     )
+
+
+def literal_path(path: str) -> str:
+    """``path`` as a Hadoop glob that matches only itself.
+
+    Spark globs every load path holding one of ``{}[]*?\\``; the names inside a dataset are
+    refused at download (``imgclf.names``), but the folder above them is the user's (a data root
+    or a predict folder such as ``/data/shoot[2]``), and a backslash escapes each character.
+    """
+    return _GLOB_CHAR_RE.sub(r"\\\g<0>", path)
 
 
 def read_images(spark: SparkSession, paths: list[str]) -> DataFrame:
@@ -43,7 +54,7 @@ def read_images(spark: SparkSession, paths: list[str]) -> DataFrame:
     before = spark.conf.get(key) or "32"
     spark.conf.set(key, str(len(paths) + 1))
     try:
-        df = spark.read.format("binaryFile").load(paths)
+        df = spark.read.format("binaryFile").load([literal_path(p) for p in paths])
     finally:
         spark.conf.set(key, before)
     return _with_label_and_hash(df)
@@ -142,7 +153,9 @@ def read_images_dir(
     if not images_dir.is_dir():
         raise FileNotFoundError(f"images folder {images_dir} does not exist")
     files = (
-        spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(str(images_dir))
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .load(literal_path(str(images_dir)))
     )
     df = files.select("path", "content")
     extra = [(p, bytearray()) for p in zero_byte_files(files)]

@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from imgclf.names import GLOB_CHARS, URI_CHARS
 from imgclf.spark_conf import jvm_archive_from_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +58,21 @@ def safe_name(run_id: str) -> str:
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name, "").strip()
     return Path(value).expanduser().resolve() if value else default
+
+
+def _data_root(name: str, default: Path) -> Path:
+    """The data root, refused when Spark would misread it: the jobs hand Spark paths below it
+    (datasets, runs, features), and Spark reads a path holding a glob character as a pattern
+    and one holding ':' as a URI."""
+    root = _env_path(name, default)
+    odd = sorted(set(str(root)) & (GLOB_CHARS | URI_CHARS))
+    if odd:
+        raise ValueError(
+            f"data root {str(root)!r} ({name}, or the default beside the project) contains "
+            f"{' '.join(odd)}, which Spark reads as a pattern or a URI: set {name} to a path "
+            "without them"
+        )
+    return root
 
 
 _N = TypeVar("_N", int, float)
@@ -145,7 +161,7 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
-            home=_env_path("IMGCLF_HOME", PROJECT_ROOT / "var"),
+            home=_data_root("IMGCLF_HOME", PROJECT_ROOT / "var"),
             # Executors must run the project's interpreter, not whatever python3 is on PATH.
             python=os.environ.get("IMGCLF_PYSPARK_PYTHON", "").strip() or sys.executable,
             spark_driver_memory=os.environ.get("IMGCLF_SPARK_DRIVER_MEMORY", "4g"),

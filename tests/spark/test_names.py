@@ -90,16 +90,46 @@ def test_every_accepted_name_is_read_from_a_folder(spark, named):
     assert {r["sha256"] for r in rows} == {SHA256}
 
 
+@pytest.mark.parametrize(
+    ("root", "decoy"),
+    [("shoot [2]", "shoot 2"), ("a{b,c}", "ab"), ("any*?", "anyxy"), ("back\\slash", "backslash")],
+)
+def test_a_folder_above_the_dataset_may_hold_glob_characters(spark, tmp_path, root, decoy):
+    """The names inside a dataset follow the rule; the folders above them are the user's (a data
+    root, a predict folder): both readers take such a folder literally, not as a pattern (which
+    would fail, or read ``decoy``, a folder the pattern matches)."""
+    from spark_tasks.image_files import read_images, read_images_dir
+
+    files = []
+    for folder in (root, decoy):
+        for label in ("messi", "ronaldo"):
+            (tmp_path / folder / label).mkdir(parents=True)
+            (tmp_path / folder / label / "x.jpg").write_bytes(_jpeg())
+            if folder == root:
+                files.append(str(tmp_path / folder / label / "x.jpg"))
+    explicit = read_images(spark, files).select("path", "label", "sha256").collect()
+    assert sorted((r["path"], r["label"]) for r in explicit) == [
+        (files[0], "messi"),
+        (files[1], "ronaldo"),
+    ]
+    assert {r["sha256"] for r in explicit} == {SHA256}
+    listed = read_images_dir(spark, tmp_path / root).select("path").collect()
+    assert sorted(r["path"] for r in listed) == files
+
+
 @pytest.mark.parametrize("name", ["_x.jpg", "[x].jpg", "a:b.jpg"])
 def test_what_the_rule_refuses_spark_would_misread(spark, tmp_path, name):
-    """Why the rule exists: without it the file is skipped, or the read fails."""
-    from spark_tasks.image_files import read_images, read_images_dir
+    """Why the rule exists: a plain Spark reader given the path (a user's notebook on the data;
+    the jobs' readers escape glob characters, ``literal_path``) or a folder listing skips the
+    file, or the read fails."""
+    from spark_tasks.image_files import read_images_dir
 
     (tmp_path / "messi").mkdir()
     (tmp_path / "messi" / "ok.jpg").write_bytes(_jpeg())
     (tmp_path / "messi" / name).write_bytes(_jpeg())
-    try:  # the bytes are read (sha256), as the jobs do
-        explicit = len(read_images(spark, [str(tmp_path / "messi" / name)]).collect())
+    try:  # the bytes are read, as a reader would
+        raw = spark.read.format("binaryFile").load(str(tmp_path / "messi" / name))
+        explicit = len(raw.select("content").collect())
     except Exception:  # PATH_NOT_FOUND, URISyntaxException: misread either way
         explicit = 0
     try:

@@ -25,6 +25,15 @@ def test_defaults_and_env(monkeypatch, tmp_path):
     assert s.manifest_path == tmp_path / "raw" / "manifest.json"
 
 
+@pytest.mark.parametrize("root", ["/data/shoot[2]", "/data/a{b,c}", "/data/x*", "/data/c:d"])
+def test_a_data_root_spark_would_misread_is_refused_naming_it(monkeypatch, root):
+    monkeypatch.setenv("IMGCLF_HOME", root)
+    with pytest.raises(ValueError, match=r"^data root '/data/.*' \(IMGCLF_HOME.* set IMGCLF_HOME"):
+        Settings.from_env()
+    monkeypatch.setenv("IMGCLF_HOME", "/data/shoot 2 #1 %é")
+    assert Settings.from_env().home.name == "shoot 2 #1 %é"
+
+
 def test_bad_env_integer_names_the_variable(monkeypatch):
     monkeypatch.setenv("IMGCLF_DOWNLOAD_WORKERS", "many")
     with pytest.raises(ValueError, match="IMGCLF_DOWNLOAD_WORKERS"):
