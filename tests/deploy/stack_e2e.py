@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "imgclf-deploytest"  # its own containers, networks and volumes, never a user's
 DAG = "football_classifier"
 MODEL = "/models/efficientnet_lite0_imagenet_notop.keras"
-PORTS = {"AIRFLOW_PORT": 18080, "MLFLOW_PORT": 18050, "SPARK_UI_PORT": 18081}
+PORTS = {"AIRFLOW_PORT": 18080, "MLFLOW_PORT": 18050, "SPARK_UI_PORT": 18081, "SERVE_PORT": 18000}
 SECRETS = (
     "POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET",
     "AIRFLOW_API_SECRET_KEY", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_PIPELINE_PASSWORD",
@@ -145,6 +145,7 @@ class Stack:
         self.airflow = f"http://127.0.0.1:{env['AIRFLOW_PORT']}"
         self.mlflow = f"http://127.0.0.1:{env['MLFLOW_PORT']}"
         self.spark = f"http://127.0.0.1:{env['SPARK_UI_PORT']}"
+        self.serve = f"http://127.0.0.1:{env['SERVE_PORT']}"
         self._token: str | None = None
 
     def make(self, target: str, timeout: float = 1500) -> float:
@@ -439,6 +440,25 @@ def _champion(stack: Stack) -> dict:
     return answer["model_version"]
 
 
+def _served(stack: Stack, photo: bytes, version: str, within: float = 300) -> dict:
+    """The serve service's answer for ``photo`` (what ``curl -F image=@photo.jpg`` sends), once
+    it serves ``version``: it follows the champion alias without a restart."""
+    import requests
+
+    deadline, last = time.monotonic() + within, None
+    while time.monotonic() < deadline:
+        try:
+            r = requests.post(f"{stack.serve}/predict", files={"image": ("photo.jpg", photo)},
+                              timeout=60)  # fmt: skip
+            last = f"{r.status_code} {r.text[:300]}"
+            if r.status_code == 200 and str(r.json()["model_version"]) == str(version):
+                return r.json()
+        except requests.RequestException as exc:
+            last = repr(exc)
+        time.sleep(3)
+    pytest.fail(f"the serve service did not answer with v{version} in {within:.0f} s: {last}")
+
+
 def test_a_run_on_the_cluster_survives_a_killed_worker(stack):
     run_id, tis = _trigger_and_wait(stack, kill_during="train")
     assert "killed" in stack.facts, "train ended before a worker could be killed"
@@ -462,6 +482,13 @@ def test_a_run_on_the_cluster_survives_a_killed_worker(stack):
     assert stack.mlflow_get("/", auth=False)[0] == 401
     assert stack.mlflow_get("/")[0] == 200
     assert champion["run_id"] == mlflow_run
+    # the serve service (up before there was a champion) answers with it, without a restart
+    photo = sorted(Path(stack.env["IMGCLF_FOOTBALL_DIR"], "messi").glob("*.jpg"))[0]
+    served = _served(stack, photo.read_bytes(), champion["version"])
+    assert served["class"] in ("messi", "ronaldo") and served["model_run_id"] == mlflow_run
+    assert set(served["probabilities"]) == {"messi", "ronaldo"}, served
+    assert abs(sum(served["probabilities"].values()) - 1) < 1e-6, served
+    log(f"serve: {photo.name} -> {served['class']} by v{served['model_version']}")
     stack.facts.update(run=run_id, workers=workers, champion=champion["version"])
 
 
