@@ -483,7 +483,7 @@ def test_a_run_on_the_cluster_survives_a_killed_worker(stack):
     assert stack.mlflow_get("/")[0] == 200
     assert champion["run_id"] == mlflow_run
     # the serve service (up before there was a champion) answers with it, without a restart
-    photo = sorted(Path(stack.env["IMGCLF_FOOTBALL_DIR"], "messi").glob("*.jpg"))[0]
+    photo = sorted(Path(stack.env["IMGCLF_FOOTBALL_DIR"], "messi").iterdir())[0]
     served = _served(stack, photo.read_bytes(), champion["version"])
     assert served["class"] in ("messi", "ronaldo") and served["model_run_id"] == mlflow_run
     assert set(served["probabilities"]) == {"messi", "ronaldo"}, served
