@@ -18,8 +18,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from imgclf.github import IMAGE_EXTENSIONS
+from imgclf.names import GLOB_CHARS
 
-_GLOB_CHAR_RE = re.compile(r"[{}\[\]*?\\]")
+_GLOB_CHAR_RE = re.compile("[" + re.escape("".join(sorted(GLOB_CHARS))) + "]")
 _IMAGE_RE = "(?i).*\\.(" + "|".join(e.lstrip(".") for e in sorted(IMAGE_EXTENSIONS)) + ")$"
 
 

@@ -49,13 +49,16 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "IMGCLF_GITHUB_BACKOFF": "0", **extra}
 
 
+def _download_cmd(repo: FakeRepo, dest: Path, extra=()) -> list[str]:
+    return [*_imgclf(), "download", "--api-url", repo.server.url, "--repo", repo.repo,
+            "--ref", repo.ref, "--dest", str(dest), *[a for c in CLASSES for a in ("--class", c)],
+            *extra]  # fmt: skip
+
+
 def _download(repo: FakeRepo, dest: Path, *, env=None, timeout=60, preexec=None, extra=()):
-    cmd = [*_imgclf(), "download", "--api-url", repo.server.url, "--repo", repo.repo,
-           "--ref", repo.ref, "--dest", str(dest), *[a for c in CLASSES for a in ("--class", c)],
-           *extra]  # fmt: skip
     return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, check=False,
-        env=_env(**(env or {})), preexec_fn=preexec,
+        _download_cmd(repo, dest, extra), capture_output=True, text=True, timeout=timeout,
+        check=False, env=_env(**(env or {})), preexec_fn=preexec,
     )  # fmt: skip
 
 
@@ -181,9 +184,7 @@ def test_the_second_sync_proceeds_once_the_first_is_done(remote, tmp_path):
     fcntl.flock(held, fcntl.LOCK_EX)
     # released when the second sync says it waits, not after a fixed delay: a slow start
     # (a loaded machine) must not let it find the lock already free
-    cmd = [*_imgclf(), "download", "--api-url", remote.server.url, "--repo", remote.repo,
-           "--ref", remote.ref, "--dest", str(tmp_path / "raw"),
-           *[a for c in CLASSES for a in ("--class", c)]]  # fmt: skip
+    cmd = _download_cmd(remote, tmp_path / "raw")
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env=_env(IMGCLF_SYNC_LOCK_WAIT="30")) as proc:  # fmt: skip
         try:

@@ -30,11 +30,8 @@ from imgclf import registry
 from imgclf.testing.github_stub import GitHubStub
 from tests.dags.conftest import ROOT, run_dir, settings
 
-# one server for the module: under pytest-xdist its tests stay on one worker
-pytestmark = [
-    pytest.mark.e2e, pytest.mark.spark, pytest.mark.shared,
-    pytest.mark.xdist_group("approval_server"),
-]  # fmt: skip
+# one server for the module: under pytest-xdist a module's tests stay on one worker (conftest)
+pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.shared]
 DAG = "football_classifier"
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 420  # s: standalone migrates its database, then starts four processes

@@ -271,16 +271,6 @@ def test_the_serving_service_follows_the_champion_on_the_mlflow_server(compose):
     assert not any(k.startswith(("AIRFLOW", "_SPARK")) for k in env)  # no Spark, no Airflow secrets
 
 
-def _env_keys(node) -> set[str]:
-    """Every variable a service sets (``environment:`` maps, anchors already merged)."""
-    if isinstance(node, dict):
-        found = set(node["environment"]) if isinstance(node.get("environment"), dict) else set()
-        return found.union(*(_env_keys(v) for v in node.values()))
-    if isinstance(node, list):
-        return set().union(*(_env_keys(v) for v in node))
-    return set()
-
-
 def test_every_project_setting_the_stack_sets_is_one_the_code_reads(compose):
     """The stack configures the pipeline through the same variables as ``make run`` (read by
     ``imgclf.settings`` and the modules beside it): one the code no longer reads (renamed,
@@ -290,6 +280,6 @@ def test_every_project_setting_the_stack_sets_is_one_the_code_reads(compose):
         for path in (ROOT / folder).rglob("*.py"):
             read.update(re.findall(r"\"(IMGCLF_[A-Z0-9_]+)\"", path.read_text()))
     dockerfile = re.findall(r"\b(IMGCLF_[A-Z0-9_]+)=", (ROOT / "Dockerfile").read_text())
-    stack = {k for k in _env_keys(compose) if k.startswith("IMGCLF_")} | set(dockerfile)
+    stack = {k for _, k, _ in _env_items(compose) if k.startswith("IMGCLF_")} | set(dockerfile)
     assert {"IMGCLF_HOME", "IMGCLF_SPARK_CONF", "IMGCLF_SPARK_TASKS"} <= stack  # it saw them
     assert stack - read == set()
