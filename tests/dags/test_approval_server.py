@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import pytest
 
 from imgclf import registry
 from imgclf.testing.github_stub import GitHubStub
+from imgclf.testing.standalone import free_port
 from tests.dags.conftest import ROOT, run_dir, settings
 
 # one server for the module: under pytest-xdist a module's tests stay on one worker (conftest)
@@ -39,15 +39,12 @@ RUN_TIMEOUT = 600  # s: a run on 2 cores shared with other work
 ANSWER_TIMEOUT = 90  # s: an answered or timed-out approval resumes in a few scheduler loops
 
 
-def free_port() -> int:
-    """A port nobody listens on now (``IMGCLF_TEST_AIRFLOW_PORT`` to choose one): a fixed
-    default collides with another copy of this test (a second clone, a CI run, xdist), and
-    then the waits below talk to the other copy's server."""
-    if os.environ.get("IMGCLF_TEST_AIRFLOW_PORT"):
-        return int(os.environ["IMGCLF_TEST_AIRFLOW_PORT"])
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def port_for_the_server() -> int:
+    """A free port (``IMGCLF_TEST_AIRFLOW_PORT`` to choose one): a fixed default collides with
+    another copy of this test (a second clone, a CI run, xdist), and then the waits below talk
+    to the other copy's server."""
+    chosen = os.environ.get("IMGCLF_TEST_AIRFLOW_PORT")
+    return int(chosen) if chosen else free_port()
 
 
 def http(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
@@ -157,7 +154,7 @@ def airflow(tmp_path_factory, football, seed_mlflow_store):
     root = tmp_path_factory.mktemp("approval-airflow")
     home, data, log = root / "airflow", seed_mlflow_store(root / "data"), root / "standalone.log"
     home.mkdir()
-    port = free_port()
+    port = port_for_the_server()
     base = f"http://127.0.0.1:{port}"
     with GitHubStub(football) as stub:
         env = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 import requests
 
 from imgclf.settings import Settings
+from imgclf.testing.standalone import free_port
 
 REFRESH = 0.5  # seconds between the server's looks at the alias
 
@@ -111,12 +111,6 @@ def train_champion(
 def champion(spark, tmp_path_factory, football, lite0, seed_mlflow_store) -> Champion:
     tmp = tmp_path_factory.mktemp("champion-openvino")
     return train_champion(spark, tmp, football, lite0, seed_mlflow_store, "openvino")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def vm_hwm_kb(pid: int) -> int:
