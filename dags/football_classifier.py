@@ -13,7 +13,8 @@
 7. **challenge** (`spark-submit spark_tasks/challenge.py`): the current champion scores the same
    test images through its own saved pipeline.
 8. **evidence** (`spark-submit spark_tasks/evidence.py`): what the gated model looks at: exact
-   class-evidence maps of test images, face boxes, the face-evidence share (never fails a run).
+   class-evidence maps of test images, face boxes, the face-evidence share (never fails a run;
+   skipped when the `evidence` Param is off).
 9. **approve**: waits for a person's Approve/Reject in *Required actions* when the `approval`
    Param asks for it (`on_change`, `always`); `auto` never waits. Reject or no answer in time:
    nothing is promoted.
@@ -132,8 +133,6 @@ with DAG(
             raise AirflowFailException(str(exc)) from None  # never retried
 
     challenge = run_job(SETTINGS, "challenge", "challenge.py")
-    # what the gated model looks at (report and MLflow only: never fails the run)
-    evidence = run_job(SETTINGS, "evidence", "evidence.py")
 
     @task(retries=1, retry_delay=timedelta(seconds=10))
     def promote(checked: dict) -> dict:
@@ -154,6 +153,9 @@ with DAG(
     fetched: Any = download(checked)
     branch = choose_branch(checked)
     gated = gate(checked, fetched)
+    # what the gated model looks at (report and MLflow only: never fails the run), unless the
+    # run's `evidence` Param is off
+    evidence = run_job(SETTINGS, "evidence", "evidence.py", enabled=checked["evidence"])
     checked >> fetched >> train >> branch >> [tune, gated]
     # a person's OK when the `approval` Param asks for one (auto: returns at once, no wait)
     approve = RunApproval(task_id="approve", settings=SETTINGS, retries=0)

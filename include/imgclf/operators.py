@@ -7,6 +7,7 @@ environment, and the project's code shipped as ``--py-files`` when ``IMGCLF_PY_F
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +22,23 @@ from imgclf.settings import Settings, spark_tasks_dir
 
 class SparkJobOperator(SparkSubmitOperator):
     """The provider's operator; in local mode (the ``spark_default`` master, resolved when the
-    task runs, as the hook does) the driver's RPC, block manager and UI listen on loopback."""
+    task runs, as the hook does) the driver's RPC, block manager and UI listen on loopback.
+
+    ``enabled`` (templated: a checked run parameter passed as an ``XComArg``) skips the job when
+    false, before anything is submitted: the task shows *skipped*, with the reason logged."""
+
+    template_fields: Sequence[str] = (*SparkSubmitOperator.template_fields, "enabled")
+
+    def __init__(self, *, enabled: Any = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.enabled = enabled
+
+    def execute(self, context: Any) -> Any:
+        if self.enabled is not True:  # a rendered XComArg: the checked boolean itself
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(f"{self.task_id}: off for this run (its run parameter)")
+        return super().execute(context)
 
     def _get_hook(self):
         hook = super()._get_hook()

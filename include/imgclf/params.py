@@ -156,6 +156,12 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "description": "How long a run waits for the person's answer; none in time counts as "
         "reject.",
     },
+    "evidence": {
+        "type": "boolean", "default": True, "section": GATES, "title": "Evidence maps",
+        "description": "Run the evidence job: what the gated model looks at (class-evidence "
+        "maps, face boxes, the face-evidence share) for the report and the person approving. "
+        "Off saves its Spark job; the run's outcome never depends on it.",
+    },
     "near_duplicate_similarity": {
         "type": "number", "minimum": 0.5, "maximum": 1, "default": 0.92, "section": CHECKS,
         "title": "Near-duplicate similarity",

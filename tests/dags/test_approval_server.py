@@ -211,8 +211,9 @@ def airflow(tmp_path_factory, football, seed_mlflow_store):
 
 
 def _conf(lite0: Path, seed: int, approval: str = "always", **extra) -> dict:
+    # evidence off: its Spark job is not what this test is about (tests/dags/test_dag_e2e.py)
     return {"model": str(lite0), "runtime": "openvino", "target_accuracy": 0.0, "seed": seed,
-            "min_accuracy": 0.5, "approval": approval, **extra}  # fmt: skip
+            "min_accuracy": 0.5, "approval": approval, "evidence": False, **extra}  # fmt: skip
 
 
 def test_approval_through_the_rest_api(airflow, lite0, tmp_path):
@@ -242,6 +243,9 @@ def test_approval_through_the_rest_api(airflow, lite0, tmp_path):
     assert champion["tags"]["approval_comment"] == "looks right"
     page = (run_dir(af.data, first) / "report.html").read_text()
     assert "human approval: <b class='pass'>approved</b>" in page and "looks right" in page
+    # `evidence: false`, through the scheduler: skipped, and the report says there is no map
+    assert af.task_state(first, "evidence") == "skipped"
+    assert "its evidence job did not run" in page
 
     # 1 again: approve cleared and rerun (no Spark job): the candidate is the champion now, so
     # on_change does not ask and the run ends on its own

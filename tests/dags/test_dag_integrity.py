@@ -12,7 +12,8 @@ import pytest
 from tests.dags.conftest import ROOT, load_dag
 
 EXPECTED = {
-    "validate_params": {"download", "choose_branch", "gate", "promote"},  # the checked params
+    # the checked params (evidence: its `evidence` flag)
+    "validate_params": {"download", "choose_branch", "gate", "promote", "evidence"},
     "download": {"train", "gate"},
     "train": {"choose_branch"},
     "choose_branch": {"tune", "gate"},
@@ -165,6 +166,9 @@ def test_the_checked_params_flow_to_the_python_tasks_through_xcom(dag):
         assert isinstance(first, XComArg) and first.operator.task_id == "validate_params"
     dataset = dag.get_task("gate").op_args[1]
     assert isinstance(dataset, XComArg) and dataset.operator.task_id == "download"
+    enabled = dag.get_task("evidence").enabled  # the checked `evidence` flag, not the raw one
+    assert isinstance(enabled, XComArg) and enabled.operator.task_id == "validate_params"
+    assert enabled.key == "evidence"
     assert "load_params" not in (ROOT / "dags" / "football_classifier.py").read_text()
 
 
@@ -340,3 +344,22 @@ def test_the_timeouts_are_settings(monkeypatch):
     monkeypatch.setenv("IMGCLF_TASK_TIMEOUT", "-1")
     with pytest.raises(ValueError, match=r"IMGCLF_TASK_TIMEOUT=-1\.0 must be >= 1\.0"):
         Settings.from_env()
+
+
+def test_a_job_switched_off_is_skipped_before_anything_is_submitted(dag, monkeypatch):
+    """`evidence: false`: the task is skipped (shown as such), no spark-submit; on: submitted."""
+    import copy
+
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    submitted = []
+    monkeypatch.setattr(SparkSubmitOperator, "execute", lambda self, ctx: submitted.append(1))
+    job = copy.copy(dag.get_task("evidence"))
+    job.enabled = False  # what the rendered XComArg holds for `evidence: false`
+    with pytest.raises(AirflowSkipException, match="evidence: off for this run"):
+        job.execute({})
+    assert submitted == []
+    job.enabled = True
+    job.execute({})
+    assert submitted == [1]
