@@ -33,7 +33,7 @@ os.environ["IMGCLF_PYSPARK_PYTHON"] = sys.executable
 
 
 def pytest_unconfigure(config):
-    """The session's folder (Airflow home, data root: ~15 MB a run) goes with the session."""
+    """The session's folder (Airflow home, data root: megabytes a run) goes with the session."""
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
@@ -206,7 +206,7 @@ def airflow_db():
 @pytest.fixture(scope="session")
 def seed_mlflow_store(tmp_path_factory):
     """``seed(home)`` gives a new data root an empty, migrated embedded MLflow store: what its
-    first task would create (alembic takes ~2.3 s a store), migrated once per session. The
+    first task would create (alembic takes seconds a store), migrated once per session. The
     real-data DAG run in tests/dags/test_dag_e2e.py creates its own, as a user's first run does."""
     from mlflow import MlflowClient
 

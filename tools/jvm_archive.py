@@ -28,7 +28,7 @@ from imgclf import spark_conf
 from imgclf.settings import PROJECT_ROOT, Settings
 from imgclf.spark_conf import java_executable
 
-EXIT_WAIT_S = 180  # the JVM writes the archive as it exits: ~150 MB, a few seconds
+EXIT_WAIT_S = 180  # the JVM writes the archive as it exits: generous, on a loaded machine
 
 
 def _workload(spark, workdir: Path) -> None:

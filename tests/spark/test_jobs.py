@@ -87,8 +87,8 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
     spark.catalog.clearCache()
     fast = tune.run(ctx, spark)
     # nothing cached is left: the split is read from its file, and the cross-validation's one
-    # cached partition is dropped once it is done (a cache of the whole split held its
-    # features on the heap: 80 MB of the tune job's peak at 6,000 images)
+    # cached partition is dropped once it is done (a cache of the whole split would hold all
+    # its features on the driver's heap for the rest of the job)
     assert spark.sparkContext._jsc.getPersistentRDDs().isEmpty()
     assert fast["featurized_images"] == 0  # the stored features: the CNN does not run
     cv = fast["cv"]
