@@ -157,6 +157,9 @@ bench-serve: install ## the prediction service (TF, OpenVINO) vs the batch job: 
 perf-docs: install ## render docs/performance.md from benchmarks/results/*.json
 	$(BIN)/python -m tools.render_performance
 
+test-cost: install ## each test module's CPU, alone on an idle machine (where make test's time goes)
+	$(BIN)/python -m tools.suite_cost
+
 jvm-archive: install ## rebuild the Spark driver's class-data archive (make install builds it once)
 	$(BIN)/python -m tools.jvm_archive --force
 
