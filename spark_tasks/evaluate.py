@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from imgclf.models import BATCH_SIZE
 from imgclf.params import add_argument
-from spark_tasks.featurizer import BATCH_SIZE
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,9 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from imgclf.models import PREPROCESSINGS
+from imgclf.models import BATCH_SIZE, PREPROCESSING, PREPROCESSINGS
 from imgclf.params import add_argument
-from spark_tasks.featurizer import BATCH_SIZE, PREPROCESSING
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,8 +41,10 @@ from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, Str
 
 from imgclf.models import (
     APPLICATIONS,
+    BATCH_SIZE,
     FACE_MODELS,
     POOLINGS,
+    PREPROCESSING,
     PREPROCESSINGS,
     RESIZE_MODES,
     RUNTIMES,
@@ -399,11 +401,6 @@ def _batch_size(value: int) -> int:
     if value < 1:
         raise ValueError(f"batchSize={value} must be >= 1")
     return value
-
-
-# Featurizer settings that are not run parameters (the model file decides its own scaling).
-PREPROCESSING = "none"
-BATCH_SIZE = 32
 
 
 def make_featurizer(

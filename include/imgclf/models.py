@@ -23,6 +23,11 @@ PREPROCESSINGS = ("none", "tf", "torch", "caffe")
 # (features within 1e-4 of TensorFlow's) or in the CPU's reduced precision (bf16: faster again,
 # features further from TensorFlow's; only when chosen). Speeds: docs/performance.md.
 RUNTIMES = ("tensorflow", "openvino", "openvino-bf16")
+# The featurizer's settings that are not run parameters (the model file decides its own
+# scaling). Here, not in spark_tasks.featurizer, so that the CLI's parsers (imgclf featurize,
+# evaluate) take them as defaults without importing pyspark: every `imgclf` command builds them.
+PREPROCESSING = "none"
+BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)

@@ -208,3 +208,24 @@ def test_summary_says_what_happened_to_the_registry(tmp_path, monkeypatch, capsy
     assert main(["summary"]) == 0
     out = capsys.readouterr().out
     assert f"registry: {same}" in out and "promoted nothing" in out
+
+
+def test_a_download_starts_without_spark_pandas_or_tensorflow(tmp_path):
+    """Every ``imgclf`` command builds all the parsers; ``imgclf featurize`` / ``evaluate``
+    contribute theirs from spark_tasks. Building them must not import what only a Spark job
+    needs: the download, the CLI the attack suite runs in a subprocess per test, would pay
+    for it on every call."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from imgclf.cli import main\n"
+        "code = main(['download', '--dest', sys.argv[1], '--api-url', 'http://127.0.0.1:9'])\n"
+        "heavy = ('pyspark', 'pandas', 'numpy', 'scipy', 'tensorflow', 'keras', 'airflow')\n"
+        "print(code, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    env = {**os.environ, "IMGCLF_HOME": str(tmp_path / "home"), "IMGCLF_GITHUB_BACKOFF": "0"}
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "d")], env=env,
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert out.stdout.strip().splitlines()[-1] == "1 []", out.stdout + out.stderr[-2000:]
