@@ -175,6 +175,9 @@ def airflow(tmp_path_factory, football, seed_mlflow_store):
             # the deadline sweep of waiting approvals (15 s by default): the timeout run is short
             "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            # parsed once: the DAG files do not change during the test, and re-parsing them
+            # every 30 s (the default) spends the cores the runs need
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
             "AIRFLOW_CONN_GITHUB_DEFAULT": json.dumps({"conn_type": "http", "host": stub.url}),
             "IMGCLF_APPROVERS": "admin",
         }
@@ -307,8 +310,10 @@ def _screenshot(af: Airflow, run_id: str, tmp_path: Path) -> None:
         )  # fmt: skip
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/", wait_until="networkidle")
-            page.evaluate("t => localStorage.setItem('token', t)", af.token)
+            # signed in before the first page runs a script: setting the token from the page
+            # itself raced the single-page app's own redirect ("Execution context was
+            # destroyed")
+            page.context.add_init_script(f"localStorage.setItem('token', {json.dumps(af.token)})")
             page.context.add_cookies([{"name": "_token", "value": af.token, "url": base}])
             for attempt in range(3):  # the single-page app may still be redirecting: once more
                 try:
