@@ -76,6 +76,8 @@ def test_a_run_on_the_cluster_that_fails_the_gate_promotes_nothing(
             "model": str(model), "repo": "acme/pics", "ref": "main",
             "classes": {"red": "data/red", "blue": "data/blue"}, "min_images_per_class": 8,
             "test_fraction": 0.25, "min_accuracy": 0.9, "target_accuracy": 0.0,
+            # no fit can learn these: a short one (each iteration is a job on the cluster)
+            "max_iter": 5,
         })  # fmt: skip
     assert state == "failed", m
     # featurized on the cluster's executors, then stopped at the gate: one prediction for all

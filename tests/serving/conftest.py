@@ -40,14 +40,18 @@ class Champion:
 
 
 def spark_predictions(spark, model, files: dict[str, Path]) -> dict[str, tuple[str, list[float]]]:
-    from spark_tasks import classification, image_files
+    from spark_tasks import image_files
+
+    paths = [str(p.resolve()) for p in files.values()]
+    return collected(model.transform(image_files.read_images(spark, paths)), files)
+
+
+def collected(scored, files: dict[str, Path]) -> dict[str, tuple[str, list[float]]]:
+    """``name -> (class, probabilities)`` of a scored DataFrame of ``files``."""
+    from spark_tasks import classification
 
     by_path = {str(p.resolve()): name for name, p in files.items()}
-    rows = (
-        model.transform(image_files.read_images(spark, list(by_path)))
-        .select("path", classification.PREDICTED, "probability")
-        .collect()
-    )
+    rows = scored.select("path", classification.PREDICTED, "probability").collect()
     out = {}
     for r in rows:
         path = r["path"].removeprefix("file:")
@@ -84,15 +88,20 @@ def train_champion(
             if p.name not in {q.name for q in real.values()}
         }
     featurizer = make_featurizer(model_name or str(cnn), "avg", "none", 32, runtime)
-    data = featurizer.transform(image_files.read_images(spark, [str(p) for p in real.values()]))
-    data = data.cache()
+    paths = [str(p.resolve()) for p in real.values()]
+    data = featurizer.transform(image_files.read_images(spark, paths)).cache()
     indexer = classification.fit_label_indexer(data)
     classifier = classification.classifier_pipeline(indexer, LogisticRegression(maxIter=30)).fit(
         data
     )
     model = classification.full_model(featurizer, classifier)
     images = {**real, **augmented}
-    predictions = spark_predictions(spark, model, images)
+    # the pipeline's predictions: its classifier on the features its featurizer just gave the
+    # real images (what PipelineModel.transform computes, without running the CNN or dlib on
+    # them a second time), and the whole PipelineModel on the augmented ones
+    predictions = collected(classifier.transform(data), real)
+    if augmented:
+        predictions |= spark_predictions(spark, model, augmented)
     data.unpersist()
     run_id = f"serving_{runtime}"
     info = tracking.start_run(settings, "football_classifier", run_id, {"runtime": runtime})

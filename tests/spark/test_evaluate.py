@@ -11,6 +11,9 @@ from tests.fixtures_images import make_images
 
 
 def _args(images, model, **kw):
+    # these tests check the splits and the tallies, not the fits: a short one (each iteration
+    # of Spark's LogisticRegression is a Spark job)
+    kw.setdefault("max_iter", 5)
     return evaluate.build_parser().parse_args(
         ["--images", str(images), "--model", model, "--splits", str(kw.pop("splits", 3))]
         + [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]

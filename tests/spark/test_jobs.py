@@ -82,7 +82,8 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
     from spark_tasks import classification
 
     grid_values = {"reg_param": [0.0, 0.5], "elastic_net_param": [0.0, 0.5], "max_iter": [3, 20]}
-    ctx = start(home, "r3", tiny_model, tune_grid=grid_values)
+    # max_iter: the baseline is not what this is about (each iteration of a Spark fit is a job)
+    ctx = start(home, "r3", tiny_model, tune_grid=grid_values, max_iter=5)
     train.run(ctx, spark)
     spark.catalog.clearCache()
     fast = tune.run(ctx, spark)
@@ -184,7 +185,7 @@ def test_a_rejected_approval_registers_the_version_tagged_and_promotes_nothing(
     raw = make_images(home / "raw", per_class=8)
     files = [{"path": f"{p.parent.name}/{p.name}"} for p in sorted(raw.glob("*/*"))]
     atomic_write_json(raw / "manifest.json", {"files": files, "fingerprint": "f"})
-    ctx = start(home, "a1", tiny_model, approval="always")
+    ctx = start(home, "a1", tiny_model, approval="always", max_iter=5)  # the fit is not the point
     train.run(ctx, spark)
     dag_tasks.gate(ctx.settings, "a1", ctx.params, {"fingerprint": "f"})
     challenge.run(ctx, spark)

@@ -8,25 +8,39 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures_images import make_images
+
 pytestmark = pytest.mark.spark
 
 
-def test_a_zero_byte_file_gets_a_row_saying_it_is_empty(spark, tiny_model, images, tmp_path):
+@pytest.fixture(scope="module")
+def model(spark, tiny_model, tmp_path_factory) -> Path:
+    """A saved featurizer + classifier PipelineModel (the tiny CNN on the red/blue images),
+    trained once for the module: what these tests score with is the same model. Saved under
+    an odd name, as a user's model folder may be."""
     from pyspark.ml.classification import LogisticRegression
 
-    from spark_tasks import classification, image_files, predict
+    from spark_tasks import classification, image_files
     from spark_tasks.featurizer import DeepImageFeaturizer
 
+    tmp = tmp_path_factory.mktemp("predict-model")
     f = DeepImageFeaturizer(modelPath=str(tiny_model))
-    data = f.transform(image_files.read_images_dir(spark, images)).cache()
+    data = f.transform(image_files.read_images_dir(spark, make_images(tmp / "images"))).cache()
     classifier = classification.classifier_pipeline(
         classification.fit_label_indexer(data), LogisticRegression(maxIter=20)
     ).fit(data)
-    classification.full_model(f, classifier).write().overwrite().save(str(tmp_path / "model"))
+    path = tmp / "model #1: x"
+    classification.full_model(f, classifier).write().overwrite().save(str(path))
     data.unpersist()
+    return path
+
+
+def test_a_zero_byte_file_gets_a_row_saying_it_is_empty(spark, model, images, tmp_path):
+    from spark_tasks import predict
+
     (images / "red" / "empty.jpg").write_bytes(b"")  # beside 12 real images
     out = tmp_path / "p.csv"
-    args = argparse.Namespace(images=images, model_uri=str(tmp_path / "model"), out=out, version="")
+    args = argparse.Namespace(images=images, model_uri=str(model), out=out, version="")
     summary = predict.run(args, spark=spark)
     rows = {Path(r["path"]).name: r for r in csv.DictReader(out.open())}
     assert len(rows) == 13 and (summary["images"], summary["predicted"]) == (13, 12)
@@ -39,31 +53,21 @@ def test_a_zero_byte_file_gets_a_row_saying_it_is_empty(spark, tiny_model, image
     ]
     assert all(r["predicted_label"] in ("red", "blue") and not r["error"]
                for name, r in rows.items() if name != "empty.jpg")  # fmt: skip
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "model", "p.csv"]  # no staging
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "p.csv"]  # no staging
     (tmp_path / "none" / "red").mkdir(parents=True)
     args.images, args.out = tmp_path / "none", tmp_path / "q.csv"
     with pytest.raises(ValueError, match="no image files under"):
         predict.run(args, spark=spark)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "model", "none", "p.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "none", "p.csv"]
 
 
-def test_names_spark_skips_or_globs_are_still_predicted(spark, tiny_model, images, tmp_path):
+def test_names_spark_skips_or_globs_are_still_predicted(spark, model, images, tmp_path):
     """``_x.jpg``, ``.hidden.jpg`` (Spark's listing skips them) and ``[x].jpg`` (a glob
     character) in a user's folder each get a prediction, none is silently left out."""
     import shutil
 
-    from pyspark.ml.classification import LogisticRegression
+    from spark_tasks import predict
 
-    from spark_tasks import classification, image_files, predict
-    from spark_tasks.featurizer import DeepImageFeaturizer
-
-    f = DeepImageFeaturizer(modelPath=str(tiny_model))
-    data = f.transform(image_files.read_images_dir(spark, images)).cache()
-    classifier = classification.classifier_pipeline(
-        classification.fit_label_indexer(data), LogisticRegression(maxIter=20)
-    ).fit(data)
-    classification.full_model(f, classifier).write().overwrite().save(str(tmp_path / "model"))
-    data.unpersist()
     folder = tmp_path / "mine"
     (folder / "_private").mkdir(parents=True)
     source = sorted((images / "red").iterdir())[0]
@@ -72,7 +76,7 @@ def test_names_spark_skips_or_globs_are_still_predicted(spark, tiny_model, image
     shutil.copy(source, folder / "_private" / "in_hidden_folder.jpg")
     (folder / "_broken.jpg").write_bytes(b"not an image")
     out = tmp_path / "p.csv"
-    args = argparse.Namespace(images=folder, model_uri=str(tmp_path / "model"), out=out, version="")
+    args = argparse.Namespace(images=folder, model_uri=str(model), out=out, version="")
     summary = predict.run(args, spark=spark)
     rows = {Path(r["path"]).relative_to(folder.resolve()).as_posix(): r
             for r in csv.DictReader(out.open())}  # fmt: skip
@@ -98,25 +102,15 @@ def test_a_hidden_file_over_the_byte_limit_is_listed_not_read(tmp_path):
 
 @pytest.mark.parametrize("folder_name", ["photos:2026 #1 %", "été?x=1&y", "a%20b"])
 def test_a_folder_name_with_uri_characters_is_predicted_whole(
-    spark, tiny_model, images, tmp_path, folder_name
+    spark, model, images, tmp_path, folder_name
 ):
     """A user's folder is named as they like: ``:``, spaces, ``#``, ``%``, ``?``, non-ASCII (what
     a URI would read as a scheme, fragment, escape or query) and a name that looks escaped. Every
     image in it, in a subfolder, a 0-byte one and a hidden one among them, gets its row."""
     import shutil
 
-    from pyspark.ml.classification import LogisticRegression
+    from spark_tasks import predict
 
-    from spark_tasks import classification, image_files, predict
-    from spark_tasks.featurizer import DeepImageFeaturizer
-
-    f = DeepImageFeaturizer(modelPath=str(tiny_model))
-    data = f.transform(image_files.read_images_dir(spark, images)).cache()
-    classifier = classification.classifier_pipeline(
-        classification.fit_label_indexer(data), LogisticRegression(maxIter=20)
-    ).fit(data)
-    classification.full_model(f, classifier).write().overwrite().save(str(tmp_path / "model"))
-    data.unpersist()
     folder = tmp_path / folder_name
     shutil.copytree(images, folder / "sub: #2")
     source = sorted((images / "red").iterdir())[0]
@@ -124,7 +118,7 @@ def test_a_folder_name_with_uri_characters_is_predicted_whole(
     shutil.copy(source, folder / "_hidden #.jpg")
     (folder / "empty ?.jpg").write_bytes(b"")
     out = tmp_path / "p.csv"
-    args = argparse.Namespace(images=folder, model_uri=str(tmp_path / "model"), out=out, version="")
+    args = argparse.Namespace(images=folder, model_uri=str(model), out=out, version="")
     summary = predict.run(args, spark=spark)
     rows = {Path(r["path"]).relative_to(folder.resolve()).as_posix(): r
             for r in csv.DictReader(out.open())}  # fmt: skip
@@ -138,7 +132,7 @@ def test_a_folder_name_with_uri_characters_is_predicted_whole(
 
 
 def test_the_spark_submitted_job_predicts_a_folder_named_with_uri_characters(
-    spark, tiny_model, images, tmp_path
+    model, images, tmp_path
 ):
     """The same through ``spark-submit spark_tasks/predict.py``, as ``imgclf predict`` and the
     predict DAG start it (its own JVM, paths as command-line arguments)."""
@@ -146,20 +140,8 @@ def test_the_spark_submitted_job_predicts_a_folder_named_with_uri_characters(
     import shutil
     import subprocess
 
-    from pyspark.ml.classification import LogisticRegression
-
     from imgclf import cli
-    from spark_tasks import classification, image_files
-    from spark_tasks.featurizer import DeepImageFeaturizer
 
-    f = DeepImageFeaturizer(modelPath=str(tiny_model))
-    data = f.transform(image_files.read_images_dir(spark, images)).cache()
-    classifier = classification.classifier_pipeline(
-        classification.fit_label_indexer(data), LogisticRegression(maxIter=20)
-    ).fit(data)
-    model = tmp_path / "model #1: x"
-    classification.full_model(f, classifier).write().overwrite().save(str(model))
-    data.unpersist()
     folder = tmp_path / "photos:2026 #1 %"
     shutil.copytree(images, folder / "sub: é")
     out = tmp_path / "out: #1 %" / "p.csv"
