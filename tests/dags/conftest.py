@@ -90,9 +90,11 @@ def first_run(airflow_db, football_stub, lite0, real_home):
     a test that writes to ``real_home`` or ``remote`` says what it changes."""
     mp = pytest.MonkeyPatch()
     try:
-        yield run_dag(mp, real_home, football_stub.url, {
+        return run_dag(mp, real_home, football_stub.url, {
             "model": str(lite0), "runtime": "openvino", "target_accuracy": 1.0,
             "tune_grid": SMALL_GRID, "cv_folds": 2,  # the choice itself: tests/spark
         })  # fmt: skip
     finally:
+        # at once, not at the session's end: the run's data root and connection must not
+        # stay in the environment of the worker's later tests
         mp.undo()
