@@ -17,7 +17,7 @@ SHARED ?= $(abspath $(CURDIR)/../shared)
 LITE0 := $(SHARED)/models/efficientnet_lite0_imagenet_notop.keras
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-offline airflow mlflow serve test test-fast test-approval test-deploy lint fmt clean up down base-images bench bench-scale bench-serve perf-docs jvm-archive
+.PHONY: help install run run-offline airflow mlflow serve test test-fast test-system test-approval test-deploy lint fmt clean up down base-images bench bench-scale bench-serve perf-docs jvm-archive
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,8 +70,11 @@ airflow: install $(AIRFLOW_HOME)/airflow.db ## Airflow (standalone) on localhost
 # pytest-xdist: one worker a core; tests that share a DAG run, a model or a module's fixtures
 # stay on one worker (tests/conftest.py). `make test XDIST=` runs them in one process.
 XDIST ?= -n auto --dist loadgroup --no-loadscope-reorder
-test: install ## the whole test suite (unit, Spark, DAG integrity, end to end, the approval server)
-	$(BIN)/pytest -q --durations=15 $(XDIST)
+test: install ## the test suite: unit, attack, Spark, DAG integrity, end to end with dag.test(), serving
+	$(BIN)/pytest -q --durations=15 $(XDIST) -m "not system"
+
+test-system: install ## the stack's servers for real: airflow standalone (approval), a Spark standalone cluster
+	$(BIN)/pytest -q --durations=5 $(XDIST) -m system
 
 test-approval: install ## approve / reject / time out a run through a real Airflow server (docs/approval.md)
 	$(BIN)/pytest -q -s tests/dags/test_approval_server.py

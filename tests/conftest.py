@@ -50,6 +50,8 @@ SPARK_FIXTURES = {"spark", "lite0_rows"}
 SHARED_FIXTURES = {"shared", "football", "lite0", "lite0_rows"}
 E2E_MODULES = {"test_dag_e2e.py", "test_dag_standalone.py"}  # whole DAG runs: Spark too
 E2E_FIXTURES = {"first_run"}  # the shared real-image DAG run (tests/dags/conftest.py)
+# a server of the stack started for real, its runs driven from outside: `make test-system`
+SYSTEM_MODULES = {"test_approval_server.py", "test_dag_standalone.py"}
 
 
 # Under pytest-xdist (`make test`: `-n auto --dist loadgroup`) a session fixture is set up once
@@ -113,6 +115,8 @@ def pytest_collection_modifyitems(config, items):
         if item.path.name in E2E_MODULES or used & E2E_FIXTURES:
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.spark)
+        if item.path.name in SYSTEM_MODULES:
+            item.add_marker(pytest.mark.system)
         if used & SPARK_FIXTURES or item.path.parent.name == "spark":
             item.add_marker(pytest.mark.spark)
         if used & SHARED_FIXTURES:

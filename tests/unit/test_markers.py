@@ -30,7 +30,8 @@ class Item:
         ("tests/spark/test_local_lr.py", ("spark", "lite0_rows"), {"spark", "shared"}),
         ("tests/dags/test_dag_integrity.py", ("dag",), set()),
         ("tests/dags/test_dag_e2e.py", ("first_run",), {"e2e", "spark"}),
-        ("tests/dags/test_dag_standalone.py", (), {"e2e", "spark"}),
+        ("tests/dags/test_dag_standalone.py", (), {"e2e", "spark", "system"}),
+        ("tests/dags/test_approval_server.py", ("football",), {"shared", "system"}),
         ("tests/attack/test_hostile_remote.py", ("football",), {"shared"}),
     ],
 )
