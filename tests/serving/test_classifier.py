@@ -21,7 +21,7 @@ def fitted(spark, classes: int, scaler: bool, threshold: float | None = None):
     for i in range(120):
         x = rng.normal(size=6) * [1, 5, 0.1, 2, 1, 30] + [i % classes, 0, 0, 0, 0, 100]
         rows.append((Vectors.dense(x.tolist()), f"c{i % classes}"))
-    df = spark.createDataFrame(rows, ["features", "label"])
+    df = spark.createDataFrame(rows, ["features", "label"]).coalesce(1)  # one-task L-BFGS steps
     indexer = StringIndexer(
         inputCol="label", outputCol="label_index", stringOrderType="alphabetAsc"
     ).fit(df)

@@ -51,7 +51,9 @@ def frames(spark):
                 ],
                 ["features", "label"],
             )
-            made[rows, width] = (features, labels, df.cache())
+            # one partition, as the tune job's cross-validation has it (tune.cv_data): each
+            # L-BFGS step a one-task Spark job
+            made[rows, width] = (features, labels, df.coalesce(1).cache())
     return made
 
 
@@ -102,7 +104,7 @@ def test_every_default_grid_point_replays_sparks_fit_on_the_real_features(spark,
     df = spark.createDataFrame(
         [(Vectors.dense(f.tolist()), float(y)) for f, y in zip(features, labels, strict=True)],
         ["features", "label"],
-    ).cache()
+    ).coalesce(1).cache()  # as tune.cv_data gives the split to the fits
     tune_grid = default["tune_grid"]
     grid = [
         {"regParam": float(r), "elasticNetParam": float(e), "maxIter": int(m)}
