@@ -101,10 +101,14 @@ def test_every_default_grid_point_replays_sparks_fit_on_the_real_features(spark,
     features = np.stack([r["features"].toArray() for r in rows])
     labels = np.array([float(labels_seen.index(r["label"])) for r in rows])
     assert features.shape == (36, 1280) and labels.sum() == 18
-    df = spark.createDataFrame(
-        [(Vectors.dense(f.tolist()), float(y)) for f, y in zip(features, labels, strict=True)],
-        ["features", "label"],
-    ).coalesce(1).cache()  # as tune.cv_data gives the split to the fits
+    df = (
+        spark.createDataFrame(
+            [(Vectors.dense(f.tolist()), float(y)) for f, y in zip(features, labels, strict=True)],
+            ["features", "label"],
+        )
+        .coalesce(1)
+        .cache()
+    )  # as tune.cv_data gives the split to the fits
     tune_grid = default["tune_grid"]
     grid = [
         {"regParam": float(r), "elasticNetParam": float(e), "maxIter": int(m)}
