@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -114,16 +115,20 @@ def test_the_report_shows_where_the_model_looks_in_a_real_browser(first_run, rea
 def test_predict_dag_scores_every_image_with_the_champion_in_a_fresh_process(
     first_run, monkeypatch, football, real_home, tmp_path, capsys
 ):
-    folder = tmp_path / "to_score"
+    # a user's folders are named as they like: what a URI would read as a scheme, a fragment, an
+    # escape (spark-submit gets them as arguments; in-session: tests/spark/test_predict.py)
+    folder = tmp_path / "photos:2026 #1 %"
     shutil.copytree(football, folder)
     (folder / "messi" / "broken.jpg").write_bytes(b"not an image")
     monkeypatch.setenv("IMGCLF_HOME", str(real_home))
-    out = tmp_path / "p.csv"
+    out = tmp_path / "out: é #1 %" / "p.csv"
     dr = load_dag("football_classifier_predict").test(
         run_conf={"images_dir": str(folder), "out": str(out)}  # the champion: no version given
     )
     assert str(dr.state) == "success"
+    assert os.listdir(out.parent) == ["p.csv"]  # written whole, nothing left beside it
     rows = {"/".join(Path(r["path"]).parts[-2:]): r for r in csv.DictReader(out.open())}
+    assert {Path(r["path"]).parent.parent for r in csv.DictReader(out.open())} == {folder}
     assert len(rows) == 61
     assert rows["messi/broken.jpg"]["error"] and not rows["messi/broken.jpg"]["predicted_label"]
     # models:/football_classifier@champion reproduces, in a new process, its training-time

@@ -131,35 +131,6 @@ def test_a_folder_name_with_uri_characters_is_predicted_whole(
     assert (summary["images"], summary["predicted"]) == (len(want), len(want) - 1)
 
 
-def test_the_spark_submitted_job_predicts_a_folder_named_with_uri_characters(
-    model, images, tmp_path
-):
-    """The same through ``spark-submit spark_tasks/predict.py``, as ``imgclf predict`` and the
-    predict DAG start it (its own JVM, paths as command-line arguments)."""
-    import os
-    import shutil
-    import subprocess
-
-    from imgclf import cli
-
-    folder = tmp_path / "photos:2026 #1 %"
-    shutil.copytree(images, folder / "sub: é")
-    out = tmp_path / "out: #1 %" / "p.csv"
-    cmd = [
-        *cli._spark_submit("predict.py", "local[1]"),
-        "--images", str(folder), "--model-uri", str(model), "--out", str(out),
-    ]  # fmt: skip
-    env = {**cli._spark_env("local[1]"), "IMGCLF_HOME": str(tmp_path / "home")}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = list(csv.DictReader(out.open()))
-    want = sorted("sub: é/" + p.relative_to(images).as_posix() for p in images.rglob("*")
-                  if p.is_file())  # fmt: skip
-    assert sorted(Path(r["path"]).relative_to(folder).as_posix() for r in rows) == want
-    assert all(r["predicted_label"] in ("red", "blue") and not r["error"] for r in rows)
-    assert os.listdir(out.parent) == ["p.csv"]
-
-
 def test_read_images_takes_files_in_a_folder_whose_name_has_a_colon(spark, images, tmp_path):
     """``read_images`` (a manifest's exact files) under a data root such as ``/x/photos:2026 #1
     %``: unprefixed, Hadoop reads ``photos:`` as a URI scheme (``URISyntaxException``)."""
