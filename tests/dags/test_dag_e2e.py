@@ -127,8 +127,9 @@ def test_predict_dag_scores_every_image_with_the_champion_in_a_fresh_process(
     )
     assert str(dr.state) == "success"
     assert os.listdir(out.parent) == ["p.csv"]  # written whole, nothing left beside it
-    rows = {"/".join(Path(r["path"]).parts[-2:]): r for r in csv.DictReader(out.open())}
-    assert {Path(r["path"]).parent.parent for r in csv.DictReader(out.open())} == {folder}
+    scored = list(csv.DictReader(out.open()))
+    assert {Path(r["path"]).parent.parent for r in scored} == {folder}
+    rows = {"/".join(Path(r["path"]).parts[-2:]): r for r in scored}
     assert len(rows) == 61
     assert rows["messi/broken.jpg"]["error"] and not rows["messi/broken.jpg"]["predicted_label"]
     # models:/football_classifier@champion reproduces, in a new process, its training-time

@@ -81,10 +81,9 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
 
     from spark_tasks import classification
 
-    # a cut-off fit and a longer one: each iteration of the Spark fits (the fallback's and the
-    # reference's, 2 x 8 x 2 folds) is a Spark job
+    # a cut-off fit and a longer one, both short: each iteration of the fallback's and the
+    # reference's Spark fits is a Spark job; nor is the baseline what this is about
     grid_values = {"reg_param": [0.0, 0.5], "elastic_net_param": [0.0, 0.5], "max_iter": [3, 10]}
-    # max_iter: the baseline is not what this is about (each iteration of a Spark fit is a job)
     ctx = start(home, "r3", tiny_model, tune_grid=grid_values, max_iter=5)
     train.run(ctx, spark)
     spark.catalog.clearCache()
