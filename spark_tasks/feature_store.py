@@ -27,18 +27,23 @@ log = logging.getLogger(__name__)
 # task writes (its Parquet writer holds one row group of them:
 # imgclf.spark_conf.ROW_GROUP_BYTES).
 MAX_ROWS_PER_TASK = 1000
+# One CNN task per this many rows at most: a task on another core starts a Python worker
+# there, which imports its runtime and loads the model (seconds of CPU) before its first image;
+# a few dozen images do not repay that.
+MIN_ROWS_PER_TASK = 32
 
 
 def featurize_partitions(cores: int, n_rows: int) -> int:
     """As few partitions as keep every task within ``MAX_ROWS_PER_TASK`` rows, and a multiple
-    of the cores, so that the last round of tasks does not leave cores idle.
+    of the cores, so that the last round of tasks does not leave cores idle; but no more than
+    one per ``MIN_ROWS_PER_TASK`` rows.
 
     Few, because each task costs a Python worker a pause between its last batch and the next
     task's first (the task's Parquet file closed and committed, the next one's scan opened and
     its command sent), and the JVM a file."""
     cores = max(1, cores)
     rounds = math.ceil(n_rows / (cores * MAX_ROWS_PER_TASK))
-    return max(1, min(cores * max(1, rounds), n_rows))
+    return max(1, min(cores * max(1, rounds), math.ceil(n_rows / MIN_ROWS_PER_TASK)))
 
 
 @dataclass

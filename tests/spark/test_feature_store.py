@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from spark_tasks.feature_store import MAX_ROWS_PER_TASK, featurize_partitions
+from spark_tasks.feature_store import MAX_ROWS_PER_TASK, MIN_ROWS_PER_TASK, featurize_partitions
 
 
 @pytest.mark.parametrize(
@@ -18,16 +18,19 @@ from spark_tasks.feature_store import MAX_ROWS_PER_TASK, featurize_partitions
         (2, 2001, 4),  # one row more: two rounds, not a lone third partition
         (4, 1000, 4),
         (2, 600_000, 600),
+        (2, 24, 1),  # the evidence job's 24 test images: one worker loads the models
+        (8, 100, 4),  # fewer tasks than cores rather than tasks of a dozen images
         (2, 1, 1),  # never more partitions than rows
-        (8, 5, 5),
+        (8, 5, 1),
         (0, 10, 1),  # no cores reported: one
     ],
 )
 def test_featurize_partitions_keep_every_core_busy_to_the_last_round(cores, rows, expected):
     parts = featurize_partitions(cores, rows)
     assert parts == expected
-    assert parts <= rows and (parts % max(1, cores) == 0 or parts == rows)
+    assert parts % max(1, cores) == 0 or parts == math.ceil(rows / MIN_ROWS_PER_TASK)
     assert math.ceil(rows / parts) <= MAX_ROWS_PER_TASK
+    assert parts <= math.ceil(rows / MIN_ROWS_PER_TASK)
 
 
 @pytest.mark.spark
