@@ -60,13 +60,8 @@ def _tally(predictions: list[dict], paths: set[str]) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace, spark=None) -> dict:
-    from pyspark.ml.classification import LogisticRegression
-    from pyspark.sql import functions as F
-
     from imgclf.models import ModelSpec
-    from imgclf.split import seeded_subset
-    from spark_tasks import classification, feature_store, image_files, session
-    from spark_tasks.face import FACE_FOUND
+    from spark_tasks import feature_store, image_files, session
     from spark_tasks.featurizer import make_featurizer
 
     if args.splits < 1:
@@ -86,8 +81,32 @@ def run(args: argparse.Namespace, spark=None) -> dict:
         )
         everything = result.good.collect()  # small: the folds below never run the CNN
     seconds = time.time() - started
-    n, failed = result.images, [f["path"] for f in result.failed]
-    data = spark.createDataFrame(everything, result.good.schema).cache()
+    n = result.images
+    return {
+        "model": args.model,
+        "featurizer": featurizer.identity(),
+        "images": n,
+        "failed": [f["path"] for f in result.failed],
+        **over_splits(spark, everything, result.good.schema, args),
+        "featurize_seconds": round(seconds, 2),
+        "featurize_ms_per_image": round(1000 * seconds / max(1, n), 1),
+    }
+
+
+def over_splits(spark, everything: list, schema, args: argparse.Namespace) -> dict:
+    """The classifier over ``args.splits`` seeded splits of the featurized rows ``everything``
+    (``path, label, sha256, features``; ``schema`` theirs): the accuracies, and for a
+    dlib-face model the no-face tally, with ``args.miss_faces`` of the found faces hidden."""
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.sql import functions as F
+
+    from imgclf.models import ModelSpec
+    from imgclf.split import seeded_subset
+    from spark_tasks import classification
+    from spark_tasks.face import FACE_FOUND
+
+    is_face = ModelSpec.parse(args.model).is_face
+    data = spark.createDataFrame(everything, schema).cache()
     found = {r["path"] for r in everything if is_face and r["features"][FACE_FOUND] == 1.0}
     no_face = sorted(r["path"] for r in everything if is_face and r["path"] not in found)
     rows = []
@@ -114,12 +133,9 @@ def run(args: argparse.Namespace, spark=None) -> dict:
         rows.append({"seed": seed, "n_train": train.count(), "n_test": report["n"],
                      "accuracy": report["accuracy"], "no_face_test": n_faceless,
                      "no_face_correct": ok_faceless})  # fmt: skip
+    data.unpersist()
     accs = [r["accuracy"] for r in rows]
     return {
-        "model": args.model,
-        "featurizer": featurizer.identity(),
-        "images": n,
-        "failed": failed,
         "splits": args.splits,
         "mean": statistics.fmean(accs),
         "std": statistics.pstdev(accs),
@@ -139,8 +155,6 @@ def run(args: argparse.Namespace, spark=None) -> dict:
             if is_face
             else {}
         ),
-        "featurize_seconds": round(seconds, 2),
-        "featurize_ms_per_image": round(1000 * seconds / max(1, n), 1),
     }
 
 

@@ -46,8 +46,8 @@ logging.getLogger("py4j").setLevel(logging.WARNING)
 # it uses, so that `-m "not spark"` and `make test-fast` select what they say: tests/spark/ is
 # the Spark tier; elsewhere a test that uses one of these fixtures gets the marker, and a test
 # that starts Spark some other way (spark-submit in a subprocess) marks itself.
-SPARK_FIXTURES = {"spark", "lite0_rows"}
-SHARED_FIXTURES = {"shared", "football", "lite0", "lite0_rows"}
+SPARK_FIXTURES = {"spark", "lite0_rows", "face_rows"}
+SHARED_FIXTURES = {"shared", "football", "lite0", "lite0_rows", "face_rows"}
 E2E_MODULES = {"test_dag_e2e.py", "test_dag_standalone.py"}  # whole DAG runs: Spark too
 E2E_FIXTURES = {"first_run"}  # the shared real-image DAG run (tests/dags/conftest.py)
 # a server of the stack started for real, its runs driven from outside: `make test-system`
@@ -69,6 +69,10 @@ SHARED_SCOPES = {  # module -> the expensive session fixture its tests share wit
     "tests/serving/test_predictions_report.py": "champion",
     "tests/spark/test_featurizer.py": "lite0_rows",  # the real images' features
     "tests/spark/test_local_lr.py": "lite0_rows",
+    "tests/spark/test_face.py": "face_rows",  # the real images' dlib-face features
+    "tests/spark/test_evaluate.py": "face_rows",
+    "tests/spark/test_jobs.py": "face_rows",
+    "tests/serving/test_flavor_face.py": "face_rows",
 }
 LONGEST_FIRST = ("first_run",)  # started first, so that it ends first
 
@@ -183,6 +187,19 @@ def lite0_rows(spark, lite0, football):
     from spark_tasks.image_files import read_images_dir
 
     featurizer = DeepImageFeaturizer(modelPath=str(lite0), batchSize=16)
+    images = read_images_dir(spark, football)
+    return featurizer.transform(images).select("path", "label", "sha256", "features").collect()
+
+
+@pytest.fixture(scope="session")
+def face_rows(spark, football):
+    """The real 60 images' dlib-face features (``modelName="dlib-face"``: dlib looks for faces
+    at full resolution, the slowest featurizer), once for the session: rows of ``path, label,
+    sha256, features``. tests/spark/test_face.py checks them against dlib called directly."""
+    from spark_tasks.featurizer import DeepImageFeaturizer
+    from spark_tasks.image_files import read_images_dir
+
+    featurizer = DeepImageFeaturizer(modelName="dlib-face")
     images = read_images_dir(spark, football)
     return featurizer.transform(images).select("path", "label", "sha256", "features").collect()
 

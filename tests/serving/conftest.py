@@ -24,6 +24,7 @@ from imgclf.settings import Settings
 from imgclf.testing.standalone import free_port
 
 REFRESH = 0.5  # seconds between the server's looks at the alias
+TOLERANCE = 1e-5  # served probabilities against the Spark pipeline's
 
 
 @dataclass
@@ -61,10 +62,12 @@ def collected(scored, files: dict[str, Path]) -> dict[str, tuple[str, list[float
 
 def train_champion(
     spark, tmp: Path, football: Path, lite0: Path, seed_store, runtime: str,
-    model_name: str | None = None, augment: bool = True,
+    model_name: str | None = None, augment: bool = True, features: list | None = None,
 ):  # fmt: skip
     """``model_name``: a model the featurizer names (``dlib-face``) instead of the Lite0 file's
-    copy; ``augment``: also score 40 held-out augmented images."""
+    copy; ``augment``: also score 40 held-out augmented images; ``features``: the real images'
+    rows (``path, label, sha256, features``) as that featurizer gave them already, so that it
+    does not run on them again."""
     from pyspark.ml.classification import LogisticRegression
 
     from benchmarks.augment import make_dataset
@@ -89,7 +92,11 @@ def train_champion(
         }
     featurizer = make_featurizer(model_name or str(cnn), "avg", "none", 32, runtime)
     paths = [str(p.resolve()) for p in real.values()]
-    data = featurizer.transform(image_files.read_images(spark, paths)).cache()
+    if features is None:
+        data = featurizer.transform(image_files.read_images(spark, paths)).cache()
+    else:
+        data = spark.createDataFrame(features).cache()
+        assert sorted(r["path"] for r in features) == sorted(paths)
     indexer = classification.fit_label_indexer(data)
     classifier = classification.classifier_pipeline(indexer, LogisticRegression(maxIter=30)).fit(
         data

@@ -82,29 +82,30 @@ def test_dlib_face_in_a_saved_pipeline(spark, tmp_path):
     )
 
 
-@pytest.mark.shared
-def test_parity_with_dlib_called_directly_and_detector_use(spark, football):
+def test_parity_with_dlib_called_directly_and_detector_use(face_rows, football):
+    """The session's dlib-face features of the 60 real images (``face_rows``, what the other
+    tests on real faces use) against dlib's own calls: where dlib's first detector (HOG,
+    upsampled once) finds a face, the descriptor of the largest is the features' face block."""
     import dlib
 
-    from spark_tasks.image_files import read_images_dir
-
     files = sorted(football.rglob("*.jp*g"))
-    rows = DeepImageFeaturizer(modelName="dlib-face").transform(read_images_dir(spark, football))
-    got = {r["path"]: r["features"].toArray() for r in rows.select("path", "features").collect()}
-    assert len(got) == 60
+    got = {r["path"]: r["features"].toArray() for r in face_rows}
+    assert len(got) == 60 and set(got) == {str(f) for f in files}
     d = face.model_files()
     hog = dlib.get_frontal_face_detector()
     sp = dlib.shape_predictor(str(d / "shape_predictor_5_face_landmarks.dat"))
     rec = dlib.face_recognition_model_v1(str(d / "dlib_face_recognition_resnet_model_v1.dat"))
     model = face.FaceModel.load()
+    assert face.DETECTORS[0] == "hog1"  # what the model tries first, as called here
     used = {}
     for f in files:
         img = face.decode_rgb(f.read_bytes())
-        _, how = model.detect(img)
+        found = hog(img, 1)
+        how = "hog1" if found else model.detect(img)[1]  # the fallbacks: only where HOG missed
         used[how] = used.get(how, 0) + 1
         if how != "hog1":
             continue
-        rect = max(hog(img, 1), key=lambda r: r.width() * r.height())
+        rect = max(found, key=lambda r: r.width() * r.height())
         direct = np.asarray(rec.compute_face_descriptor(img, sp(img, rect), 1))
         assert np.abs(got[str(f)][:128] - direct).max() < 1e-5
         assert got[str(f)][128] == 1.0

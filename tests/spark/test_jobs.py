@@ -129,10 +129,12 @@ def test_tune_reuses_features_and_chooses_what_crossvalidator_over_the_pipeline_
         assert result["accuracy"] == fast["accuracy"]  # the same refit model on the test split
 
 
-@pytest.mark.shared
-def test_face_identity_features_reach_100_percent_on_the_real_images(spark, football, tmp_path):
+def test_face_identity_features_reach_100_percent_on_the_real_images(spark, football, face_rows,
+                                                                     tmp_path):  # fmt: skip
     """dlib-face on the 60 real images, the default split (seed 12, 24 test images):
-    1.000, and the one image without a detectable face listed (classified right anyway)."""
+    1.000, and the one image without a detectable face listed (classified right anyway). The
+    store holds their features already (``face_rows``, checked against dlib in test_face): the
+    job reads them, as a retrain does."""
     home = tmp_path / "home"
     (home / "raw").mkdir(parents=True)
     files = []
@@ -141,11 +143,13 @@ def test_face_identity_features_reach_100_percent_on_the_real_images(spark, foot
         (home / "raw" / image.parent.name / image.name).symlink_to(image)
         files.append({"path": f"{image.parent.name}/{image.name}"})
     atomic_write_json(home / "raw" / "manifest.json", {"files": files, "fingerprint": "f"})
+    stored = spark.createDataFrame(face_rows).select("sha256", "features")
+    stored.coalesce(1).write.parquet(str(home / "features" / "dlib-face-v1"))
     classes = {"messi": "CH13/football/messi", "ronaldo": "CH13/football/ronaldo"}
     ctx = start(home, "face", "dlib-face", classes=classes, min_images_per_class=30,
                 test_fraction=0.4, cv_folds=3, min_accuracy=0.8)  # fmt: skip
     m = train.run(ctx, spark)
-    assert (m["featurizer"], m["featurized_images"]) == ("dlib-face-v1", 60)
+    assert (m["featurizer"], m["featurized_images"]) == ("dlib-face-v1", 0)
     assert (m["n_train"], m["n_test"]) == (36, 24) and m["accuracy"] == 1.0
     assert [Path(p).name for p in m["no_face_images"]] == ["messi20.jpeg"]
 
