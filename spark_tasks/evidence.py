@@ -68,6 +68,32 @@ def spatial_model(model: str, pooling: str, preprocessing: str):
     return loaded, keras.Model(loaded.model.input, last.input)
 
 
+def _check_on_a_worker(spark, model: str, pooling: str, preprocessing: str):
+    """``(why there is no exact map or None, the network's input size)``: ``spatial_model``
+    on a Python worker of the kind that computes the maps next (``mapInPandas``: the worker
+    kept for it, which then has the network loaded), so that the driver never imports
+    TensorFlow nor loads the model."""
+
+    def check(batches):
+        import pandas as pd
+
+        for _ in batches:
+            pass
+        key = (model, pooling, preprocessing)
+        try:
+            if key not in _CACHE:
+                _CACHE[key] = spatial_model(model, pooling, preprocessing)
+        except NoExactMapError as exc:
+            yield pd.DataFrame({"note": [str(exc)], "size": [""]})
+            return
+        yield pd.DataFrame({"note": [""], "size": [json.dumps(list(_CACHE[key][0].size))]})
+
+    (row,) = (
+        spark.range(1, numPartitions=1).mapInPandas(check, "note string, size string").collect()
+    )
+    return row["note"] or None, json.loads(row["size"]) if row["size"] else None
+
+
 def class_evidence(maps: np.ndarray, n_classes: int) -> np.ndarray:
     """Per-class evidence (h, w, n_classes) from the classifier's maps (h, w, rows of W): a
     binomial model's one row argues for the last class (+) against the first (-); a
@@ -225,11 +251,11 @@ def compute(ctx: JobContext, spark) -> dict[str, Any]:
             out.update(kind="face", note="dlib-face: the features come from the aligned face "
                        "only; shown: dlib's face box and 5 landmarks")  # fmt: skip
     else:
-        try:
-            loaded, _ = spatial_model(model, pooling, featurizer.getPreprocessing())
-            out.update(kind="exact", input_size=list(loaded.size))
-        except NoExactMapError as exc:
-            out.update(kind="none", note=str(exc))
+        note, size = _check_on_a_worker(spark, model, pooling, featurizer.getPreprocessing())
+        if note:
+            out.update(kind="none", note=note)
+        else:
+            out.update(kind="exact", input_size=size)
     chosen = choose(predictions, labels)
     by_path = {p["path"]: p for p in predictions}
     true_label = {p["path"]: p["label"] for p in predictions}
