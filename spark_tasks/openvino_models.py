@@ -6,7 +6,8 @@ elsewhere): faster again, but features off by up to about 0.5, so only when chos
 
 Converting (Keras -> TensorFlow SavedModel -> ``openvino.convert_model``) needs TensorFlow and
 takes seconds, so it happens once per model: the IR is kept in
-``<IMGCLF_HOME>/cache/openvino/<key>/`` (``model.xml``, ``model.bin``, ``meta.json``) and later
+``<cache>/openvino/<key>/`` (``Settings.cache_dir``: ``<IMGCLF_HOME>/cache`` or
+``IMGCLF_CACHE_DIR``; ``model.xml``, ``model.bin``, ``meta.json``) and later
 worker starts only read and compile it, without importing TensorFlow. ``<key>`` is the model's
 feature identity under TensorFlow (a model file's content hash or an application's name, the
 pooling, the preprocessing) and a digest of the OpenVINO, Keras and TensorFlow versions that made
@@ -98,7 +99,7 @@ def preprocessing_mode(fn: Callable[[np.ndarray], np.ndarray]) -> str:
 
 
 def cache_root() -> Path:
-    """``<IMGCLF_HOME>/cache/openvino``."""
+    """``<cache>/openvino`` (``Settings.cache_dir``)."""
     return Settings.from_env().cache_dir / "openvino"
 
 

@@ -202,8 +202,9 @@ def load_pipeline(settings: Any, uri: str) -> Any:
     """The ``PipelineModel`` behind ``uri`` (``models:/``, ``runs:/`` or a local model folder)
     with its featurizer reading the CNN file logged with it, not the path the run read it at.
 
-    The artifacts are kept in ``<data root>/cache/models/<key>/`` (``key``: the resolved model
-    version or URI), downloaded once under a lock, so Spark's executors read the same copy.
+    The artifacts are kept in ``<cache>/models/<key>/`` (``Settings.cache_dir``; ``key``: the
+    resolved model version or URI), downloaded once under a lock, so Spark's executors read the
+    same copy.
     """
     import hashlib
     import os

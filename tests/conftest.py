@@ -26,6 +26,11 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.setdefault("AIRFLOW_CONN_SPARK_DEFAULT", '{"conn_type": "spark", "host": "local[2]"}')
 os.environ["IMGCLF_HOME"] = str(_SESSION_DIR / "home")
+# Derived files (models converted to OpenVINO) are the same whichever data root a test uses:
+# one cache for the session, made by the first process (the xdist controller), inherited by
+# the workers and everything they start. A test of the cache itself gives its own root.
+os.environ.setdefault("IMGCLF_TEST_CACHE", str(_SESSION_DIR / "cache"))
+os.environ["IMGCLF_CACHE_DIR"] = os.environ["IMGCLF_TEST_CACHE"]
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 # spark-submit and the interpreter executors use: this venv's
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"

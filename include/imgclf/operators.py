@@ -67,6 +67,7 @@ def spark_job(
         env_vars={
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "IMGCLF_HOME": str(settings.home),
+            **({"IMGCLF_CACHE_DIR": str(settings.cache_root)} if settings.cache_root else {}),
             # the jobs log models to, and load them from, the same MLflow as the tasks
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
             "MLFLOW_REGISTRY_URI": settings.mlflow_registry_uri,

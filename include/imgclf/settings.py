@@ -55,7 +55,10 @@ def safe_name(run_id: str) -> str:
     return name
 
 
-def _env_path(name: str, default: Path) -> Path:
+_D = TypeVar("_D", Path, None)
+
+
+def _env_path(name: str, default: _D) -> Path | _D:
     value = os.environ.get(name, "").strip()
     return Path(value).expanduser().resolve() if value else default
 
@@ -153,6 +156,9 @@ class Settings:
     mlflow_experiment: str = "football_classifier"
     registered_model: str = "football_classifier"
     mlflow_ui_url: str = "http://localhost:5000"
+    # Derived files (converted models, downloaded model versions), rebuilt when missing:
+    # ``IMGCLF_CACHE_DIR``, else ``<home>/cache``. Data roots that set the same one share it.
+    cache_root: Path | None = None
     # Airflow user ids who may answer an approval (``IMGCLF_APPROVERS``, comma-separated);
     # empty: any user allowed to act on the DAG's required actions. A setting, not a run
     # Param, so that whoever triggers a run cannot name themselves its approver.
@@ -203,6 +209,7 @@ class Settings:
             ),
             mlflow_ui_url=os.environ.get("IMGCLF_MLFLOW_UI_URL", "").strip().rstrip("/")
             or cls.mlflow_ui_url,
+            cache_root=_env_path("IMGCLF_CACHE_DIR", None),
         )
 
     def timeout(self, kind: str = "task") -> timedelta:
@@ -234,8 +241,9 @@ class Settings:
 
     @property
     def cache_dir(self) -> Path:
-        """Derived files, rebuilt when missing: ``openvino/<key>/`` holds converted models."""
-        return self.home / "cache"
+        """Derived files, rebuilt when missing: ``openvino/<key>/`` holds converted models,
+        ``models/<key>/`` downloaded model versions."""
+        return self.cache_root or self.home / "cache"
 
     @property
     def manifest_path(self) -> Path:

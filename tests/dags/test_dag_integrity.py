@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -218,6 +219,9 @@ def test_every_job_submits_with_the_projects_conf_on_any_master(dag, monkeypatch
         assert hook._conf == ({**spark_conf.loopback_conf(), **expected} if local else expected)
         assert (hook._conf.get("spark.driver.bindAddress") == "127.0.0.1") is local
         assert ((hook._env_vars or {}).get("SPARK_LOCAL_IP") == "127.0.0.1") is local
+        # the settings the DAG read: the data root, and the cache these tests set apart
+        assert hook._env_vars["IMGCLF_HOME"] == str(Settings.from_env().home)
+        assert hook._env_vars["IMGCLF_CACHE_DIR"] == os.environ["IMGCLF_CACHE_DIR"]
 
 
 def test_the_form_is_the_schema_with_titles_and_sections(dag):

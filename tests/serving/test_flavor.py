@@ -73,7 +73,7 @@ def test_the_champion_loads_in_a_fresh_process_without_its_cnn_file_a_jvm_or_ten
         print(json.dumps(row))
     """)
     env = {
-        **__import__("os").environ,
+        **{k: v for k, v in __import__("os").environ.items() if k != "IMGCLF_CACHE_DIR"},
         "IMGCLF_HOME": str(tmp_path / "empty-home"),
         "MLFLOW_TRACKING_URI": champion.settings.mlflow_tracking_uri,
         "MLFLOW_REGISTRY_URI": champion.settings.mlflow_registry_uri,

@@ -25,6 +25,17 @@ def test_defaults_and_env(monkeypatch, tmp_path):
     assert s.manifest_path == tmp_path / "raw" / "manifest.json"
 
 
+def test_the_cache_is_under_the_data_root_unless_set_apart(monkeypatch, tmp_path):
+    """Derived files may live apart (``IMGCLF_CACHE_DIR``): data roots that set the same one
+    convert each model once between them."""
+    monkeypatch.setenv("IMGCLF_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("IMGCLF_CACHE_DIR", raising=False)
+    assert Settings.from_env().cache_dir == tmp_path / "home" / "cache"
+    monkeypatch.setenv("IMGCLF_CACHE_DIR", str(tmp_path / "shared" / ".." / "cache"))
+    s = Settings.from_env()
+    assert s.cache_dir == tmp_path / "cache" and s.home == tmp_path / "home"
+
+
 @pytest.mark.parametrize("root", ["/data/shoot[2]", "/data/a{b,c}", "/data/x*", "/data/c:d"])
 def test_a_data_root_spark_would_misread_is_refused_naming_it(monkeypatch, root):
     monkeypatch.setenv("IMGCLF_HOME", root)
