@@ -219,25 +219,53 @@ def images(tmp_path):
     return make_images(tmp_path / "images")
 
 
+def made_once(name: str, make) -> Path:
+    """``name`` in the session's shared folder, made by ``make(path)`` in the first process that
+    asks (the xdist workers share the folder: ``IMGCLF_TEST_CACHE``), under a lock: the others
+    wait for it, then read it."""
+    from imgclf.files import locked
+
+    root = Path(os.environ["IMGCLF_TEST_CACHE"]) / "made-once"
+    path = root / name
+    with locked(root / f".{name}.lock"):
+        if not path.exists():
+            stage = root / f".{name}.stage"
+            stage.unlink(missing_ok=True)
+            make(stage)
+            stage.rename(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def airflow_db():
-    """``airflow db migrate`` once for the session (the embedded SQLite database)."""
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        capture_output=True, text=True, timeout=600, env=os.environ.copy(), check=False,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    """The embedded SQLite database, migrated: ``airflow db migrate`` once for the session,
+    copied into this worker's Airflow home."""
+
+    def migrate(db: Path) -> None:
+        env = {**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{db}"}
+        out = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+            capture_output=True, text=True, timeout=600, env=env, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(made_once("airflow.db", migrate), home / "airflow.db")
 
 
 @pytest.fixture(scope="session")
-def seed_mlflow_store(tmp_path_factory):
+def seed_mlflow_store():
     """``seed(home)`` gives a new data root an empty, migrated embedded MLflow store: what its
     first task would create (alembic takes seconds a store), migrated once per session. The
     real-data DAG run in tests/dags/test_dag_e2e.py creates its own, as a user's first run does."""
-    from mlflow import MlflowClient
 
-    template = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{template}").search_experiments()  # creates and migrates the schema
+    def migrate(db: Path) -> None:
+        from mlflow import MlflowClient
+
+        MlflowClient(f"sqlite:///{db}").search_experiments()  # creates and migrates the schema
+
+    template = made_once("mlflow.db", migrate)
 
     def seed(home: Path) -> Path:
         home.mkdir(parents=True, exist_ok=True)
