@@ -74,6 +74,7 @@ SHARED_SCOPES = {  # module -> the expensive session fixture its tests share wit
     "tests/serving/test_predictions_report.py": "champion",
     "tests/spark/test_featurizer.py": "lite0_rows",  # the real images' features
     "tests/spark/test_local_lr.py": "lite0_rows",
+    "tests/serving/test_flavor_tf.py": "lite0_rows",
     "tests/spark/test_face.py": "face_rows",  # the real images' dlib-face features
     "tests/spark/test_evaluate.py": "face_rows",
     "tests/spark/test_jobs.py": "face_rows",

@@ -123,6 +123,39 @@ def train_champion(
     )  # fmt: skip
 
 
+def served_like_spark(champion: Champion):
+    """The champion's served pyfunc (``models:/...@champion``, the serving flavor) on all its
+    images: each gets the class the Spark pipeline gave it, its probabilities within
+    ``TOLERANCE``, no error. Returns the pyfunc's own model and its rows."""
+    import mlflow.pyfunc
+    import numpy as np
+
+    from imgclf import tracking
+
+    with tracking._fluent(champion.settings):
+        model = mlflow.pyfunc.load_model("models:/football_classifier@champion")
+    names = list(champion.images)
+    content = [champion.images[n].read_bytes() for n in names]
+    rows = model.predict({"content": content}).to_dict("records")
+    worst = 0.0
+    for name, row in zip(names, rows, strict=True):
+        want_class, want = champion.spark[name]
+        assert (row["class"], row["error"]) == (want_class, ""), name
+        got = [row["probabilities"][label] for label in champion.labels]
+        worst = max(worst, float(np.max(np.abs(np.subtract(got, want)))))
+    assert worst <= TOLERANCE, worst
+    return model.get_raw_model(), rows
+
+
+def parity_on_real_and_augmented(champion: Champion, runtime: str) -> None:
+    """``served_like_spark`` on the 60 real images and 40 held-out augmented ones."""
+    assert champion.runtime == runtime
+    names = list(champion.images)
+    assert len(names) == 100 and sum(n.startswith("aug/") for n in names) == 40
+    raw, _ = served_like_spark(champion)
+    assert raw.labels == champion.labels
+
+
 @pytest.fixture(scope="session")
 def champion(spark, tmp_path_factory, football, lite0, seed_mlflow_store) -> Champion:
     tmp = tmp_path_factory.mktemp("champion-openvino")

@@ -12,44 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.serving.conftest import TOLERANCE
+from tests.serving.conftest import TOLERANCE, parity_on_real_and_augmented
 
 pytestmark = [pytest.mark.spark, pytest.mark.shared]
 
 
-@pytest.fixture(scope="module")
-def champion_tf(spark, tmp_path_factory, football, lite0, seed_mlflow_store):
-    """The same training with the TensorFlow runtime (the DAG's default), in its own registry."""
-    from tests.serving.conftest import train_champion
-
-    tmp = tmp_path_factory.mktemp("champion-tensorflow")
-    return train_champion(spark, tmp, football, lite0, seed_mlflow_store, "tensorflow")
-
-
-@pytest.mark.parametrize("runtime", ["openvino", "tensorflow"])
-def test_served_probabilities_equal_the_pipelines_on_real_and_augmented_images(runtime, request):
-    import mlflow.pyfunc
-
-    champion = request.getfixturevalue("champion" if runtime == "openvino" else "champion_tf")
-    assert champion.runtime == runtime
-
-    from imgclf import tracking
-
-    with tracking._fluent(champion.settings):
-        model = mlflow.pyfunc.load_model("models:/football_classifier@champion")
-    raw = model.get_raw_model()
-    names = list(champion.images)
-    out = model.predict({"content": [champion.images[n].read_bytes() for n in names]})
-    assert len(names) == 100 and sum(n.startswith("aug/") for n in names) == 40
-    worst = 0.0
-    for name, row in zip(names, out.to_dict("records"), strict=True):
-        want_class, want = champion.spark[name]
-        got = [row["probabilities"][label] for label in champion.labels]
-        assert row["class"] == want_class, name
-        assert row["error"] == ""
-        worst = max(worst, float(np.max(np.abs(np.subtract(got, want)))))
-    assert worst <= TOLERANCE, worst
-    assert raw.labels == champion.labels
+def test_served_probabilities_equal_the_pipelines_on_real_and_augmented_images(champion):
+    """The OpenVINO runtime (the TensorFlow one: test_flavor_tf.py; dlib: test_flavor_face.py)."""
+    parity_on_real_and_augmented(champion, "openvino")
 
 
 def test_the_champion_loads_in_a_fresh_process_without_its_cnn_file_a_jvm_or_tensorflow(
