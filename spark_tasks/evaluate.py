@@ -87,16 +87,16 @@ def run(args: argparse.Namespace, spark=None) -> dict:
         "featurizer": featurizer.identity(),
         "images": n,
         "failed": [f["path"] for f in result.failed],
-        **over_splits(spark, everything, result.good.schema, args),
+        **over_splits(spark, everything, args, result.good.schema),
         "featurize_seconds": round(seconds, 2),
         "featurize_ms_per_image": round(1000 * seconds / max(1, n), 1),
     }
 
 
-def over_splits(spark, everything: list, schema, args: argparse.Namespace) -> dict:
+def over_splits(spark, everything: list, args: argparse.Namespace, schema=None) -> dict:
     """The classifier over ``args.splits`` seeded splits of the featurized rows ``everything``
-    (``path, label, sha256, features``; ``schema`` theirs): the accuracies, and for a
-    dlib-face model the no-face tally, with ``args.miss_faces`` of the found faces hidden."""
+    (``path, label, sha256, features``; ``schema`` theirs, else inferred): the accuracies, and
+    for a dlib-face model the no-face tally, with ``args.miss_faces`` of the found faces hidden."""
     from pyspark.ml.classification import LogisticRegression
     from pyspark.sql import functions as F
 

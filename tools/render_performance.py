@@ -51,8 +51,8 @@ in a comment and points here.
   cyclic collector otherwise walks TensorFlow's long-lived objects again on every full
   collection, triggered by each batch's Arrow/pandas allocations.
 - **Few CNN partitions, a multiple of the cores** (`feature_store.featurize_partitions`): each
-  task costs a worker a pause between its last batch and the next task's first; and none for
-  fewer than a few dozen images, which do not repay another worker's start (runtime, model).
+  task costs a worker a pause between its last batch and the next task's first; and at most
+  one task per few dozen images, which would not repay another worker's start (runtime, model).
 - **One TensorFlow thread per task CPU** (`keras_models.tf_threads`): an executor runs a Python
   worker per concurrent task; TensorFlow's default of a thread per core in each oversubscribes.
 - **No Parquet dictionary for features** (`spark_conf.job_conf`): floats never repeat, and the

@@ -63,7 +63,7 @@ def test_missed_faces_are_simulated_on_real_faces(spark, football, face_rows):
     """The splits over the real images' dlib-face features (the session's, as ``run`` computes
     them: test_face), half the found faces hidden."""
     args = _args(football, "dlib-face", splits=2, miss_faces=0.5)
-    got = evaluate.over_splits(spark, face_rows, spark.createDataFrame(face_rows).schema, args)
+    got = evaluate.over_splits(spark, face_rows, args)
     assert len(got["no_face_images"]) <= 2  # this dataset: a face in all but one image
     # half the found faces are hidden in each split: far more face-less test images than real
     assert got["no_face_test_images"] >= 12

@@ -143,11 +143,11 @@ def test_face_identity_features_reach_100_percent_on_the_real_images(spark, foot
         (home / "raw" / image.parent.name / image.name).symlink_to(image)
         files.append({"path": f"{image.parent.name}/{image.name}"})
     atomic_write_json(home / "raw" / "manifest.json", {"files": files, "fingerprint": "f"})
-    stored = spark.createDataFrame(face_rows).select("sha256", "features")
-    stored.coalesce(1).write.parquet(str(home / "features" / "dlib-face-v1"))
     classes = {"messi": "CH13/football/messi", "ronaldo": "CH13/football/ronaldo"}
     ctx = start(home, "face", "dlib-face", classes=classes, min_images_per_class=30,
                 test_fraction=0.4, cv_folds=3, min_accuracy=0.8)  # fmt: skip
+    stored = spark.createDataFrame(face_rows).select("sha256", "features")
+    stored.coalesce(1).write.parquet(str(ctx.settings.features_dir / "dlib-face-v1"))
     m = train.run(ctx, spark)
     assert (m["featurizer"], m["featurized_images"]) == ("dlib-face-v1", 0)
     assert (m["n_train"], m["n_test"]) == (36, 24) and m["accuracy"] == 1.0
